@@ -1,0 +1,64 @@
+"""Classifier-free guidance (Ho & Salimans 2021) as released for latent DiffiT (SPEC.md section 2).
+
+The guided model is a wrapper, `model.forward_with_cfg(x, t, y, cfg_scale)` in DiT's layout: it
+takes the doubled batch [x; x] with labels [y; null], and returns the guided output for both
+halves. The samplers stay agnostic of guidance; `guided_ddpm_sample` is the one place that builds
+the doubled batch and drops the unconditional half.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from diffit.ddpm import ddpm_sampler
+
+NULL_CLASS = 1000  # Class index reserved for the unconditional branch (table row 1001).
+
+
+def cfg_scale_at(t: torch.Tensor | float, scale: float, ramp: bool = True, power: float = 4) -> torch.Tensor | float:
+    """Guidance scale at original timestep t in [0, 999].
+
+    ramp=True: the release's power-cosine ramp at 256, s_t = 1 + (s - 1) (1 - cos(pi (1 - t/1000)^power)) / 2,
+    which is 1 near t = 1000 (pure noise) and reaches s at t = 0. ramp=False: the constant s (the 512 preset).
+    """
+    if not ramp:
+        return scale
+    if isinstance(t, torch.Tensor):
+        return 1 + (scale - 1) * (1 - torch.cos(math.pi * (1 - t / 1000) ** power)) / 2
+    return 1 + (scale - 1) * (1 - math.cos(math.pi * (1 - t / 1000) ** power)) / 2
+
+
+def _duplicated(randn_like: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    # Per-step noise for [x; x] is [n; n] with n drawn for the real half only, so a per-sample
+    # generator sees one draw per step whatever the guidance, and the two halves stay equal.
+    def draw(x: torch.Tensor) -> torch.Tensor:
+        n = randn_like(x[: x.shape[0] // 2])
+        return torch.cat([n, n])
+    return draw
+
+
+def guided_ddpm_sample(
+    model: torch.nn.Module,              # Latent model with forward(x, t, y) and forward_with_cfg(x, t, y, cfg_scale).
+    noise: torch.Tensor,                 # x_T for the real samples, NCHW.
+    labels: torch.Tensor,                # Class labels, int64 [N].
+    cfg_scale: float,                    # Guidance scale s; 1 means no guidance (no doubled batch).
+    num_steps: int = 250,
+    randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like,
+    null_class: int = NULL_CLASS,
+    sampler: Callable[..., torch.Tensor] = ddpm_sampler,  # ddpm_sampler or ddim_sampler.
+    model_kwargs: dict | None = None,    # Further arguments for forward_with_cfg (e.g. ramp settings).
+    **sampler_kwargs,                    # clip_denoised, progress, eta (DDIM) ...
+) -> torch.Tensor:
+    """Sample with classifier-free guidance: doubles the batch, runs `sampler`, keeps the first half."""
+    if cfg_scale == 1:
+        # No guidance: the plain conditional model, as DiT's sample.py does.
+        kwargs = {"y": labels, **(model_kwargs or {})}
+        return sampler(model, noise, num_steps=num_steps, model_kwargs=kwargs, randn_like=randn_like, **sampler_kwargs)
+    z = torch.cat([noise, noise])
+    y = torch.cat([labels, torch.full_like(labels, null_class)])
+    kwargs = {"y": y, "cfg_scale": cfg_scale, **(model_kwargs or {})}
+    out = sampler(model.forward_with_cfg, z, num_steps=num_steps, model_kwargs=kwargs, randn_like=_duplicated(randn_like), **sampler_kwargs)
+    return out[: noise.shape[0]]

@@ -1,0 +1,153 @@
+"""The download cache: where assets live, resumable verified downloads, atomic writes.
+
+Every asset (Inception weights, DiffiT checkpoints, reference batches) goes through
+:func:`download`, so they all share one behaviour: a `.part` file that resumes, a check against
+the expected hash, and a rename only once the file is verified. A failed download never leaves
+a file under the final name. Offline, the error names the URL and what to pass instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+from diffit_eval.errors import MissingAssetError, UserError
+
+CHUNK = 1 << 20
+
+
+def cache_dir() -> Path:
+    """The cache folder: `$DIFFIT_EVAL_CACHE`, else `$XDG_CACHE_HOME/diffit-eval`, else `~/.cache/diffit-eval`."""
+    env = os.environ.get("DIFFIT_EVAL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "diffit-eval"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def md5_file(path: str | os.PathLike) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; rename it to `final` only if the block succeeds.
+
+    The temporary name ends in `.tmp` and starts with a dot, so nothing half-written ever looks
+    finished; on error it is removed.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json_atomic(path: str | os.PathLike, obj: object) -> None:
+    """Write `obj` as indented JSON under a temporary name, then rename."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def _check(path: Path, *, sha256: str | None, md5_prefix: str | None, size: int | None) -> str | None:
+    """Return a reason the file is wrong, or None when every given expectation holds."""
+    if size is not None and path.stat().st_size != size:
+        return f"size {path.stat().st_size} bytes, expected {size}"
+    if md5_prefix is not None and not md5_file(path).startswith(md5_prefix.lower()):
+        return f"md5 does not start with {md5_prefix}"
+    if sha256 is not None and sha256_file(path) != sha256.lower():
+        return "sha256 mismatch"
+    return None
+
+
+def download(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    what: str,
+    alternative: str,
+    sha256: str | None = None,
+    md5_prefix: str | None = None,
+    size: int | None = None,
+    progress: bool = True,
+    timeout: float = 30.0,
+) -> Path:
+    """Download `url` to `dest` (resuming a `.part` file), verify it, and rename into place.
+
+    `what` names the asset in messages ("Inception weights"); `alternative` is the flag or path a
+    user can pass instead ("--inception-weights PATH"). Raises :class:`MissingAssetError` (exit 2)
+    with one line when the host cannot be reached, and :class:`UserError` when the bytes that
+    arrived fail verification (the partial file is deleted so it is never reused).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(f".{dest.name}.part")
+    have = part.stat().st_size if part.exists() else 0
+    req = urllib.request.Request(url, headers={"User-Agent": "diffit-eval"})
+    if have:
+        req.add_header("Range", f"bytes={have}-")
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:  # the .part is already complete
+            resp = None
+        else:
+            raise MissingAssetError(
+                f"cannot download {what} from {url} (HTTP {e.code}); "
+                f"fetch it by hand and pass {alternative}, or place it at {dest}"
+            ) from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise MissingAssetError(
+            f"cannot download {what} from {url} (offline? {reason}); "
+            f"fetch it by hand and pass {alternative}, or place it at {dest}"
+        ) from None
+
+    if resp is not None:
+        resumed = have and resp.status == 206
+        mode = "ab" if resumed else "wb"
+        total = resp.headers.get("Content-Length")
+        total = int(total) + (have if resumed else 0) if total else None
+        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+        with resp, open(part, mode) as f, Progress(
+            "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), disable=not progress, transient=True,
+        ) as bar:
+            task = bar.add_task(f"{what}", total=total, completed=have if resumed else 0)
+            for chunk in iter(lambda: resp.read(CHUNK), b""):
+                f.write(chunk)
+                bar.advance(task, len(chunk))
+
+    problem = _check(part, sha256=sha256, md5_prefix=md5_prefix, size=size)
+    if problem:
+        part.unlink(missing_ok=True)
+        raise UserError(f"downloaded {what} from {url} is corrupt ({problem}); it was deleted, run again")
+    os.replace(part, dest)
+    return dest

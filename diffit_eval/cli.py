@@ -1,0 +1,78 @@
+"""The `diffit-eval` command line: a thin Typer layer over the library.
+
+Each command group lives in its own module under :mod:`diffit_eval.commands` and registers
+itself on :data:`app`. :func:`main` turns every user error (and every usage error) into one
+line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from diffit_eval import __version__
+from diffit_eval.errors import UserError
+
+app = typer.Typer(
+    name="diffit-eval",
+    help="Reproduce and extend DiffiT's Table S.1: models, samplers, 50K-sample generation, FID/sFID/IS/P/R.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Typer >= 0.26 vendors click; reach the exception classes through typer either way.
+_UsageError = type(typer.BadParameter("")).__mro__[1]
+_ClickException = type(typer.BadParameter("")).__mro__[2]
+_Exit = typer.Exit
+_Abort = typer.Abort
+
+# The order here is the order of `diffit-eval --help`: the data path, then the tools around it.
+COMMAND_MODULES = ("demo", "sample", "metrics", "ref", "table", "regress", "models", "weights")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"diffit-eval {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Reproduce and extend DiffiT's Table S.1."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"diffit_eval.commands.{_name}").register(app)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one error line on stderr and exit."""
+    print(f"diffit-eval: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    command = typer.main.get_command(app)
+    try:
+        rc = command.main(args=argv, prog_name="diffit-eval", standalone_mode=False)
+    except UserError as e:
+        fail(str(e), e.code)
+    except _Exit as e:
+        raise SystemExit(getattr(e, 'exit_code', 0)) from None
+    except _Abort:
+        fail("aborted", 130)
+    except _UsageError as e:
+        hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+        fail(e.format_message() + hint, 2)
+    except _ClickException as e:
+        fail(e.format_message(), e.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    raise SystemExit(rc if isinstance(rc, int) else 0)

@@ -1,0 +1,72 @@
+"""`diffit-eval metrics`: FID, sFID, IS, precision and recall of a sample set against a reference."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from diffit_eval.errors import UserError
+
+METRICS_HELP = "Comma list of fid,sfid,is,pr (default: all the reference supports)."
+
+
+def fmt(value, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def print_result(record: dict) -> None:
+    """One rich table row; n/a reasons and a stand-in warning underneath."""
+    from rich.console import Console
+    from rich.table import Table
+
+    net = record["feature_network"]
+    table = Table(title=f"diffit-eval metrics: {record['label']}", title_justify="left")
+    for col in ("FID", "sFID", "IS", "Precision", "Recall", "N", "reference", "feature network", "resize"):
+        table.add_column(col, justify="right" if col in ("FID", "sFID", "IS", "Precision", "Recall", "N") else "left")
+    is_text = fmt(record["is"], 2) + ("" if record["is_std"] is None else f" ± {record['is_std']:.2f}")
+    table.add_row(fmt(record["fid"], 4), fmt(record["sfid"], 4), is_text, fmt(record["precision"], 4),
+                  fmt(record["recall"], 4), str(record["num_samples"]), record["reference"]["name"],
+                  "[bold red]STAND-IN[/]" if net["standin"] else net["name"], record["resize"])
+    console = Console()
+    console.print(table)
+    for metric, reason in record["unavailable"].items():
+        console.print(f"  {metric}: n/a ({reason})")
+    if net["standin"]:
+        console.print("[bold red]  These numbers come from a stand-in feature network; they are not FID/IS values "
+                      "comparable with any paper.[/]")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("metrics", help="FID, sFID, IS, precision and recall of samples against a reference (ADM protocol).")
+    def metrics(
+        samples: Optional[str] = typer.Argument(None, help="ADM npz (arr_0 uint8 [N,H,W,3]), image folder or run folder; default: the most recent run."),
+        ref: str = typer.Option(..., "--ref", help="Reference: ADM reference batch, mu/sigma npz, another sample source, or a registry name."),
+        metrics_: Optional[str] = typer.Option(None, "--metrics", help=METRICS_HELP),
+        num_samples: Optional[int] = typer.Option(None, "--num-samples", help="Use only the first N samples."),
+        json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the values and provenance to this JSON file."),
+        inception_weights: Optional[str] = typer.Option(None, "--inception-weights", help="Local InceptionV3 weights (torch-fidelity layout); env DIFFIT_EVAL_INCEPTION_WEIGHTS."),
+        device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu ... (default: CUDA when present)."),
+        batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per feature-network forward."),
+        resize: str = typer.Option("legacy-tf", "--resize", help="legacy-tf (the published protocol) or clean (clean-fid's PIL bicubic)."),
+        label: Optional[str] = typer.Option(None, "--label", help="Row name in tables (default: run model or file name)."),
+        no_download: bool = typer.Option(False, "--no-download", help="Never download; fail if an asset is not cached."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    ) -> None:
+        from diffit_eval.cache import write_json_atomic
+        from diffit_eval.evaluate import parse_metrics, run_metrics
+
+        wanted = parse_metrics(metrics_)
+        if samples is None:
+            from diffit_eval.shards import latest_run
+
+            samples = str(latest_run())
+            print(f"diffit-eval: using the most recent run: {samples}", file=sys.stderr)
+        record = run_metrics(samples, ref, metrics=wanted, num_samples=num_samples, weights=inception_weights,
+                             device=device, batch_size=batch_size, resize=resize, allow_download=not no_download,
+                             label=label, progress=not quiet)
+        print_result(record)
+        if json_path is not None:
+            write_json_atomic(json_path, record)

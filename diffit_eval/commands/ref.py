@@ -1,0 +1,7 @@
+"""`diffit-eval ref`: placeholder until its issue lands."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

@@ -1,0 +1,112 @@
+"""Features + reference -> FID, sFID, IS, precision, recall; and the JSON that records them.
+
+A metric the reference cannot support is `None` with its reason in `unavailable`, never dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from diffit_eval.errors import UserError
+from diffit_eval.extract import FeatureSet, extract_features
+from diffit_eval.fid import frechet_distance
+from diffit_eval.inception_score import inception_score
+from diffit_eval.prc import precision_recall
+from diffit_eval.provenance import device_description, now_iso, package_versions
+from diffit_eval.reference import METRICS, Reference, load_reference
+from diffit_eval.sources import open_samples
+
+VALUE_KEYS = ("fid", "sfid", "is", "is_std", "precision", "recall")
+
+
+@dataclass
+class MetricsResult:
+    values: dict = field(default_factory=lambda: {k: None for k in VALUE_KEYS})
+    unavailable: dict = field(default_factory=dict)
+    num_samples: int = 0
+
+
+def parse_metrics(text: str | None) -> list[str] | None:
+    """`fid,sfid,is,pr` -> list; None means every metric the reference supports."""
+    if text is None or text.strip() in ("", "all"):
+        return None
+    names = [m.strip().lower() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in METRICS]
+    if bad:
+        raise UserError(f"unknown metric(s) {', '.join(bad)}; choose from {','.join(METRICS)}")
+    return names
+
+
+def evaluate(samples: FeatureSet, ref: Reference, metrics: list[str] | None = None, *, net=None,
+             batch_size: int = 64, device: str | None = None, progress: bool = True) -> MetricsResult:
+    """Compute the requested metrics (default: all the reference supports)."""
+    if samples.count < 2:
+        raise UserError(f"need at least 2 samples for statistics, got {samples.count}")
+    res = MetricsResult(num_samples=samples.count)
+    wanted = list(METRICS) if metrics is None else metrics
+    for m in wanted:
+        reason = ref.unsupported(m)
+        if reason:
+            res.unavailable[m] = reason
+    todo = [m for m in wanted if m not in res.unavailable]
+    if "fid" in todo:
+        res.values["fid"] = frechet_distance(samples.pool.mean, samples.pool.cov, ref.mu, ref.sigma)
+    if "sfid" in todo:
+        res.values["sfid"] = frechet_distance(samples.spatial.mean, samples.spatial.cov, ref.mu_s, ref.sigma_s)
+    if "is" in todo:
+        res.values["is"], res.values["is_std"] = inception_score(samples.all_logits())
+    if "pr" in todo:
+        rows = samples.all_pool_rows()
+        if rows is None:
+            raise ValueError("precision/recall need the sample pool_3 rows (extract with keep_rows=True)")
+        ref_rows = ref.pr_feature_rows(net, batch_size=batch_size, progress=progress)
+        res.values["precision"], res.values["recall"] = precision_recall(ref_rows, rows, device=device)
+    return res
+
+
+def sample_features(source, net, *, limit: int | None, batch_size: int, keep_rows: bool, progress: bool) -> FeatureSet:
+    """A run folder's saved per-shard features when they match the network; else extract from images."""
+    cached = getattr(source, "cached_features", None)
+    fs = cached(net, limit) if cached else None
+    if fs is None:
+        fs = extract_features(source, net, batch_size=batch_size, limit=limit, keep_rows=keep_rows, progress=progress)
+    return fs
+
+
+def run_metrics(samples_path: str | Path, ref_spec: str, *, metrics: list[str] | None = None,
+                num_samples: int | None = None, weights: str | None = None, device: str | None = None,
+                batch_size: int = 64, resize: str = "legacy-tf", allow_download: bool = True,
+                label: str | None = None, progress: bool = True) -> dict:
+    """The whole `diffit-eval metrics` job as a library call; returns the JSON-ready record."""
+    from diffit_eval.features import load_feature_network
+
+    t0 = time.time()
+    if num_samples is not None and num_samples < 2:
+        raise UserError(f"--num-samples must be at least 2, got {num_samples}")
+    source = open_samples(samples_path)
+    net = load_feature_network(weights, device=device, resize=resize, allow_download=allow_download)
+    wanted_pr = metrics is None or "pr" in metrics
+    ref = load_reference(ref_spec, net=net, batch_size=batch_size, keep_rows=wanted_pr,
+                         allow_download=allow_download, progress=progress)
+    if ref.resize != net.resize:
+        raise UserError(f"reference {ref.name} was built with the {ref.resize} resize but these features use "
+                        f"{net.resize}; pass --resize {ref.resize} or rebuild the reference")
+    fs = sample_features(source, net, limit=num_samples, batch_size=batch_size, keep_rows=wanted_pr, progress=progress)
+    res = evaluate(fs, ref, metrics, net=net, batch_size=batch_size, device=device, progress=progress)
+    manifest = getattr(source, "manifest", None) or {}
+    return {
+        **res.values,
+        "num_samples": res.num_samples,
+        "unavailable": res.unavailable,
+        "label": label or manifest.get("model") or Path(samples_path).stem,
+        "dataset": ref.meta.get("dataset"),
+        "resolution": ref.meta.get("resolution") or int(source.resolution[0]),
+        "samples": str(samples_path),
+        "reference": ref.describe(),
+        "feature_network": net.describe(),
+        "resize": net.resize,
+        "provenance": {"versions": package_versions(), "device": device_description(str(next(net.parameters()).device)),
+                       "elapsed_s": round(time.time() - t0, 3), "created": now_iso()},
+    }

@@ -1,0 +1,172 @@
+"""The feature network of the ADM evaluation protocol (SPEC 5).
+
+The 2015-12-05 TensorFlow InceptionV3, as ported by torch-fidelity (`inception-v3-compat`). One
+forward pass gives the three feature sets every metric needs:
+
+- `pool`: pool_3, 2048-d (FID, precision/recall);
+- `logits`: the 1008-way logits without the bias (`logits_unbiased`, for IS);
+- `spatial`: the first 1x1 conv branch of TF's `mixed_6` block (torch-fidelity's
+  `Mixed_6d.branch1x1`, 17 x 17 x 192), channels-last, first 7 channels, flattened to 2023 (sFID).
+
+The trunk below runs torch-fidelity's own layers in torch-fidelity's order; it is written out
+here only so the sFID tap and the `clean` resize (float input, which torch-fidelity's `forward`
+refuses) share one pass. `tests/test_metrics.py` checks it against torch-fidelity end to end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import NamedTuple
+from unittest import mock
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from diffit_eval.cache import cache_dir, download, md5_file, sha256_file
+from diffit_eval.errors import UserError
+
+FEATURE_NETWORK = "inception-v3-compat"
+INCEPTION_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+)
+# torch-fidelity names its weights file after the md5 of its bytes; this is how the real
+# network is told apart from any other file with the same layout.
+INCEPTION_MD5_PREFIX = "6726825d"
+INCEPTION_ENV = "DIFFIT_EVAL_INCEPTION_WEIGHTS"
+RESIZE_MODES = ("legacy-tf", "clean")
+SPATIAL_CHANNELS = 7  # ADM keeps the first 7 of mixed_6/conv's 192 channels: 17 * 17 * 7 = 2023
+STANDIN_LABEL = "STAND-IN (random weights, not InceptionV3)"
+
+
+class Features(NamedTuple):
+    pool: torch.Tensor     # [N, 2048] float32
+    logits: torch.Tensor   # [N, 1008] float32, no bias
+    spatial: torch.Tensor  # [N, 2023] float32
+
+
+def default_weights_path() -> Path:
+    return cache_dir() / "weights" / INCEPTION_URL.rsplit("/", 1)[1]
+
+
+def resolve_inception_weights(path: str | os.PathLike | None = None, *, allow_download: bool = True) -> Path:
+    """Find the Inception weights: `path`, else `$DIFFIT_EVAL_INCEPTION_WEIGHTS`, else the cache, else download."""
+    explicit = path or os.environ.get(INCEPTION_ENV)
+    if explicit:
+        p = Path(explicit).expanduser()
+        if not p.is_file():
+            raise UserError(f"Inception weights file not found: {p}")
+        return p
+    p = default_weights_path()
+    if p.is_file():
+        return p
+    if not allow_download:
+        raise UserError(f"Inception weights are not cached at {p}; run `diffit-eval weights fetch inception`")
+    return download(
+        INCEPTION_URL, p, what="Inception weights", alternative="--inception-weights PATH", md5_prefix=INCEPTION_MD5_PREFIX
+    )
+
+
+def _extractor_class():
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    return FeatureExtractorInceptionV3
+
+
+def make_standin_weights(path: str | os.PathLike, seed: int = 0) -> Path:
+    """Write an InceptionV3 state_dict with seeded random weights, for tests and offline demos.
+
+    Conv weights are Kaiming-normal (fan-in, ReLU gain) so activations keep their scale through
+    the 94 layers; torch's default init makes the pool_3 features vanish. BatchNorm stays the
+    identity. Whatever it produces is labelled a stand-in, never InceptionV3.
+    """
+    cls = _extractor_class()
+    # Building the module normally downloads the real weights; skip the load to get the bare layout.
+    with mock.patch("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", return_value={}), \
+            mock.patch.object(cls, "load_state_dict", lambda self, sd, *a, **k: None):
+        net = cls(FEATURE_NETWORK, ["2048"], feature_extractor_weights_path=None)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+            elif isinstance(m, torch.nn.Linear):
+                # Scaled so the 1008-way softmax is far from uniform and IS is informative in tests.
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 20 / m.in_features ** 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), path)
+    return path
+
+
+class InceptionFeatures(torch.nn.Module):
+    """torch-fidelity's `inception-v3-compat` returning pool_3, unbiased logits and sFID features at once."""
+
+    def __init__(self, weights_path: str | os.PathLike, resize: str = "legacy-tf") -> None:
+        super().__init__()
+        if resize not in RESIZE_MODES:
+            raise UserError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
+        self.weights_path = Path(weights_path)
+        try:
+            with contextlib.redirect_stdout(None):
+                self.net = _extractor_class()(FEATURE_NETWORK, ["2048", "logits_unbiased"],
+                                              feature_extractor_weights_path=str(self.weights_path))
+        except Exception as e:  # a file of the wrong layout: say so in one line
+            raise UserError(f"{self.weights_path} is not InceptionV3 weights in torch-fidelity's layout ({type(e).__name__})") from None
+        self.resize = resize
+        self.weights_sha256 = sha256_file(self.weights_path)
+        self.is_standin = not md5_file(self.weights_path).startswith(INCEPTION_MD5_PREFIX)
+
+    @property
+    def label(self) -> str:
+        """How outputs name this network: the real port, or a loud stand-in label."""
+        return STANDIN_LABEL if self.is_standin else FEATURE_NETWORK
+
+    def describe(self) -> dict:
+        return {"name": FEATURE_NETWORK, "label": self.label, "weights": str(self.weights_path),
+                "sha256": self.weights_sha256, "standin": self.is_standin, "resize": self.resize}
+
+    def _to_299(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW at any size -> float32 NCHW at 299, in [0, 255]."""
+        if self.resize == "legacy-tf":
+            from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+            return interpolate_bilinear_2d_like_tensorflow1x(images.float(), size=(299, 299), align_corners=False)
+        # clean-fid's own resize: PIL bicubic on each float channel, no re-quantisation.
+        from cleanfid.resize import make_resizer
+
+        resizer = make_resizer("PIL", False, "bicubic", (299, 299))
+        hwc = images.permute(0, 2, 3, 1).cpu().numpy()
+        out = np.stack([resizer(im) for im in hwc])
+        return torch.from_numpy(out).permute(0, 3, 1, 2).to(images.device, torch.float32)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> Features:
+        """images: uint8 [N, 3, H, W] on the network's device."""
+        n = self.net
+        x = (self._to_299(images) - 128) / 128
+        x = n.MaxPool_1(n.Conv2d_2b_3x3(n.Conv2d_2a_3x3(n.Conv2d_1a_3x3(x))))
+        x = n.MaxPool_2(n.Conv2d_4a_3x3(n.Conv2d_3b_1x1(x)))
+        x = n.Mixed_6a(n.Mixed_5d(n.Mixed_5c(n.Mixed_5b(x))))
+        x = n.Mixed_6c(n.Mixed_6b(x))
+        # sFID: TF's mixed_6/conv:0 is the ReLU output of Mixed_6d's first 1x1 branch.
+        spatial = n.Mixed_6d.branch1x1(x)[:, :SPATIAL_CHANNELS].permute(0, 2, 3, 1).flatten(1)
+        x = n.Mixed_7c(n.Mixed_7b(n.Mixed_7a(n.Mixed_6e(n.Mixed_6d(x)))))
+        pool = torch.flatten(n.AvgPool(x), 1)
+        logits = pool.mm(n.fc.weight.T)
+        return Features(pool.float(), logits.float(), spatial.float())
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_feature_network(weights: str | os.PathLike | None = None, *, device: str | None = None,
+                         resize: str = "legacy-tf", allow_download: bool = True) -> InceptionFeatures:
+    """Resolve the weights (see :func:`resolve_inception_weights`) and build the network on `device`."""
+    path = resolve_inception_weights(weights, allow_download=allow_download)
+    return InceptionFeatures(path, resize=resize).to(device or default_device())

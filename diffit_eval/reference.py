@@ -1,0 +1,156 @@
+"""The other half of every metric: reference statistics.
+
+A reference is one of:
+- an ADM reference batch (`mu`, `sigma`, `mu_s`, `sigma_s`, `arr_0` with the P/R images);
+- a statistics file with only `mu`/`sigma` (EDM fid-refs, clean-fid): FID only;
+- another sample source (npz, folder, run folder): everything is computed from its images;
+- a registry name (`imagenet256`, ...), resolved through :mod:`diffit_eval.refs`.
+
+Files written by `diffit-eval ref build` carry a `meta` entry (JSON) saying how they were made;
+files without one are taken to follow the ADM/EDM protocol (legacy TF resize).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from diffit_eval.cache import cache_dir, sha256_file
+from diffit_eval.errors import UserError
+from diffit_eval.extract import POOL_DIM, SPATIAL_DIM, FeatureSet, extract_features
+from diffit_eval.sources import NpzMember, NpzSource, _check_image_array, open_samples
+
+METRICS = ("fid", "sfid", "is", "pr")
+
+
+@dataclass
+class Reference:
+    name: str
+    mu: np.ndarray
+    sigma: np.ndarray
+    mu_s: np.ndarray | None = None
+    sigma_s: np.ndarray | None = None
+    pr_features: np.ndarray | None = None  # pool_3 rows of the P/R images, once computed
+    pr_images: NpzMember | None = None     # arr_0 of a reference batch, read on demand
+    path: Path | None = None
+    sha256: str | None = None
+    resize: str = "legacy-tf"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_pr_images(self) -> int | None:
+        if self.pr_features is not None:
+            return len(self.pr_features)
+        return self.pr_images.shape[0] if self.pr_images is not None else None
+
+    def unsupported(self, metric: str) -> str | None:
+        """Why this reference cannot give `metric`, or None when it can."""
+        if metric == "sfid" and (self.mu_s is None or self.sigma_s is None):
+            return "reference has no sFID statistics (mu_s, sigma_s)"
+        if metric == "pr" and self.num_pr_images is None:
+            return "reference has no images (arr_0) for precision/recall"
+        return None
+
+    def describe(self) -> dict:
+        return {"name": self.name, "path": str(self.path) if self.path else None, "sha256": self.sha256,
+                "resize": self.resize, "pr_images": self.num_pr_images, **{k: self.meta[k] for k in ("dataset", "resolution") if k in self.meta}}
+
+    def pr_feature_rows(self, net, *, batch_size: int, progress: bool = True) -> np.ndarray:
+        """pool_3 rows of the P/R images; cached per (file, network, resize) since ADM's 10,000 cost minutes on CPU."""
+        if self.pr_features is not None:
+            return self.pr_features
+        key = f"{self.sha256}-{net.weights_sha256[:16]}-{net.resize}.npy"
+        cached = cache_dir() / "features" / key
+        if cached.is_file():
+            self.pr_features = np.load(cached)
+        else:
+            source = NpzSource.__new__(NpzSource)
+            source.path, source.images = self.path, self.pr_images
+            source.num_images, source.resolution = self.pr_images.shape[0], tuple(self.pr_images.shape[1:3])
+            fs = extract_features(source, net, batch_size=batch_size, progress=progress,
+                                  description=f"reference images {self.name}")
+            self.pr_features = fs.all_pool_rows()
+            from diffit_eval.cache import atomic_path
+
+            with atomic_path(cached) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, self.pr_features)
+        return self.pr_features
+
+
+def _check_dims(ref: Reference) -> None:
+    if ref.mu.shape != (POOL_DIM,) or ref.sigma.shape != (POOL_DIM, POOL_DIM):
+        raise UserError(f"reference {ref.name}: mu/sigma are {list(ref.mu.shape)}/{list(ref.sigma.shape)}, "
+                        f"but pool_3 features are {POOL_DIM}-d")
+    if ref.mu_s is not None and (ref.mu_s.shape != (SPATIAL_DIM,) or ref.sigma_s.shape != (SPATIAL_DIM, SPATIAL_DIM)):
+        raise UserError(f"reference {ref.name}: mu_s/sigma_s are {list(ref.mu_s.shape)}/{list(ref.sigma_s.shape)}, "
+                        f"but sFID features are {SPATIAL_DIM}-d")
+
+
+def load_statistics_file(path: Path, name: str | None = None) -> Reference:
+    """Read an npz holding `mu`/`sigma` (and maybe `mu_s`, `sigma_s`, `arr_0`, `meta`)."""
+    try:
+        z = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise UserError(f"{path} is not a readable npz file ({type(e).__name__})") from None
+    with z:
+        keys = set(z.files)
+        meta = json.loads(str(z["meta"])) if "meta" in keys else {}
+        ref = Reference(
+            name=name or meta.get("name") or path.stem,
+            mu=z["mu"].astype(np.float64), sigma=z["sigma"].astype(np.float64),
+            mu_s=z["mu_s"].astype(np.float64) if "mu_s" in keys else None,
+            sigma_s=z["sigma_s"].astype(np.float64) if "sigma_s" in keys else None,
+            path=path, resize=meta.get("resize", "legacy-tf"), meta=meta,
+        )
+    if "arr_0" in keys:
+        ref.pr_images = NpzMember(path, "arr_0")
+        _check_image_array(ref.pr_images.shape, ref.pr_images.dtype, f"{path}:arr_0")
+    ref.sha256 = sha256_file(path)
+    _check_dims(ref)
+    return ref
+
+
+def reference_from_features(fs: FeatureSet, name: str, path: Path | None, resize: str, meta: dict | None = None) -> Reference:
+    if fs.count < 2:
+        raise UserError(f"reference {name} has {fs.count} image(s); statistics need at least 2")
+    return Reference(name=name, mu=fs.pool.mean, sigma=fs.pool.cov, mu_s=fs.spatial.mean, sigma_s=fs.spatial.cov,
+                     pr_features=fs.all_pool_rows(), path=path, resize=resize, meta=meta or {})
+
+
+def _is_statistics_npz(path: Path) -> bool:
+    try:
+        with np.load(path) as z:
+            return "mu" in z.files and "sigma" in z.files
+    except Exception:
+        return False
+
+
+def load_reference(spec: str, *, net=None, batch_size: int = 64, keep_rows: bool = True,
+                   allow_download: bool = True, progress: bool = True) -> Reference:
+    """Resolve `--ref`: a statistics file, a sample source (needs `net`), or a registry name."""
+    path = Path(spec).expanduser()
+    if not path.exists():
+        from diffit_eval import refs
+
+        if refs.is_registry_name(spec):
+            path = refs.resolve_reference(spec, allow_download=allow_download)
+            ref = load_statistics_file(path, name=spec)
+            entry = refs.registry_entry(spec)
+            ref.resize = entry.get("resize", ref.resize)
+            for key in ("dataset", "resolution"):
+                ref.meta.setdefault(key, entry.get(key))
+            return ref
+        raise UserError(f"reference not found: {spec} is neither a file, a folder nor a registry name "
+                        f"(see `diffit-eval ref list`)")
+    if path.is_file() and path.suffix == ".npz" and _is_statistics_npz(path):
+        return load_statistics_file(path)
+    source = open_samples(path)
+    fs = extract_features(source, net, batch_size=batch_size, keep_rows=keep_rows, progress=progress,
+                          description=f"reference {path.name}")
+    ref = reference_from_features(fs, path.name, path, net.resize)
+    ref.sha256 = sha256_file(path) if path.is_file() else None
+    return ref

@@ -1,0 +1,439 @@
+"""Table S.1 and its neighbours: published rows from `results/published.csv` beside measured rows.
+
+Published values stay the strings they were typed as (`0.80` never becomes `0.8`), so a CSV
+rendering reproduces the sources digit for digit; only measured values are formatted. A view
+(`VIEWS`) names the dataset, the source whose rows it shows and the default baseline, so a new
+layout is a table entry rather than another branch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+
+from diffit_eval.errors import UserError
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+PUBLISHED_CSV = RESULTS_DIR / "published.csv"
+
+# The nine columns every consumer may rely on, in this order; `notes` may follow.
+PUBLISHED_COLUMNS = ("model", "dataset", "resolution", "fid", "sfid", "is", "precision", "recall", "source")
+METRICS = ("fid", "sfid", "is", "precision", "recall")
+
+# Where each `source` key in published.csv comes from (SPEC sections 1 and 6).
+SOURCES: dict[str, str] = {
+    "appendix-table-s1": "DiffiT appendix, Table S.1",
+    "paper-table-1": "DiffiT paper, Table 1 (ImageNet, class-conditional)",
+    "paper-table-2": "DiffiT paper, Table 2 (image space, unconditional)",
+    "diffit-readme": "official DiffiT README (unrounded run)",
+    "adm-evaluator": "ADM evaluator (TensorFlow) on OpenAI's published sample batches",
+    "adm-evaluator-pytorch-port": "PyTorch port of the ADM evaluator on the same sample batch",
+}
+
+METRIC_HEADERS = {
+    "fid": "FID ↓", "sfid": "sFID ↓", "is": "IS ↑", "precision": "Precision ↑", "recall": "Recall ↑",
+    "dfid": "ΔFID",
+}
+# Measured values only: enough digits to see a regression, no more.
+DISPLAY_DECIMALS = {"fid": 3, "sfid": 3, "is": 2, "precision": 4, "recall": 4}
+MISSING = "-"
+
+DATASET_TITLES: dict[str, Callable[[int], str]] = {
+    "imagenet": lambda r: f"ImageNet-{r}",
+    "cifar10": lambda r: f"CIFAR-10 {r}×{r}",
+    "ffhq": lambda r: f"FFHQ-{r}",
+}
+
+DFID_FORMULA = "ΔFID = (FID − FID_baseline) / FID_baseline × 100%"
+
+
+@dataclass(frozen=True)
+class View:
+    """One table layout: which dataset, whose rows, which metrics, relative to which row."""
+
+    title: str
+    dataset: str
+    source: str
+    baseline: str
+    metrics: tuple[str, ...]
+    resolutions: tuple[int, ...]
+
+
+VIEWS: dict[str, View] = {
+    "s1": View("Table S.1: ImageNet class-conditional generation, FID-50K", "imagenet",
+               "appendix-table-s1", "DiT-XL/2-G", ("fid", "is", "precision", "recall"), (256, 512)),
+    "imagenet": View("Table 1: ImageNet class-conditional generation, FID-50K", "imagenet",
+                     "paper-table-1", "DiT-XL/2-G", ("fid", "is", "precision", "recall"), (256, 512)),
+    "cifar10": View("Table 2: CIFAR-10 unconditional generation, FID-50K", "cifar10",
+                    "paper-table-2", "EDM (VP)", ("fid",), (32,)),
+    "ffhq64": View("Table 2: FFHQ-64 unconditional generation, FID-50K", "ffhq",
+                   "paper-table-2", "EDM (VP)", ("fid",), (64,)),
+}
+VIEW_ALIASES = {"table-s1": "s1", "ffhq": "ffhq64", "ffhq-64": "ffhq64", "cifar-10": "cifar10"}
+
+# Measured JSONs name datasets loosely ("ffhq64", "ImageNet-256"); the table files them by family.
+_DATASET_FAMILIES = {"imagenet": "imagenet", "cifar10": "cifar10", "cifar": "cifar10", "ffhq": "ffhq"}
+
+
+def canonical_dataset(name: str) -> str | None:
+    key = re.sub(r"[^a-z0-9]", "", name.lower())
+    if key in _DATASET_FAMILIES:
+        return _DATASET_FAMILIES[key]
+    return _DATASET_FAMILIES.get(re.sub(r"\d+$", "", key))
+
+
+def resolve_view(name: str | None) -> View:
+    key = VIEW_ALIASES.get((name or "s1").lower(), (name or "s1").lower())
+    if key not in VIEWS:
+        raise UserError(f"unknown --dataset {name!r}; choose one of {', '.join(VIEWS)}")
+    return VIEWS[key]
+
+
+def load_published(path: str | Path | None = None) -> pd.DataFrame:
+    """The published rows, every cell a string exactly as written (empty = not reported)."""
+    path = Path(path) if path else PUBLISHED_CSV
+    if not path.is_file():
+        raise UserError(f"published table not found: {path}")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in PUBLISHED_COLUMNS if c not in df.columns]
+    if missing:
+        raise UserError(f"{path} lacks column(s) {', '.join(missing)}")
+    unknown = sorted(set(df["source"]) - set(SOURCES))
+    if unknown:
+        raise UserError(f"{path} has unknown source(s) {', '.join(unknown)}; add them to diffit_eval.table.SOURCES")
+    return df
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One `metrics --json` file, reduced to what a table row needs."""
+
+    path: Path
+    label: str
+    dataset: str | None
+    resolution: int | None
+    values: dict[str, float | None]
+    num_samples: int | None
+    network: str
+    standin: bool
+
+    def source_text(self) -> str:
+        n = f"{self.num_samples:,} samples" if self.num_samples else "sample count unknown"
+        if self.standin:
+            return f"measured, STAND-IN network, {n}"
+        return f"measured, {n}, {self.network}"
+
+
+def is_metrics_json(obj: object) -> bool:
+    return isinstance(obj, dict) and any(k in obj for k in METRICS) and "suite" not in obj
+
+
+def load_measured(paths: Iterable[str | Path]) -> tuple[list[Measured], list[str]]:
+    """Read `metrics --json` files; return the rows and one warning line per skipped file.
+
+    Regression reports and golden files (they carry a `suite` key) are skipped silently, so
+    `table results/*.json` works on a results folder that also holds them.
+    """
+    rows: list[Measured] = []
+    warnings: list[str] = []
+    for p in map(Path, paths):
+        if not p.is_file():
+            raise UserError(f"no such results file: {p}")
+        try:
+            obj = json.loads(p.read_text())
+        except (OSError, ValueError) as e:
+            raise UserError(f"{p} is not readable JSON ({e})") from None
+        if isinstance(obj, dict) and "suite" in obj:
+            continue
+        if not is_metrics_json(obj):
+            warnings.append(f"skipped {p}: not a `diffit-eval metrics --json` file")
+            continue
+        net = obj.get("feature_network") or {}
+        res = obj.get("resolution")
+        rows.append(Measured(
+            path=p,
+            label=str(obj.get("label") or p.stem),
+            dataset=canonical_dataset(str(obj["dataset"])) if obj.get("dataset") else None,
+            resolution=int(res) if res is not None else None,
+            values={m: (None if obj.get(m) is None else float(obj[m])) for m in METRICS},
+            num_samples=obj.get("num_samples"),
+            network=str(net.get("name") or "feature network unknown"),
+            standin=bool(net.get("standin", False)),
+        ))
+    return rows, warnings
+
+
+@dataclass
+class Column:
+    key: str  # CSV header, e.g. "256_fid"
+    group: str  # spanning header, e.g. "ImageNet-256"; "" for the row labels
+    header: str  # metric header, e.g. "FID ↓"
+
+
+@dataclass
+class TableResult:
+    """A rendered-agnostic table: string cells (exact for published values), columns, notes."""
+
+    title: str
+    columns: list[Column]
+    exact: pd.DataFrame  # CSV cells: published strings verbatim, measured floats at full precision
+    display: pd.DataFrame  # the same cells for people: measured values rounded, gaps as "-"
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _cell_float(text: str) -> float | None:
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def build_table(
+    published: pd.DataFrame,
+    measured: list[Measured] = (),
+    *,
+    view: str | View | None = None,
+    baseline: str | None = None,
+    metrics: Iterable[str] | None = None,
+    all_sources: bool = False,
+) -> TableResult:
+    """Lay out one view: rows = (model, source), column groups = resolutions, cells = metrics."""
+    v = view if isinstance(view, View) else resolve_view(view)
+    metrics = tuple(metrics) if metrics else v.metrics
+    bad = [m for m in metrics if m not in METRICS]
+    if bad:
+        raise UserError(f"unknown metric(s) {', '.join(bad)}; choose from {', '.join(METRICS)}")
+    warnings: list[str] = []
+
+    pub = published[published["dataset"] == v.dataset]
+    if not all_sources:
+        pub = pub[pub["source"] == v.source]
+    else:  # the view's own source first, the others in the CSV's order
+        pub = pd.concat([pub[pub["source"] == v.source], pub[pub["source"] != v.source]])
+
+    # (row label, source text) -> {(resolution, metric): (exact text, display text)}
+    rows: dict[tuple[str, str], dict[tuple[int, str], tuple[str, str]]] = {}
+    resolutions = set(v.resolutions)
+    for rec in pub.to_dict("records"):
+        res = int(rec["resolution"])
+        resolutions.add(res)
+        cells = rows.setdefault((rec["model"], rec["source"]), {})
+        for m in METRICS:
+            cells[(res, m)] = (rec[m], rec[m] or MISSING)
+    # Table S.1 repeats Table 1's rows; with every source shown, print such copies once.
+    seen: list[tuple[str, dict]] = []
+    for key in list(rows):
+        if any(model == key[0] and cells == rows[key] for model, cells in seen):
+            del rows[key]
+        else:
+            seen.append((key[0], rows[key]))
+
+    for mrow in measured:
+        if mrow.resolution is None:
+            warnings.append(f"skipped {mrow.path}: its JSON has no `resolution`")
+            continue
+        if mrow.dataset is None:
+            warnings.append(f"{mrow.path} names no dataset; shown as {v.dataset}")
+        elif mrow.dataset != v.dataset:
+            hint = next((k for k, vv in VIEWS.items() if vv.dataset == mrow.dataset), mrow.dataset)
+            warnings.append(f"skipped {mrow.path}: dataset {mrow.dataset} is not in this view (use --dataset {hint})")
+            continue
+        resolutions.add(mrow.resolution)
+        key = (mrow.label, mrow.source_text())
+        if any(r == mrow.resolution for r, _ in rows.get(key, {})):
+            key = (f"{mrow.label} [{mrow.path.stem}]", key[1])  # two runs of one label at one size
+        cells = rows.setdefault(key, {})
+        for m, val in mrow.values.items():
+            exact = "" if val is None else repr(val)
+            shown = MISSING if val is None else f"{val:.{DISPLAY_DECIMALS[m]}f}"
+            cells[(mrow.resolution, m)] = (exact, shown)
+
+    base_label = baseline or v.baseline
+    if not any(label == base_label for label, _ in rows):
+        labels = ", ".join(dict.fromkeys(label for label, _ in rows))
+        raise UserError(f"baseline {base_label!r} is not a row of this table; choose one of: {labels}")
+    base_fid: dict[int, float] = {}
+    for res in resolutions:
+        for (label, _src), cells in rows.items():  # rows of the view's own source come first
+            f = _cell_float(cells.get((res, "fid"), ("", ""))[0])
+            if label == base_label and f is not None and f != 0:
+                base_fid[res] = f
+                break
+
+    title_of = DATASET_TITLES.get(v.dataset, lambda r: f"{v.dataset}-{r}")
+    columns = [Column("model", "", "Model"), Column("source", "", "Source")]
+    for res in sorted(resolutions):
+        for m in metrics:
+            columns.append(Column(f"{res}_{m}", title_of(res), METRIC_HEADERS[m]))
+            if m == "fid":
+                columns.append(Column(f"{res}_dfid_pct", title_of(res), METRIC_HEADERS["dfid"]))
+
+    exact_rows, display_rows = [], []
+    for (label, src), cells in rows.items():
+        ex: dict[str, str] = {"model": label, "source": src}
+        dp: dict[str, str] = {"model": label, "source": src}
+        for res in sorted(resolutions):
+            for m in metrics:
+                ex[f"{res}_{m}"], dp[f"{res}_{m}"] = cells.get((res, m), ("", MISSING))
+            if "fid" in metrics:
+                f = _cell_float(cells.get((res, "fid"), ("", ""))[0])
+                b = base_fid.get(res)
+                if f is None or b is None:
+                    ex[f"{res}_dfid_pct"], dp[f"{res}_dfid_pct"] = "", MISSING
+                else:
+                    pct = (f - b) / b * 100.0
+                    ex[f"{res}_dfid_pct"] = f"{pct:.2f}"
+                    is_base = label == base_label and f == b
+                    dp[f"{res}_dfid_pct"] = "baseline" if is_base else f"{pct:+.2f}%"
+        exact_rows.append(ex)
+        display_rows.append(dp)
+
+    keys = [c.key for c in columns]
+    notes = []
+    if "fid" in metrics:
+        notes.append(
+            f"{DFID_FORMULA}, against {base_label} at the same resolution; negative = lower (better) FID. "
+            "The appendix's prose percentages (31.26%, 51.94%, 13.85%) do not follow one formula; "
+            "this table uses the one above for every row."
+        )
+    srcs = list(dict.fromkeys(src for _l, src in rows if src in SOURCES))
+    if srcs:
+        notes.append("Sources: " + "; ".join(f"{s} = {SOURCES[s]}" for s in srcs) + "."
+                     + (" A row repeated verbatim in a later source is shown once." if all_sources else ""))
+    if any(src.startswith("measured") for _l, src in rows):
+        notes.append("measured rows: this toolkit's `metrics --json` files (sample count and feature network given).")
+    if any("STAND-IN" in src for _l, src in rows):
+        notes.append("STAND-IN network: seeded random weights in place of the 2015 TF Inception; "
+                     "such rows test the pipeline and are not comparable with published numbers.")
+    return TableResult(
+        title=v.title,
+        columns=columns,
+        exact=pd.DataFrame(exact_rows, columns=keys, dtype=str),
+        display=pd.DataFrame(display_rows, columns=keys, dtype=str),
+        notes=[n for n in notes if n],
+        warnings=warnings,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Renderers: name -> function(TableResult) -> str
+
+
+def render_csv(t: TableResult) -> str:
+    return t.exact.to_csv(index=False, lineterminator="\n")
+
+
+def _flat_headers(t: TableResult) -> list[str]:
+    return [f"{c.group} {c.header}".strip() for c in t.columns]
+
+
+def render_md(t: TableResult) -> str:
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    heads = _flat_headers(t)
+    aligns = ["---" if c.group == "" else "---:" for c in t.columns]
+    lines = [f"**{t.title}**", "", "| " + " | ".join(map(esc, heads)) + " |", "|" + "|".join(aligns) + "|"]
+    for row in t.display.itertuples(index=False):
+        lines.append("| " + " | ".join(esc(str(x)) for x in row) + " |")
+    lines.append("")
+    lines.extend(f"{esc(n)}  " for n in t.notes)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_LATEX_SUBS = [
+    ("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+    ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}"),
+    ("Δ", r"$\Delta$"), ("−", "--"), ("×", r"$\times$"), ("↓", r"$\downarrow$"), ("↑", r"$\uparrow$"),
+]
+
+
+def latex_escape(s: str) -> str:
+    out = []
+    for ch in s:
+        out.append(next((rep for src, rep in _LATEX_SUBS if src == ch), ch))
+    return "".join(out)
+
+
+def render_latex(t: TableResult) -> str:
+    label_cols = [c for c in t.columns if not c.group]
+    groups: list[tuple[str, int]] = []  # (spanning header, width) of the metric columns
+    for c in t.columns[len(label_cols):]:
+        if groups and groups[-1][0] == c.group:
+            groups[-1] = (c.group, groups[-1][1] + 1)
+        else:
+            groups.append((c.group, 1))
+    span = [""] * len(label_cols)
+    rules, first = [], len(label_cols) + 1
+    for name, n in groups:
+        span.append(rf"\multicolumn{{{n}}}{{c}}{{{latex_escape(name)}}}")
+        rules.append(rf"\cmidrule(lr){{{first}-{first + n - 1}}}")
+        first += n
+    spec = "l" * len(label_cols) + "r" * (len(t.columns) - len(label_cols))
+    lines = [
+        r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(t.title)}}}",
+        rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+        " & ".join(span) + r" \\", "".join(rules),
+        " & ".join(latex_escape(c.header) for c in t.columns) + r" \\", r"\midrule",
+    ]
+    for row in t.display.itertuples(index=False):
+        lines.append(" & ".join(latex_escape(str(x)) for x in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if t.notes:
+        lines.append(r"\par\smallskip{\footnotesize " + r" \\ ".join(latex_escape(n) for n in t.notes) + "}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def render_rich(t: TableResult) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=t.title, caption="\n".join(t.notes), caption_justify="left")
+    for c in t.columns:
+        header = f"{c.group}\n{c.header}" if c.group else c.header
+        table.add_column(header, justify="left" if not c.group else "right", no_wrap=bool(c.group))
+    for row in t.display.itertuples(index=False):
+        table.add_row(*(str(x) for x in row), style="bold" if "measured" in row[1] else None)
+    # Off a terminal rich assumes 80 columns, which would fold the resolution groups; widen it.
+    probe = Console()
+    console = Console(width=probe.width if probe.is_terminal else 200)
+    with console.capture() as cap:
+        console.print(table)
+    return cap.get()
+
+
+RENDERERS: dict[str, Callable[[TableResult], str]] = {
+    "rich": render_rich, "md": render_md, "csv": render_csv, "latex": render_latex,
+}
+
+
+def render(t: TableResult, fmt: str = "rich") -> str:
+    if fmt not in RENDERERS:
+        raise UserError(f"unknown --format {fmt!r}; choose one of {', '.join(RENDERERS)}")
+    return RENDERERS[fmt](t)
+
+
+def make_table(
+    results: Iterable[str | Path] = (),
+    *,
+    view: str | None = None,
+    baseline: str | None = None,
+    metrics: Iterable[str] | None = None,
+    all_sources: bool = False,
+    published: str | Path | None = None,
+) -> TableResult:
+    """The library call behind `diffit-eval table`: published rows plus measured `metrics --json` files."""
+    rows, warnings = load_measured(results)
+    t = build_table(load_published(published), rows, view=view, baseline=baseline,
+                    metrics=metrics, all_sources=all_sources)
+    t.warnings[:0] = warnings
+    return t
