@@ -142,7 +142,9 @@ def ddpm_sampler(
         model_log_variance = frac * max_log + (1 - frac) * min_log
 
         # Predict x_0 from eps, then take the posterior mean at that x_0.
-        pred_xstart = sched.gather("sqrt_recip_alphas_cumprod", k, x) * x - sched.gather("sqrt_recipm1_alphas_cumprod", k, x) * eps
+        sqrt_recip = sched.gather("sqrt_recip_alphas_cumprod", k, x)
+        sqrt_recipm1 = sched.gather("sqrt_recipm1_alphas_cumprod", k, x)
+        pred_xstart = sqrt_recip * x - sqrt_recipm1 * eps
         if clip_denoised:
             pred_xstart = pred_xstart.clamp(-1, 1)
         model_mean = sched.gather("posterior_mean_coef1", k, x) * pred_xstart + sched.gather("posterior_mean_coef2", k, x) * x

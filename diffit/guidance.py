@@ -60,5 +60,6 @@ def guided_ddpm_sample(
     z = torch.cat([noise, noise])
     y = torch.cat([labels, torch.full_like(labels, null_class)])
     kwargs = {"y": y, "cfg_scale": cfg_scale, **(model_kwargs or {})}
-    out = sampler(model.forward_with_cfg, z, num_steps=num_steps, model_kwargs=kwargs, randn_like=_duplicated(randn_like), **sampler_kwargs)
+    out = sampler(model.forward_with_cfg, z, num_steps=num_steps, model_kwargs=kwargs,
+                  randn_like=_duplicated(randn_like), **sampler_kwargs)
     return out[: noise.shape[0]]

@@ -9,9 +9,13 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import torch
+
+if TYPE_CHECKING:  # diffusers is imported lazily: importing it takes seconds.
+    from diffusers import AutoencoderKL
 
 LATENT_SCALE = 0.18215  # Scale of SD VAE latents: the diffusion runs on z * 0.18215.
 
@@ -25,7 +29,7 @@ VAE_SOURCES: dict[str, str] = {
 _LOCAL_HINT = "pass --vae PATH to a local diffusers folder (with config.json and diffusion_pytorch_model.safetensors)"
 
 
-def tiny_vae(seed: int = 0):
+def tiny_vae(seed: int = 0) -> AutoencoderKL:
     """A randomly initialised AutoencoderKL with the real one's layout rules: 4 -> 3 channels, 8x upsampling."""
     from diffusers import AutoencoderKL
 
@@ -60,7 +64,8 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def load_vae(source: str = "ema", dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", cache_dir: str | None = None):
+def load_vae(source: str = "ema", dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
+             cache_dir: str | None = None) -> AutoencoderKL:
     """An `AutoencoderKL` in eval mode from a name in VAE_SOURCES, a Hugging Face repo id or a local folder.
 
     Raises `diffit_eval.errors.MissingAssetError` (one line) when a hub model is neither cached nor reachable.
@@ -80,7 +85,8 @@ def load_vae(source: str = "ema", dtype: torch.dtype = torch.float32, device: to
             if not _hub_reachable():
                 from diffit_eval.errors import MissingAssetError
 
-                raise MissingAssetError(f"cannot load VAE {repo!r}: not cached and Hugging Face is unreachable; {_LOCAL_HINT}") from cached_error
+                message = f"cannot load VAE {repo!r}: not cached and Hugging Face is unreachable; {_LOCAL_HINT}"
+                raise MissingAssetError(message) from cached_error
             try:
                 vae = AutoencoderKL.from_pretrained(repo, torch_dtype=dtype, cache_dir=cache_dir)
             except Exception as error:
@@ -88,11 +94,13 @@ def load_vae(source: str = "ema", dtype: torch.dtype = torch.float32, device: to
 
                 reason = str(error).splitlines()[0] if str(error) else type(error).__name__
                 raise MissingAssetError(f"cannot load VAE {repo!r} ({reason}); {_LOCAL_HINT}") from error
-    return vae.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    if vae.dtype != dtype:  # Only cast when needed: diffusers warns on every dtype cast.
+        vae = vae.to(dtype=dtype)
+    return vae.to(device=device).eval().requires_grad_(False)
 
 
 @torch.no_grad()
-def decode_latents(vae, z: torch.Tensor) -> torch.Tensor:
+def decode_latents(vae: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:
     """Images NCHW float32, nominally in [-1, 1] (not clamped: `to_uint8` clamps), from diffusion latents.
 
     The decoder runs in the VAE's dtype (fp16/bf16 if loaded so); the output is returned as float32.

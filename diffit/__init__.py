@@ -1,0 +1,25 @@
+"""diffit: the DiffiT models and the diffusion maths that sample them.
+
+Importable on its own (no CLI, no evaluation code):
+
+- models: :func:`create_model`, :data:`MODEL_PRESETS`, :func:`load_checkpoint`;
+- EDM (image space): :class:`EDMPrecond`, :func:`edm_sampler`, :func:`edm_loss`;
+- DDPM (latent): :func:`ddpm_sampler`, :func:`ddim_sampler`, guidance via :func:`guided_ddpm_sample`;
+- randomness, decoding and pixels: :class:`StackedRandomGenerator`, :func:`load_vae`,
+  :func:`decode_latents`, :func:`to_uint8`.
+"""
+
+from diffit.checkpoint import CHECKPOINTS, load_checkpoint
+from diffit.ddpm import ddim_sampler, ddpm_sampler
+from diffit.edm import EDMPrecond, edm_loss, edm_sampler
+from diffit.guidance import cfg_scale_at, guided_ddpm_sample
+from diffit.images import to_uint8
+from diffit.models import MODEL_PRESETS, create_model, preset_info
+from diffit.random import StackedRandomGenerator
+from diffit.vae import decode_latents, load_vae
+
+__all__ = [
+    "CHECKPOINTS", "MODEL_PRESETS", "EDMPrecond", "StackedRandomGenerator", "cfg_scale_at", "create_model",
+    "ddim_sampler", "ddpm_sampler", "decode_latents", "edm_loss", "edm_sampler", "guided_ddpm_sample",
+    "load_checkpoint", "load_vae", "preset_info", "to_uint8",
+]
