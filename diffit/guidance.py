@@ -49,7 +49,7 @@ def guided_ddpm_sample(
     randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like,
     null_class: int = NULL_CLASS,
     sampler: Callable[..., torch.Tensor] = ddpm_sampler,  # ddpm_sampler or ddim_sampler.
-    model_kwargs: dict | None = None,    # Further arguments for forward_with_cfg (e.g. ramp settings).
+    model_kwargs: dict | None = None,    # Further arguments for the model call (the ramp lives in model.guidance).
     **sampler_kwargs,                    # clip_denoised, progress, eta (DDIM) ...
 ) -> torch.Tensor:
     """Sample with classifier-free guidance: doubles the batch, runs `sampler`, keeps the first half."""

@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from diffit.guidance import cfg_scale_at
+
 __all__ = [
     "TMSA", "DiffiTBlock", "DiffiTResBlock", "LatentDiffiT", "ImageDiffiT", "Guidance",
     "ModelPreset", "MODEL_PRESETS", "PRESET_ALIASES", "create_model", "preset_info",
@@ -133,8 +135,6 @@ def window_partition(x: torch.Tensor, grid: tuple[int, int], window: int) -> tor
     """(B, H*W, C) row-major tokens -> (B * windows, window^2, C), each window row-major."""
     B, _, C = x.shape
     H, W = grid
-    if (H, W) == (window, window):
-        return x
     x = x.view(B, H // window, window, W // window, window, C).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, window * window, C)
 
@@ -142,8 +142,6 @@ def window_partition(x: torch.Tensor, grid: tuple[int, int], window: int) -> tor
 def window_merge(x: torch.Tensor, grid: tuple[int, int], window: int) -> torch.Tensor:
     """Inverse of :func:`window_partition`."""
     H, W = grid
-    if (H, W) == (window, window):
-        return x
     C = x.shape[-1]
     x = x.view(-1, H // window, W // window, window, window, C).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, H * W, C)
@@ -226,7 +224,8 @@ class DiffiTResBlock(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
         self.block = DiffiTBlock(out_channels, num_heads, temb_dim, window_size, mlp_ratio)
         # A channel change (first block of a stage, or after a skip concat) needs a projected residual.
-        self.skip = nn.Conv2d(in_channels, out_channels, kernel_size=1) if in_channels != out_channels else nn.Identity()
+        self.skip = (nn.Conv2d(in_channels, out_channels, kernel_size=1) if in_channels != out_channels
+                     else nn.Identity())
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         h = self.conv(F.silu(self.norm(x)))
@@ -279,7 +278,6 @@ class Guidance:
     scale: float = 1.0                                      # Default guidance scale s.
     ramp: Literal["constant", "power-cosine"] = "constant"  # How s_t depends on the original timestep t.
     power: float = 4.0                                      # Exponent of the power-cosine ramp.
-    num_timesteps: int = 1000                               # T in t/T: the original (unrespaced) schedule.
     channels: int = 3                                       # Output channels guided: 0-2 in the release.
 
     def __post_init__(self) -> None:
@@ -287,12 +285,9 @@ class Guidance:
             raise ValueError(f"guidance ramp must be 'constant' or 'power-cosine', got {self.ramp!r}")
 
     def scale_at(self, t: torch.Tensor, scale: float | None = None) -> torch.Tensor | float:
-        """s_t = 1 + (s - 1)(1 - cos(pi (1 - t/T)^power))/2 for the ramp, s when constant."""
+        """s_t at original timestep t: the power-cosine ramp or the constant s (diffit.guidance.cfg_scale_at)."""
         s = self.scale if scale is None else scale
-        if self.ramp == "constant":
-            return s
-        phase = (1 - t / self.num_timesteps) ** self.power * math.pi
-        return 1 + (s - 1) * 0.5 * (1 - torch.cos(phase))
+        return cfg_scale_at(t, s, ramp=self.ramp == "power-cosine", power=self.power)
 
 
 #################################################################################
@@ -584,7 +579,8 @@ def _stage_blocks(blocks: str | tuple[int, ...], named: dict[str, tuple[int, ...
 def DiffiT_CIFAR10(blocks: str | tuple[int, ...] = "I.1", **kwargs: Any) -> ImageDiffiT:
     """CIFAR-10 32x32: stages 32/16/8, channels 128/256/256, window 4; blocks "I.1" (2,2,2) or "H.1" (4,4,4)."""
     blocks = _stage_blocks(blocks, {"I.1": (2, 2, 2), "H.1": (4, 4, 4)})
-    return ImageDiffiT(**_merge(dict(img_resolution=32, channels=(128, 256, 256), window_size=4, blocks=blocks), kwargs))
+    return ImageDiffiT(**_merge(dict(img_resolution=32, channels=(128, 256, 256), window_size=4, blocks=blocks),
+                                kwargs))
 
 
 def DiffiT_FFHQ64(blocks: str | tuple[int, ...] = "I.1", **kwargs: Any) -> ImageDiffiT:
@@ -625,8 +621,9 @@ class ModelPreset:
         return self.latent_size * 8 if self.kind == "latent" else self.img_resolution
 
 
-_RELEASE_LICENCE = "weights CC-BY-NC-SA-4.0 (README) / NSCLv1 (model card); downloaded on request, not shipped"
-_NO_WEIGHTS = "no released weights: train your own"
+# Weights are downloaded at the user's request and never shipped (SPEC 2).
+_RELEASE_LICENCE = "CC-BY-NC-SA-4.0 (README) / NSCLv1 (model card)"
+_NO_WEIGHTS = "no released weights"
 _TEST_ONLY = "test model, random weights"
 
 MODEL_PRESETS: dict[str, ModelPreset] = {

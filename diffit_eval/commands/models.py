@@ -12,26 +12,29 @@ def models_table():
     from diffit.checkpoint import CHECKPOINTS
     from diffit.models import MODEL_PRESETS, parameter_count
 
-    table = Table(title="DiffiT model presets", title_justify="left")
-    for column, justify in (("name", "left"), ("kind", "left"), ("parameters", "right"), ("resolution", "right"),
-                            ("sampler", "left"), ("guidance", "left"), ("checkpoint", "left"), ("licence", "left")):
-        table.add_column(column, justify=justify, overflow="fold")
+    notes = "\n".join(f"{name}: {c.url}" for name, c in CHECKPOINTS.items())
+    table = Table(title="DiffiT model presets", title_justify="left", caption_justify="left", caption=(
+        "parameters: trainable (latent models also hold a frozen sin-cos position table).\n"
+        "Checkpoints are downloaded on request into the cache, never shipped:\n" + notes))
+    table.add_column("name", no_wrap=True)
+    table.add_column("parameters", justify="right", no_wrap=True)
+    table.add_column("resolution", justify="right")
+    table.add_column("sampler")
+    table.add_column("guidance")
+    table.add_column("checkpoint")
+    table.add_column("licence")
     for name, p in MODEL_PRESETS.items():
-        trainable, frozen = parameter_count(name)
-        params = f"{trainable:,}" + (f"\n+ {frozen:,} frozen" if frozen else "")
-        label = name + "".join(f"\n(alias: {a})" for a in p.aliases)
+        trainable, _ = parameter_count(name)
+        label = name + "".join(f"\n(alias {a})" for a in p.aliases)
         if p.guidance is None:
             guidance = "-"
         elif p.guidance.ramp == "constant":
-            guidance = f"s = {p.guidance.scale:g}, constant"
+            guidance = f"{p.guidance.scale:g} constant"
         else:
-            guidance = f"s = {p.guidance.scale:g}, {p.guidance.ramp} ramp, power {p.guidance.power:g}"
-        if p.checkpoint is None:
-            source = "none"
-        else:
-            source = f"{p.checkpoint}\n{CHECKPOINTS[p.checkpoint].url}"
-        resolution = f"{p.resolution}px" + (f"\n(latent {p.latent_size})" if p.latent_size else "")
-        table.add_row(label, p.kind, params, resolution, f"{p.sampler} {p.steps} steps", guidance, source, p.licence)
+            guidance = f"{p.guidance.scale:g} {p.guidance.ramp} ^{p.guidance.power:g}"
+        resolution = f"{p.resolution}px" + (f" (z {p.latent_size})" if p.latent_size else "")
+        table.add_row(label, f"{trainable:,}", resolution, f"{p.sampler} {p.steps}", guidance,
+                      p.checkpoint or "-", p.licence)
     return table
 
 
