@@ -240,8 +240,12 @@ def build_table(
         if mrow.resolution is None:
             warnings.append(f"skipped {mrow.path}: its JSON has no `resolution`")
             continue
-        if mrow.dataset is None:
-            warnings.append(f"{mrow.path} names no dataset; shown as {v.dataset}")
+        if mrow.dataset is None:  # e.g. metrics of a bare npz: trust the resolution alone
+            if mrow.resolution not in v.resolutions:
+                warnings.append(f"skipped {mrow.path}: no dataset in its JSON and resolution {mrow.resolution} "
+                                f"is not in this view (pick one with --dataset)")
+                continue
+            warnings.append(f"{mrow.path} names no dataset; shown as {v.dataset}-{mrow.resolution}")
         elif mrow.dataset != v.dataset:
             hint = next((k for k, vv in VIEWS.items() if vv.dataset == mrow.dataset), mrow.dataset)
             warnings.append(f"skipped {mrow.path}: dataset {mrow.dataset} is not in this view (use --dataset {hint})")
