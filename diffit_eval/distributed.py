@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import torch
@@ -34,8 +35,11 @@ def _env_int(*names: str) -> int | None:
     return None
 
 
-def init(device: str | None = None) -> Dist:
-    """Join the process group described by the environment (idempotent); return this process's place."""
+def init(device: str | None = None, timeout: timedelta | None = None) -> Dist:
+    """Join the process group described by the environment (idempotent); return this process's place.
+
+    `timeout` bounds how long a collective waits for the slowest rank (torch's default when None).
+    """
     world = _env_int("WORLD_SIZE", "SLURM_NTASKS") or 1
     if world == 1:
         return Dist()
@@ -49,7 +53,7 @@ def init(device: str | None = None) -> Dist:
         use_cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
         if use_cuda:
             torch.cuda.set_device(local)
-        dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world)
+        dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world, timeout=timeout)
     return Dist(rank, world, local)
 
 

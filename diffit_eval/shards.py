@@ -1,0 +1,365 @@
+"""A sample run on disk: seed lists, shard files, the manifest, the run lock, the final npz.
+
+A run folder holds
+
+    manifest.json                         what produced the images (the `config` part is compared on resume)
+    .lock                                 flock held by rank 0 while a run writes here
+    shards/shard_00000.npz                images uint8 [S, H, W, 3], labels int64 [S], seeds int64 [S]
+    shards/shard_00000.features-<net>-<resize>.npz   the shard's Inception FeatureSet (optional)
+    samples_{N}x{H}x{W}x3.npz             ADM layout (`arr_0` images, `arr_1` labels), built from the shards
+    grid.png                              the first 64 samples in seed order
+
+Shard k holds seeds[k*S:(k+1)*S]. Every file is written under a temporary name and renamed, so a
+file under its final name is complete; a killed run leaves only dot-files ending in `.tmp`,
+which the next run removes. Nothing here holds more than one shard of images.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from diffit_eval.cache import atomic_path, write_json_atomic
+from diffit_eval.errors import UserError
+
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+SHARD_DIR = "shards"
+GRID = "grid.png"
+GRID_SIDE = 8             # grid.png is GRID_SIDE x GRID_SIDE samples
+FORMAT = "diffit-eval-run/1"
+RUNS_ROOT = Path("runs")  # default parent of run folders, relative to the working directory
+
+
+# ----------------------------------------------------------------------------
+# Seed lists: "0-49999", "0-9,20-29", "7".
+
+
+def parse_seeds(text: str) -> list[int]:
+    """EDM's seed syntax: comma-separated integers and inclusive ranges a-b, kept in the given order."""
+    seeds: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        lo, dash, hi = part.partition("-")
+        try:
+            a = int(lo)
+            b = int(hi) if dash else a
+        except ValueError:
+            raise UserError(f"bad --seeds {text!r}: expected ranges like 0-49999 or 0-9,20-29") from None
+        if a < 0 or b < a:
+            raise UserError(f"bad --seeds {text!r}: range {part!r} must be ascending and non-negative")
+        seeds.extend(range(a, b + 1))
+    if not seeds:
+        raise UserError(f"bad --seeds {text!r}: no seeds")
+    return seeds
+
+
+def format_seeds(seeds: list[int]) -> str:
+    """The shortest text `parse_seeds` turns back into exactly `seeds` (runs of +1 steps become a-b)."""
+    parts, i = [], 0
+    while i < len(seeds):
+        j = i
+        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
+            j += 1
+        parts.append(str(seeds[i]) if i == j else f"{seeds[i]}-{seeds[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+# ----------------------------------------------------------------------------
+# Shard files.
+
+
+def num_shards(num_samples: int, shard_size: int) -> int:
+    return math.ceil(num_samples / shard_size)
+
+
+def shard_seeds(seeds: list[int], k: int, shard_size: int) -> list[int]:
+    return seeds[k * shard_size:(k + 1) * shard_size]
+
+
+def shard_path(run_dir: Path, k: int) -> Path:
+    return Path(run_dir) / SHARD_DIR / f"shard_{k:05d}.npz"
+
+
+def features_path(run_dir: Path, k: int, network_sha256: str, resize: str) -> Path:
+    """Named by the feature network and resize mode, so features of another network are never read."""
+    return Path(run_dir) / SHARD_DIR / f"shard_{k:05d}.features-{network_sha256[:16]}-{resize}.npz"
+
+
+def write_shard(path: Path, images: np.ndarray, labels: np.ndarray | None, seeds: list[int]) -> None:
+    """One shard, atomically: images uint8 NHWC, seeds int64 and (class-conditional models) labels int64."""
+    arrays = {"images": np.ascontiguousarray(images, dtype=np.uint8), "seeds": np.asarray(seeds, dtype=np.int64)}
+    if labels is not None:
+        arrays["labels"] = np.asarray(labels, dtype=np.int64)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def read_shard(path: Path, expected_seeds: list[int] | None = None) -> dict[str, np.ndarray]:
+    """A shard's arrays; with `expected_seeds`, a shard holding other seeds is an error, never silently used."""
+    try:
+        with np.load(path) as z:
+            out = {key: z[key] for key in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise UserError(f"cannot read shard {path} ({e}); delete it and re-run the sample command") from None
+    if expected_seeds is not None and not np.array_equal(out["seeds"], np.asarray(expected_seeds, dtype=np.int64)):
+        raise UserError(f"shard {path} holds other seeds than the manifest says; delete it and re-run the sample command")
+    return out
+
+
+def remove_stale_temporaries(run_dir: Path) -> int:
+    """Delete the `.NAME.XXXX.tmp` files a killed run left behind (call only while holding the lock)."""
+    count = 0
+    for folder in (Path(run_dir), Path(run_dir) / SHARD_DIR):
+        for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+            tmp.unlink(missing_ok=True)
+            count += 1
+    return count
+
+
+# ----------------------------------------------------------------------------
+# Manifest.
+
+
+def read_manifest(run_dir: Path) -> dict:
+    path = Path(run_dir) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{run_dir} is not a sample run folder (no {MANIFEST})") from None
+    except ValueError as e:
+        raise UserError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "config" not in manifest:
+        raise UserError(f"{path} is not a diffit-eval sample manifest (expected format {FORMAT})")
+    return manifest
+
+
+def write_manifest(run_dir: Path, manifest: dict) -> None:
+    write_json_atomic(Path(run_dir) / MANIFEST, manifest)
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """Keys of the image-defining configuration whose values differ, as `key: old -> new`."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            out.append(f"{key}: {_short(old.get(key))} -> {_short(new.get(key))}")
+    return out
+
+
+def _short(value, width: int = 40) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def run_seeds(manifest: dict) -> list[int]:
+    return parse_seeds(manifest["config"]["seeds"])
+
+
+def missing_shards(run_dir: Path, manifest: dict) -> list[int]:
+    c = manifest["config"]
+    count = num_shards(manifest["num_samples"], c["shard_size"])
+    return [k for k in range(count) if not shard_path(run_dir, k).is_file()]
+
+
+# ----------------------------------------------------------------------------
+# The lock: one writer per run folder.
+
+
+class RunLock:
+    """An exclusive `flock` on RUN/.lock; the kernel drops it when the process dies, even on kill -9."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK
+        self._file = None
+
+    def acquire(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise UserError(f"{self.path.parent} is being written by another `diffit-eval sample` run "
+                            f"({holder}); wait for it to finish or pass another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}\n")
+        f.flush()
+        self._file = f
+        return self
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# ----------------------------------------------------------------------------
+# Outputs assembled from the shards.
+
+
+def npz_name(num_samples: int, height: int, width: int) -> str:
+    return f"samples_{num_samples}x{height}x{width}x3.npz"
+
+
+def _write_npy_header(f, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)}
+    try:
+        np.lib.format.write_array_header_1_0(f, header)
+    except ValueError:  # header over 64 KiB: format 2.0
+        np.lib.format.write_array_header_2_0(f, header)
+
+
+def iter_shards(run_dir: Path, manifest: dict) -> Iterator[dict[str, np.ndarray]]:
+    """The shards in seed order, one in memory at a time, each checked against the manifest's seeds."""
+    seeds, size = run_seeds(manifest), manifest["config"]["shard_size"]
+    for k in range(num_shards(len(seeds), size)):
+        yield read_shard(shard_path(run_dir, k), shard_seeds(seeds, k, size))
+
+
+def assemble_npz(run_dir: Path, manifest: dict) -> Path:
+    """Stream the shards into the ADM npz (`arr_0` uint8 [N, H, W, 3], `arr_1` int64 [N] if conditional).
+
+    The zip is written member by member exactly as `np.savez` lays it out (stored, zip64), with
+    each shard's bytes appended after the array header, so no more than one shard is in memory.
+    """
+    run_dir = Path(run_dir)
+    n, (h, w) = manifest["num_samples"], manifest["resolution"]
+    final = run_dir / npz_name(n, h, w)
+    conditional = manifest["config"]["num_classes"] > 0
+    with atomic_path(final) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            with zf.open("arr_0.npy", "w", force_zip64=True) as f:
+                _write_npy_header(f, np.uint8, (n, h, w, 3))
+                for shard in iter_shards(run_dir, manifest):
+                    f.write(np.ascontiguousarray(shard["images"], dtype=np.uint8).data)
+            if conditional:
+                with zf.open("arr_1.npy", "w", force_zip64=True) as f:
+                    _write_npy_header(f, np.dtype("<i8"), (n,))
+                    for shard in iter_shards(run_dir, manifest):
+                        f.write(np.ascontiguousarray(shard["labels"], dtype="<i8").data)
+    return final
+
+
+def first_samples(run_dir: Path, manifest: dict, count: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first `count` images (and labels) in seed order, reading only the shards needed."""
+    images, labels, have = [], [], 0
+    for shard in iter_shards(run_dir, manifest):
+        take = min(count - have, len(shard["images"]))
+        images.append(shard["images"][:take])
+        if "labels" in shard:
+            labels.append(shard["labels"][:take])
+        have += take
+        if have >= count:
+            break
+    return np.concatenate(images), (np.concatenate(labels) if labels else None)
+
+
+def write_grid(run_dir: Path, manifest: dict) -> list[int] | None:
+    """grid.png: the first 64 samples in seed order, GRID_SIDE per row; returns their labels."""
+    from PIL import Image
+
+    images, labels = first_samples(run_dir, manifest, GRID_SIDE * GRID_SIDE)
+    n, h, w, _ = images.shape
+    rows = math.ceil(n / GRID_SIDE)
+    cols = min(n, GRID_SIDE)
+    canvas = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, GRID_SIDE)
+        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = im
+    path = Path(run_dir) / GRID
+    with atomic_path(path) as tmp:
+        Image.fromarray(canvas).save(tmp, format="PNG")
+    return None if labels is None else [int(x) for x in labels]
+
+
+# ----------------------------------------------------------------------------
+# A run folder as a sample source (diffit_eval.sources.SampleSource).
+
+
+class RunSource:
+    """A finished `diffit-eval sample` run read shard by shard in seed order; `manifest` is its manifest.json."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        self.seeds = run_seeds(self.manifest)
+        self.shard_size = self.manifest["config"]["shard_size"]
+        self.num_images = len(self.seeds)
+        self.resolution = tuple(self.manifest["resolution"])
+        missing = missing_shards(self.path, self.manifest)
+        if missing:
+            total = num_shards(self.num_images, self.shard_size)
+            raise UserError(f"run {self.path} is incomplete: {len(missing)} of {total} shards are missing; "
+                            f"re-run the sample command to resume it: {self.manifest.get('command', 'diffit-eval sample ...')}")
+
+    @property
+    def num_shards(self) -> int:
+        return num_shards(self.num_images, self.shard_size)
+
+    def iter_batches(self, batch_size: int, limit: int | None = None) -> Iterator[np.ndarray]:
+        """uint8 NHWC batches of `batch_size` in seed order (batches span shard boundaries, like an npz)."""
+        n = self.num_images if limit is None else min(limit, self.num_images)
+        carry = np.zeros((0, *self.resolution, 3), dtype=np.uint8)  # the tail of the previous shard
+        produced = 0
+        for shard in iter_shards(self.path, self.manifest):
+            images = shard["images"][: n - produced - len(carry)]
+            buf = np.concatenate([carry, images]) if len(carry) else images
+            start = 0
+            while len(buf) - start >= batch_size:
+                yield buf[start:start + batch_size]
+                start += batch_size
+            produced += start
+            carry = buf[start:]
+            if produced + len(carry) >= n:
+                break
+        if len(carry):
+            yield carry
+
+    def labels(self) -> np.ndarray | None:
+        if self.manifest["config"]["num_classes"] == 0:
+            return None
+        return np.concatenate([shard["labels"] for shard in iter_shards(self.path, self.manifest)])
+
+    def cached_features(self, net, limit: int | None = None):
+        """The per-shard FeatureSets merged in shard order, when every shard has them for `net`'s weights
+        and resize mode and the whole run is wanted; else None (the caller extracts from the images)."""
+        from diffit_eval.extract import FeatureSet
+
+        if limit is not None and limit != self.num_images:
+            return None
+        paths = [features_path(self.path, k, net.weights_sha256, net.resize) for k in range(self.num_shards)]
+        if not all(p.is_file() for p in paths):
+            return None
+        merged = FeatureSet()
+        for p in paths:
+            merged.merge(FeatureSet.load(p))
+        return merged if merged.count == self.num_images else None
+
+
+def latest_run(root: str | os.PathLike = RUNS_ROOT) -> Path:
+    """The run folder under `root` (default ./runs) whose manifest was written last."""
+    root = Path(root)
+    runs = [m.parent for m in root.rglob(MANIFEST)] if root.is_dir() else []
+    if not runs:
+        raise UserError(f"no sample source given and no run folder under {root}/ ; pass an npz, an image folder "
+                        "or a run folder, or run `diffit-eval sample` first")
+    return max(runs, key=lambda r: (r / MANIFEST).stat().st_mtime_ns)
