@@ -53,6 +53,9 @@ class RespacedSchedule:
     """
 
     def __init__(self, num_steps: int = 250, num_timesteps: int = NUM_TIMESTEPS) -> None:
+        if num_steps < 2:
+            # The t = 0 log-variance is clipped by the t = 1 value, which one step does not have.
+            raise ValueError(f"DDPM sampling needs at least 2 steps, got {num_steps}")
         self.num_steps = num_steps
         self.timesteps = np.asarray(space_timesteps(num_timesteps, num_steps), dtype=np.int64)
 
