@@ -115,6 +115,12 @@ def _steps(num_steps: int, progress: bool):
     return steps
 
 
+def _predict_xstart(sched: RespacedSchedule, k: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, clip: bool) -> torch.Tensor:
+    """x_0 = sqrt(1/abar) x_t - sqrt(1/abar - 1) eps, optionally clamped to [-1, 1]."""
+    pred_xstart = sched.gather("sqrt_recip_alphas_cumprod", k, x) * x - sched.gather("sqrt_recipm1_alphas_cumprod", k, x) * eps
+    return pred_xstart.clamp(-1, 1) if clip else pred_xstart
+
+
 @torch.no_grad()
 def ddpm_sampler(
     model: Callable[..., torch.Tensor],  # model(x, t, **model_kwargs) -> [eps, v] on the channel axis.
@@ -145,11 +151,7 @@ def ddpm_sampler(
         model_log_variance = frac * max_log + (1 - frac) * min_log
 
         # Predict x_0 from eps, then take the posterior mean at that x_0.
-        sqrt_recip = sched.gather("sqrt_recip_alphas_cumprod", k, x)
-        sqrt_recipm1 = sched.gather("sqrt_recipm1_alphas_cumprod", k, x)
-        pred_xstart = sqrt_recip * x - sqrt_recipm1 * eps
-        if clip_denoised:
-            pred_xstart = pred_xstart.clamp(-1, 1)
+        pred_xstart = _predict_xstart(sched, k, x, eps, clip_denoised)
         model_mean = sched.gather("posterior_mean_coef1", k, x) * pred_xstart + sched.gather("posterior_mean_coef2", k, x) * x
 
         # Ancestral step; no noise at the last step.
@@ -180,12 +182,8 @@ def ddim_sampler(
         eps, _ = _split_output(model(x, timesteps[k], **model_kwargs), x, need_variance=False)
 
         # Predict x_0, then re-derive eps from it (they differ only when x_0 is clipped).
-        sqrt_recip = sched.gather("sqrt_recip_alphas_cumprod", k, x)
-        sqrt_recipm1 = sched.gather("sqrt_recipm1_alphas_cumprod", k, x)
-        pred_xstart = sqrt_recip * x - sqrt_recipm1 * eps
-        if clip_denoised:
-            pred_xstart = pred_xstart.clamp(-1, 1)
-        eps = (sqrt_recip * x - pred_xstart) / sqrt_recipm1
+        pred_xstart = _predict_xstart(sched, k, x, eps, clip_denoised)
+        eps = (sched.gather("sqrt_recip_alphas_cumprod", k, x) * x - pred_xstart) / sched.gather("sqrt_recipm1_alphas_cumprod", k, x)
 
         # DDIM step (Song et al. 2021, Eq. 12).
         alpha_bar = sched.gather("alphas_cumprod", k, x)
