@@ -13,7 +13,7 @@ from diffit_eval.errors import UserError
 from diffit_eval.extract import FeatureSet, extract_features
 from diffit_eval.fid import frechet_distance
 from diffit_eval.inception_score import inception_score
-from diffit_eval.prc import precision_recall
+from diffit_eval.prc import K, precision_recall
 from diffit_eval.provenance import device_description, now_iso, package_versions
 from diffit_eval.reference import METRICS, Reference, load_reference
 from diffit_eval.sources import open_samples
@@ -50,6 +50,11 @@ def evaluate(samples: FeatureSet, ref: Reference, metrics: list[str] | None = No
         reason = ref.unsupported(m)
         if reason:
             res.unavailable[m] = reason
+    if "pr" in wanted and "pr" not in res.unavailable and samples.count <= K:
+        res.unavailable["pr"] = f"precision/recall need more than {K} samples (k-th neighbour, k = {K}), got {samples.count}"
+    if "pr" in wanted and "pr" not in res.unavailable and ref.num_pr_images <= K:
+        res.unavailable["pr"] = (f"precision/recall need more than {K} reference images (k-th neighbour, k = {K}), "
+                                 f"the reference has {ref.num_pr_images}")
     todo = [m for m in wanted if m not in res.unavailable]
     if "fid" in todo:
         res.values["fid"] = frechet_distance(samples.pool.mean, samples.pool.cov, ref.mu, ref.sigma)
@@ -86,6 +91,8 @@ def run_metrics(samples_path: str | Path, ref_spec: str, *, metrics: list[str] |
     if num_samples is not None and num_samples < 2:
         raise UserError(f"--num-samples must be at least 2, got {num_samples}")
     source = open_samples(samples_path)
+    if num_samples is not None and num_samples > source.num_images:
+        raise UserError(f"--num-samples {num_samples} but {samples_path} holds only {source.num_images} images")
     net = load_feature_network(weights, device=device, resize=resize, allow_download=allow_download)
     wanted_pr = metrics is None or "pr" in metrics
     ref = load_reference(ref_spec, net=net, batch_size=batch_size, keep_rows=wanted_pr,

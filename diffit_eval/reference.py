@@ -98,14 +98,23 @@ def load_statistics_file(path: Path, name: str | None = None) -> Reference:
         raise UserError(f"{path} is not a readable npz file ({type(e).__name__})") from None
     with z:
         keys = set(z.files)
-        meta = json.loads(str(z["meta"])) if "meta" in keys else {}
-        ref = Reference(
-            name=name or meta.get("name") or path.stem,
-            mu=z["mu"].astype(np.float64), sigma=z["sigma"].astype(np.float64),
-            mu_s=z["mu_s"].astype(np.float64) if "mu_s" in keys else None,
-            sigma_s=z["sigma_s"].astype(np.float64) if "sigma_s" in keys else None,
-            path=path, resize=meta.get("resize", "legacy-tf"), meta=meta,
-        )
+        missing = [k for k in ("mu", "sigma") if k not in keys]
+        if missing:
+            raise UserError(f"{path} has no {' or '.join(missing)} (keys: {', '.join(sorted(keys)) or 'none'}); "
+                            f"a reference needs mu and sigma")
+        try:
+            meta = json.loads(str(z["meta"])) if "meta" in keys else {}
+            if not isinstance(meta, dict):
+                raise ValueError("meta is not a JSON object")
+            ref = Reference(
+                name=name or meta.get("name") or path.stem,
+                mu=z["mu"].astype(np.float64), sigma=z["sigma"].astype(np.float64),
+                mu_s=z["mu_s"].astype(np.float64) if "mu_s" in keys else None,
+                sigma_s=z["sigma_s"].astype(np.float64) if "sigma_s" in keys else None,
+                path=path, resize=meta.get("resize", "legacy-tf"), meta=meta,
+            )
+        except Exception as e:  # pickled objects, non-numeric arrays, truncated members, bad meta JSON
+            raise UserError(f"{path}: cannot read the reference statistics ({type(e).__name__}: {e})") from None
     if "arr_0" in keys:
         ref.pr_images = NpzMember(path, "arr_0")
         _check_image_array(ref.pr_images.shape, ref.pr_images.dtype, f"{path}:arr_0")

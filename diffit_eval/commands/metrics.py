@@ -25,12 +25,16 @@ def print_result(record: dict) -> None:
     net = record["feature_network"]
     table = Table(title=f"diffit-eval metrics: {record['label']}", title_justify="left")
     for col in ("FID", "sFID", "IS", "Precision", "Recall", "N", "reference", "feature network", "resize"):
-        table.add_column(col, justify="right" if col in ("FID", "sFID", "IS", "Precision", "Recall", "N") else "left")
+        # fold, never cut: a narrow terminal must not turn 3.94256 into "3.9…"
+        table.add_column(col, justify="right" if col in ("FID", "sFID", "IS", "Precision", "Recall", "N") else "left",
+                         overflow="fold")
     is_text = fmt(record["is"], 2) + ("" if record["is_std"] is None else f" ± {record['is_std']:.2f}")
     table.add_row(fmt(record["fid"], 4), fmt(record["sfid"], 4), is_text, fmt(record["precision"], 4),
                   fmt(record["recall"], 4), str(record["num_samples"]), record["reference"]["name"],
                   "[bold red]STAND-IN[/]" if net["standin"] else net["name"], record["resize"])
     console = Console()
+    if not console.is_terminal:  # a log file or a pipe: rich would assume 80 columns and squeeze the row
+        console = Console(width=max(console.width, 160))
     console.print(table)
     for metric, reason in record["unavailable"].items():
         console.print(f"  {metric}: n/a ({reason})")

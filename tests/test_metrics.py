@@ -1,0 +1,392 @@
+"""The ADM evaluation protocol (issue 2): our numbers against torch-fidelity, clean-fid and brute force.
+
+Network-level tests use the stand-in weights (`standin_weights`, tests/conftest.py) loaded
+through the real weights path, and two sets of 16 small images extracted once per session.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diffit_eval.errors import UserError
+from diffit_eval.extract import FeatureSet, extract_batch
+from diffit_eval.features import InceptionFeatures
+from diffit_eval.fid import frechet_distance, frechet_distance_sqrtm
+from diffit_eval.inception_score import inception_score
+from diffit_eval.prc import manifold_radii, pairwise_sq_distances, precision_recall
+from diffit_eval.sources import FolderSource, NpzMember, NpzSource, open_samples
+from diffit_eval.stats import RunningStats
+
+
+def rel(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(b), 1e-300)
+
+
+def fid_of(fa: FeatureSet, fb: FeatureSet) -> float:
+    return frechet_distance(fa.pool.mean, fa.pool.cov, fb.pool.mean, fb.pool.cov)
+
+
+def nchw(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+
+
+class TensorDataset(torch.utils.data.Dataset):
+    """torch-fidelity's Dataset input: uint8 CHW tensors."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.images = nchw(images)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+def write_pngs(images: np.ndarray, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, im in enumerate(images):
+        Image.fromarray(im).save(folder / f"{i:04d}.png")
+    return folder
+
+
+# --- against torch-fidelity and clean-fid -------------------------------------------------------
+
+def test_fid_is_and_sfid_features_match_torch_fidelity(standin_weights, metrics_images, metrics_features, monkeypatch):
+    """FID equal to torch-fidelity's calculate_metrics (<= 1e-6), IS with aligned splits (<= 1e-4), and
+    our sFID tap equal to torch-fidelity's own Mixed_6d.branch1x1 output in the same forward."""
+    import torch_fidelity
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    a, b = metrics_images["A"], metrics_images["B"]
+    n = len(a)
+    taps = []  # Mixed_6d.branch1x1 output of each torch-fidelity forward (input1 first, then input2)
+    original_forward = FeatureExtractorInceptionV3.forward
+
+    def spying_forward(self, x):
+        hook = self.Mixed_6d.branch1x1.register_forward_hook(lambda m, i, o: taps.append(o.detach().clone()))
+        try:
+            return original_forward(self, x)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(FeatureExtractorInceptionV3, "forward", spying_forward)
+    theirs = torch_fidelity.calculate_metrics(
+        input1=TensorDataset(a), input2=TensorDataset(b), fid=True, isc=True,
+        feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(standin_weights),
+        cuda=False, batch_size=n, samples_shuffle=False, isc_splits=2, cache=False, verbose=False, save_cpu_ram=True,
+    )
+    fa, fb = metrics_features["A"], metrics_features["B"]
+
+    fid = fid_of(fa, fb)
+    assert fid > 1.0  # the two sets differ: a real comparison, not 0 == 0
+    assert rel(fid, theirs["frechet_inception_distance"]) <= 1e-6
+
+    # torch-fidelity, unshuffled, cuts N = 2 * 8 into [0:8], [8:16]: ADM's in-order splits of 8.
+    is_mean, is_std = inception_score(fa.all_logits(), split_size=n // 2)
+    assert is_mean > 2.0  # the stand-in's logits are informative
+    assert rel(is_mean, theirs["inception_score_mean"]) <= 1e-4
+    assert rel(is_std, theirs["inception_score_std"]) <= 1e-3
+    # ...and a different split (what a shuffled or 10-split torch-fidelity run would do) is visibly different.
+    assert rel(inception_score(fa.all_logits(), split_size=n)[0], is_mean) > 1e-3
+
+    assert len(taps) == 2 and taps[0].shape == (n, 192, 17, 17)
+    for tap, fs in zip(taps, (fa, fb)):
+        spatial = tap[:, :7].permute(0, 2, 3, 1).flatten(1)  # ADM: channels-last, first 7 channels
+        assert spatial.shape == (n, 2023)
+        ref = RunningStats(2023).update(spatial)
+        np.testing.assert_allclose(fs.spatial.mean, ref.mean, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(fs.spatial.cov, ref.cov, rtol=1e-9, atol=1e-12)
+
+
+def test_fid_matches_clean_fid_legacy_tensorflow(standin_weights, metrics_images, metrics_features, tmp_path):
+    """clean-fid's compute_fid on PNG folders, legacy_tensorflow mode, our network as custom_feat_extractor.
+
+    In that mode clean-fid does not resize: its dataset hands the network float 0-255 NCHW at the
+    stored size (uint8 -> ToTensor -> * 255) and expects the network to resize (as TF did). Our
+    extractor rounds back to uint8 and must find exactly our images there, in our order; it then
+    returns the pool_3 rows our own extraction gave for that very batch (the network is
+    deterministic and batch-invariant on CPU, and its equality with torch-fidelity's forward is the
+    test above), so this checks clean-fid's image reading, statistics and Frechet distance against
+    ours without paying for a third pass of Inception on CPU.
+    """
+    from cleanfid import fid as cleanfid
+
+    expected = {name: (nchw(images), torch.from_numpy(metrics_features[name].all_pool_rows()))
+                for name, images in metrics_images.items()}
+    seen = []
+
+    def extractor(batch: torch.Tensor) -> torch.Tensor:
+        assert batch.dtype == torch.float32 and batch.shape[1:] == (3, 32, 32)
+        images = batch.round().clamp(0, 255).to(torch.uint8)
+        assert torch.allclose(batch, images.float(), atol=1e-3)  # integer values after /255 * 255
+        for name, (want, rows) in expected.items():
+            if torch.equal(images, want):
+                seen.append(name)
+                return rows
+        raise AssertionError("clean-fid fed the network other pixels than ours")
+
+    n = len(metrics_images["A"])
+    score = cleanfid.compute_fid(
+        str(write_pngs(metrics_images["A"], tmp_path / "A")), str(write_pngs(metrics_images["B"], tmp_path / "B")),
+        mode="legacy_tensorflow", custom_feat_extractor=extractor, num_workers=0, batch_size=n,
+        device=torch.device("cpu"), verbose=False, use_dataparallel=False,
+    )
+    assert sorted(seen) == ["A", "B"]
+    assert rel(fid_of(metrics_features["A"], metrics_features["B"]), float(score)) <= 1e-5
+
+
+def test_clean_resize_is_clean_fids_resize(standin_weights, metrics_images, tmp_path):
+    """`--resize clean` feeds the network what clean-fid's `clean` mode feeds its own (PIL bicubic, float)."""
+    from cleanfid.utils import ResizeDataset
+
+    images = metrics_images["A"][:3]
+    files = sorted(write_pngs(images, tmp_path / "pngs").iterdir())
+    theirs = torch.stack([ResizeDataset(files, mode="clean")[i] for i in range(len(files))])
+    ours = InceptionFeatures(standin_weights, resize="clean")._to_299(nchw(images))
+    assert ours.shape == theirs.shape == (3, 3, 299, 299)
+    assert torch.equal(ours, theirs)
+    legacy = InceptionFeatures(standin_weights)._to_299(nchw(images))
+    assert (legacy - ours).abs().max() > 1.0  # the two modes really differ
+
+
+def test_feature_network_is_batch_invariant(standin_weights, metrics_images, metrics_features):
+    """Features of a batch do not depend on what else is in it (so `--batch-size` cannot move FID)."""
+    net = InceptionFeatures(standin_weights)
+    assert net.is_standin and "STAND-IN" in net.label and net.describe()["standin"] is True
+    fs = FeatureSet()
+    extract_batch(net, metrics_images["A"][:3], fs)
+    np.testing.assert_array_equal(fs.all_pool_rows(), metrics_features["A"].all_pool_rows()[:3])
+    np.testing.assert_array_equal(fs.all_logits(), metrics_features["A"].all_logits()[:3])
+
+
+# --- Frechet distance ---------------------------------------------------------------------------
+
+def _gaussian_stats(rng, n, d, rank=None):
+    rank = rank or d
+    basis = rng.standard_normal((d, rank)) * rng.uniform(0.1, 2.0, rank)
+    x = rng.standard_normal((n, rank)) @ basis.T + rng.standard_normal(d) + 0.05 * rng.standard_normal((n, d))
+    return x.mean(0), np.cov(x, rowvar=False)
+
+
+@pytest.mark.parametrize("n, rank", [(2000, None), (500, 8)])
+def test_frechet_distance_eigh_route_equals_adm_sqrtm_route(n, rank):
+    rng = np.random.default_rng(n)
+    mu1, s1 = _gaussian_stats(rng, n, 64, rank)
+    mu2, s2 = _gaussian_stats(rng, n, 64, rank)
+    ours, adm = frechet_distance(mu1, s1, mu2, s2), frechet_distance_sqrtm(mu1, s1, mu2, s2)
+    assert rel(ours, adm) <= 1e-9
+    assert abs(frechet_distance(mu1, s1, mu1, s1)) <= 1e-9 * np.trace(s1)
+
+
+def test_frechet_distance_of_rank_deficient_covariances_is_stable():
+    """Fewer samples than dimensions: the null space's rounding noise must not move FID.
+
+    ADM's sqrtm adds ~1e-8 of noise-eigenvalue roots here; ours drops them, so a reordering of
+    the samples (what another batch size does to the float64 sums) changes nothing measurable.
+    """
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((40, 64)) * rng.uniform(0.1, 2, 64) + 0.5
+    y = rng.standard_normal((40, 64)) * rng.uniform(0.1, 2, 64)
+    stats = [RunningStats(64).update(x[:3]).update(x[3:]), RunningStats(64).update(y)]
+    ours = frechet_distance(stats[0].mean, stats[0].cov, stats[1].mean, stats[1].cov)
+    reordered = RunningStats(64)
+    for i in rng.permutation(40):
+        reordered.update(x[i:i + 1])
+    assert rel(frechet_distance(reordered.mean, reordered.cov, stats[1].mean, stats[1].cov), ours) <= 1e-12
+    assert rel(ours, frechet_distance_sqrtm(stats[0].mean, stats[0].cov, stats[1].mean, stats[1].cov)) <= 1e-6
+
+
+def test_frechet_distance_rejects_mismatched_dimensions():
+    with pytest.raises(ValueError, match="dimension"):
+        frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+
+
+# --- Inception score ----------------------------------------------------------------------------
+
+def test_inception_score_follows_adm_splits_and_survives_underflow():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((23, 10)) * 3
+
+    def adm(lg, split):  # ADM's evaluator, literally (float64 softmax)
+        preds = np.exp(lg - lg.max(1, keepdims=True))
+        preds /= preds.sum(1, keepdims=True)
+        scores = []
+        for i in range(0, len(preds), split):
+            part = preds[i:i + split]
+            kl = part * (np.log(part) - np.log(np.expand_dims(np.mean(part, 0), 0)))
+            scores.append(np.exp(np.mean(np.sum(kl, 1))))
+        return float(np.mean(scores)), float(np.std(scores))
+
+    for split in (5, 10, 23, 5000):  # 23 = 10 + 10 + 3: the last split is shorter, as in ADM
+        np.testing.assert_allclose(inception_score(logits, split_size=split), adm(logits, split), rtol=1e-12)
+    # Logits far apart underflow a softmax to exact zeros: ADM's formula gives nan, ours the limit.
+    sharp = logits * 1000
+    with np.errstate(all="ignore"):
+        assert np.isnan(adm(sharp, 23)[0])
+    score, _ = inception_score(sharp, split_size=23)
+    one_hot = np.eye(10)[sharp.argmax(1)] * 50  # the same predictions, without underflow
+    assert score == pytest.approx(adm(one_hot, 23)[0], rel=1e-9)
+
+
+# --- precision / recall -------------------------------------------------------------------------
+
+def brute_force_pr(ref: np.ndarray, sam: np.ndarray, k: int = 3, strict: bool = False) -> tuple[float, float]:
+    """ADM's rules, written out: full distance matrices, k-th neighbour by np.partition, <= comparison."""
+    def dist(u, v):
+        return ((u[:, None, :].astype(np.float64) - v[None, :, :]) ** 2).sum(-1)
+
+    r_ref = np.partition(dist(ref, ref), k, axis=1)[:, k]  # index 0 is the point itself
+    r_sam = np.partition(dist(sam, sam), k, axis=1)[:, k]
+    d = dist(sam, ref)
+    inside = np.less if strict else np.less_equal
+    precision = inside(d, r_ref[None, :]).any(axis=1).mean()
+    recall = inside(d.T, r_sam[None, :]).any(axis=1).mean()
+    return float(precision), float(recall)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_precision_recall_equal_brute_force_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    # Small integers: every squared distance is an integer <= 72, exact in float16, and many
+    # distances equal a radius exactly, so `<=` against `<` matters.
+    ref = rng.integers(0, 4, (60, 8)).astype(np.float32)
+    sam = rng.integers(0, 4, (45, 8)).astype(np.float32)
+    want = brute_force_pr(ref, sam)
+    d = ((sam[:, None, :] - ref[None]) ** 2).sum(-1)
+    r_ref = np.partition(((ref[:, None] - ref[None]) ** 2).sum(-1), 3, axis=1)[:, 3]
+    assert (d == r_ref[None, :]).sum() > 0, "the data must put samples exactly on a reference radius"
+    assert brute_force_pr(ref, sam, strict=True) != want, "ties must change the answer for this test to bite"
+
+    assert precision_recall(ref, sam, device="cpu") == pytest.approx(want, abs=0)
+    assert precision_recall(ref, sam, block=7, device="cpu") == pytest.approx(want, abs=0)
+    assert precision_recall(ref, sam, block=7, half=False, device="cpu") == pytest.approx(want, abs=0)
+
+
+def test_precision_recall_blocking_does_not_change_results():
+    rng = np.random.default_rng(5)
+    ref = rng.standard_normal((70, 32)).astype(np.float32)
+    sam = (rng.standard_normal((53, 32)) * 1.2 + 0.1).astype(np.float32)
+    full = precision_recall(ref, sam, block=10_000, device="cpu")
+    assert precision_recall(ref, sam, block=7, device="cpu") == full
+    assert precision_recall(ref, sam, block=1, device="cpu") == full
+    radii_full = manifold_radii(torch.from_numpy(ref), block=10_000)
+    assert torch.equal(manifold_radii(torch.from_numpy(ref), block=7), radii_full)
+    assert 0 < full[0] < 1 and 0 < full[1] < 1
+
+
+def test_pairwise_distances_float16_rules_and_float32_fallback():
+    rng = np.random.default_rng(3)
+    u = torch.from_numpy(rng.integers(0, 4, (9, 8)).astype(np.float32))
+    v = torch.from_numpy(rng.integers(0, 4, (7, 8)).astype(np.float32))
+    exact = ((u[:, None] - v[None]) ** 2).sum(-1)
+    assert torch.equal(pairwise_sq_distances(u, v), exact)
+    # Real-valued features: values are float16 numbers (ADM computes in half precision).
+    x = torch.from_numpy(rng.random((20, 64)).astype(np.float32))
+    d16 = pairwise_sq_distances(x, x)
+    assert torch.equal(d16, d16.half().float())
+    # Large features overflow float16 (|u|^2 > 65504): ADM redoes the block in float32.
+    big = x * 100
+    d = pairwise_sq_distances(big, big)
+    assert torch.isfinite(d).all()
+    assert torch.allclose(d, pairwise_sq_distances(big, big, half=False))
+    assert not torch.equal(d, d.half().float())  # not float16 values: the fallback ran
+
+
+def test_precision_recall_needs_more_than_k_points():
+    with pytest.raises(ValueError, match="more than 3"):
+        precision_recall(np.zeros((3, 4)), np.zeros((10, 4)), device="cpu")
+
+
+def test_evaluate_reports_pr_unavailable_for_k_or_fewer_points():
+    """3 samples give FID and IS, and P/R as n/a with the reason (not a crash in manifold_radii)."""
+    from diffit_eval.evaluate import evaluate
+    from diffit_eval.reference import Reference
+
+    rng = np.random.default_rng(0)
+    pool = rng.random((20, 2048)).astype(np.float32)
+    samples = FeatureSet()
+    samples.add(torch.from_numpy(pool[:3]), torch.from_numpy(rng.standard_normal((3, 1008)).astype(np.float32)),
+                torch.zeros(3, 2023))
+    ref = Reference(name="r", mu=pool[3:].mean(0).astype(np.float64), sigma=np.cov(pool[3:], rowvar=False),
+                    pr_features=pool[3:])
+    res = evaluate(samples, ref, ["fid", "is", "pr"], device="cpu")
+    assert res.values["fid"] > 0 and res.values["is"] > 1 and res.values["precision"] is None
+    assert "more than 3 samples" in res.unavailable["pr"]
+    ref.pr_features = pool[3:6]
+    samples.merge(samples)  # 6 samples now
+    res = evaluate(samples, ref, ["pr"], device="cpu")
+    assert "more than 3 reference images" in res.unavailable["pr"]
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+def test_running_stats_merged_from_batches_and_files_equal_one_shot(tmp_path):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((1000, 16)) @ rng.standard_normal((16, 16)) + 3.0).astype(np.float32)
+    want_mu, want_cov = np.mean(x.astype(np.float64), 0), np.cov(x.astype(np.float64), rowvar=False)
+
+    cuts = [0, 1, 2, 5, 100, 333, 334, 999, 1000]  # uneven batches, one of a single row
+    one = RunningStats(16)
+    for lo, hi in zip(cuts, cuts[1:]):
+        one.update(x[lo:hi] if lo % 2 else torch.from_numpy(x[lo:hi]))  # numpy and torch inputs
+    np.testing.assert_allclose(one.mean, want_mu, rtol=1e-10)
+    np.testing.assert_allclose(one.cov, want_cov, rtol=1e-10, atol=1e-10 * np.abs(want_cov).max())
+
+    # "Files": three FeatureSets saved and loaded, then merged.
+    merged = FeatureSet()
+    for i, (lo, hi) in enumerate([(0, 400), (400, 401), (401, 1000)]):
+        fs = FeatureSet()
+        rows = np.zeros((hi - lo, 2048), np.float32)
+        rows[:, :16] = x[lo:hi]
+        fs.add(torch.from_numpy(rows), torch.zeros(hi - lo, 1008), torch.zeros(hi - lo, 2023))
+        fs.save(tmp_path / f"part{i}.npz")
+        merged.merge(FeatureSet.load(tmp_path / f"part{i}.npz"))
+    assert merged.count == 1000 and merged.all_pool_rows().shape == (1000, 2048)
+    np.testing.assert_allclose(merged.pool.mean[:16], want_mu, rtol=1e-10)
+    np.testing.assert_allclose(merged.pool.cov[:16, :16], want_cov, rtol=1e-10, atol=1e-10 * np.abs(want_cov).max())
+    assert not list(tmp_path.glob(".*.tmp"))
+
+    with pytest.raises(ValueError, match="at least 2"):
+        RunningStats(4).update(np.ones((1, 4))).cov
+
+
+# --- sample sources -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_source_streams_stored_and_compressed(tmp_path, compressed):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (23, 5, 6, 3), dtype=np.uint8)
+    labels = np.arange(23)
+    path = tmp_path / "samples.npz"
+    (np.savez_compressed if compressed else np.savez)(path, images, labels)
+    with zipfile.ZipFile(path) as z:
+        assert z.getinfo("arr_0.npy").compress_type == (zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED)
+
+    src = open_samples(path)
+    assert isinstance(src, NpzSource) and src.num_images == 23 and src.resolution == (5, 6)
+    for bs in (1, 4, 23, 64):
+        np.testing.assert_array_equal(np.concatenate(list(src.iter_batches(bs))), images)
+    np.testing.assert_array_equal(np.concatenate(list(src.iter_batches(4, limit=10))), images[:10])
+    member = NpzMember(path, "arr_0")
+    for start, count in [(17, 3), (0, 1), (5, 18), (22, 1), (3, 9)]:  # out of order: seeks back and forth
+        np.testing.assert_array_equal(member.read_rows(start, count), images[start:start + count])
+    np.testing.assert_array_equal(src.labels(), labels)
+
+
+def test_folder_source_equals_npz_source(tmp_path):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (11, 8, 8, 3), dtype=np.uint8)
+    folder = write_pngs(images, tmp_path / "pngs" / "nested")
+    src = open_samples(tmp_path / "pngs")
+    assert isinstance(src, FolderSource) and src.num_images == 11
+    np.testing.assert_array_equal(np.concatenate(list(src.iter_batches(3))), images)
+    Image.fromarray(images[0][:4]).save(folder / "9999.png")  # a different size
+    with pytest.raises(UserError, match="resize them first"):
+        list(open_samples(tmp_path / "pngs").iter_batches(64))
