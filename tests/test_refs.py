@@ -445,12 +445,16 @@ def test_download_records_hash_and_never_keeps_bad_bytes(cache, tmp_path, monkey
         path.write_bytes(bytes(data))
         assert refs.fetch_reference("srv-good", progress=False)[1] == "downloaded; verified"
         assert path.read_bytes() == good.read_bytes()
-        for name, error, match in (("srv-junk", UserError, "unusable"), ("srv-drop", UserError, "unusable"),
-                                   ("srv-404", MissingAssetError, "HTTP 404")):
+        for name, error, match in (("srv-junk", UserError, "unusable"), ("srv-404", MissingAssetError, "HTTP 404")):
             with pytest.raises(error, match=match):
                 refs.fetch_reference(name, progress=False)
             leftovers = [p.name for p in (cache / "refs").iterdir() if name in p.name]
             assert leftovers == [], leftovers
+        # a transfer cut short of its Content-Length: never renamed into place; the `.part` stays to resume
+        with pytest.raises(MissingAssetError, match="stopped at 14 of 100000 bytes"):
+            refs.fetch_reference("srv-drop", progress=False)
+        assert not refs.cached_path("srv-drop").exists()
+        assert refs.part_path("srv-drop").stat().st_size == 14
         # a broken connection: one line naming the URL; a 0-byte `.part` holds nothing to resume, so it goes
         refs.part_path("srv-reset").write_bytes(b"")
         with pytest.raises(MissingAssetError, match="/reset"):
