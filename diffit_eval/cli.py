@@ -8,7 +8,11 @@ line on stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+# Idle OpenMP threads that spin slowed 2-thread CPU calls 10-20x on shared machines; must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 

@@ -82,10 +82,10 @@ def sample_features(source, net, *, limit: int | None, batch_size: int, keep_row
 
 def run_metrics(samples_path: str | Path, ref_spec: str, *, metrics: list[str] | None = None,
                 num_samples: int | None = None, weights: str | None = None, device: str | None = None,
-                batch_size: int = 64, resize: str = "legacy-tf", allow_download: bool = True,
+                batch_size: int | None = None, resize: str = "legacy-tf", allow_download: bool = True,
                 label: str | None = None, progress: bool = True) -> dict:
     """The whole `diffit-eval metrics` job as a library call; returns the JSON-ready record."""
-    from diffit_eval.features import load_feature_network
+    from diffit_eval.features import default_batch_size, load_feature_network
 
     t0 = time.time()
     if num_samples is not None and num_samples < 2:
@@ -94,12 +94,18 @@ def run_metrics(samples_path: str | Path, ref_spec: str, *, metrics: list[str] |
     if num_samples is not None and num_samples > source.num_images:
         raise UserError(f"--num-samples {num_samples} but {samples_path} holds only {source.num_images} images")
     net = load_feature_network(weights, device=device, resize=resize, allow_download=allow_download)
+    batch_size = batch_size or default_batch_size(str(next(net.parameters()).device))
     wanted_pr = metrics is None or "pr" in metrics
     ref = load_reference(ref_spec, net=net, batch_size=batch_size, keep_rows=wanted_pr,
                          allow_download=allow_download, progress=progress)
     if ref.resize != net.resize:
         raise UserError(f"reference {ref.name} was built with the {ref.resize} resize but these features use "
                         f"{net.resize}; pass --resize {ref.resize} or rebuild the reference")
+    built_with = (ref.meta.get("feature_network") or {}).get("sha256")
+    if built_with and built_with != net.weights_sha256:
+        raise UserError(f"reference {ref.name} was built with another feature network (sha256 {built_with[:12]}, "
+                        f"{'a stand-in' if ref.meta['feature_network'].get('standin') else 'InceptionV3'}) than "
+                        f"{net.weights_path.name} (sha256 {net.weights_sha256[:12]}); rebuild it or pass the same weights")
     fs = sample_features(source, net, limit=num_samples, batch_size=batch_size, keep_rows=wanted_pr, progress=progress)
     res = evaluate(fs, ref, metrics, net=net, batch_size=batch_size, device=device, progress=progress)
     manifest = getattr(source, "manifest", None) or {}

@@ -461,7 +461,7 @@ class _ChunkWorker:
 def build_reference(data: str | os.PathLike, *, name: str, resolution: int, crop: str = "adm",
                     dataset: str | None = None, resize: str = "legacy-tf", pr_images: int = 10_000, seed: int = 0,
                     out: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,
-                    device: str | None = None, batch_size: int = 64, chunk_size: int = 1000, workers: int = 4,
+                    device: str | None = None, batch_size: int | None = None, chunk_size: int = 1000, workers: int = 4,
                     allow_download: bool = True, progress: bool = True) -> Path:
     """Compute an ADM-compatible reference npz from a dataset: `mu`, `sigma`, `mu_s`, `sigma_s`
     (float64), `arr_0` (a seeded random `pr_images` of the preprocessed images, in index order) and
@@ -474,7 +474,7 @@ def build_reference(data: str | os.PathLike, *, name: str, resolution: int, crop
     gives each one thread; set OMP_NUM_THREADS=1 for a single process to match), on GPU the same
     GPU model and deterministic cuDNN choices.
     """
-    from diffit_eval.features import RESIZE_MODES, InceptionFeatures, resolve_inception_weights
+    from diffit_eval.features import RESIZE_MODES, InceptionFeatures, default_batch_size, resolve_inception_weights
     from diffit_eval.preprocess import check_crop, open_image_set
     from diffit_eval.progress import progress_bar
 
@@ -485,7 +485,7 @@ def build_reference(data: str | os.PathLike, *, name: str, resolution: int, crop
     check_crop(crop)
     if resize not in RESIZE_MODES:
         raise UserError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
-    for label, value, least in (("--resolution", resolution, 8), ("--batch-size", batch_size, 1),
+    for label, value, least in (("--resolution", resolution, 8), ("--batch-size", batch_size or 1, 1),
                                 ("--chunk-size", chunk_size, 1), ("--pr-images", pr_images, 0), ("--workers", workers, 0)):
         if value < least:
             raise UserError(f"{label} must be at least {least}, got {value}")
@@ -500,6 +500,7 @@ def build_reference(data: str | os.PathLike, *, name: str, resolution: int, crop
     owns_group = not torch.distributed.is_initialized()  # shut down only a group this call started
     d = distributed.init(device)
     dev = distributed.device_for(d, device)
+    batch_size = batch_size or default_batch_size(dev)
     weights_path = _main_then_share(lambda: resolve_inception_weights(weights, allow_download=allow_download), d)
     net = InceptionFeatures(weights_path, resize=resize).to(dev)
 

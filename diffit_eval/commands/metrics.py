@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the values and provenance to this JSON file."),
         inception_weights: Optional[str] = typer.Option(None, "--inception-weights", help="Local InceptionV3 weights (torch-fidelity layout); env DIFFIT_EVAL_INCEPTION_WEIGHTS."),
         device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu ... (default: CUDA when present)."),
-        batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per feature-network forward."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per feature-network forward (default 64 on CUDA, 8 on CPU, by benchmark)."),
         resize: str = typer.Option("legacy-tf", "--resize", help="legacy-tf (the published protocol) or clean (clean-fid's PIL bicubic)."),
         label: Optional[str] = typer.Option(None, "--label", help="Row name in tables (default: run model or file name)."),
         no_download: bool = typer.Option(False, "--no-download", help="Never download; fail if an asset is not cached."),

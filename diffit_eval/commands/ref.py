@@ -134,7 +134,7 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", help="Write here instead of the cache (then pass --ref PATH)."),
         inception_weights: Optional[str] = typer.Option(None, "--inception-weights", help="Local InceptionV3 weights (torch-fidelity layout); env DIFFIT_EVAL_INCEPTION_WEIGHTS."),
         device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu ... (default: CUDA when present; the local GPU under torchrun)."),
-        batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per feature-network forward."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per feature-network forward (default 64 on CUDA, 8 on CPU); the file depends on it."),
         chunk_size: int = typer.Option(1000, "--chunk-size", min=1, help="Images per partial float64 sum; the file depends on it and on --batch-size, not on the process count."),
         workers: int = typer.Option(4, "--workers", min=0, help="Threads decoding and cropping images (0: none)."),
         no_download: bool = typer.Option(False, "--no-download", help="Never download; fail if the Inception weights are not cached."),
