@@ -87,7 +87,7 @@ def print_show(report: dict) -> None:
 def register(app: typer.Typer) -> None:
     ref = typer.Typer(help="Reference statistics: a registry of named references; list, show, fetch, build. " + CACHE_HELP,
                       no_args_is_help=True)
-    app.add_typer(ref, name="ref")
+    app.add_typer(ref, name="ref", short_help="Named reference statistics: list, show, fetch, build.")
 
     @ref.command("list", short_help="Registry entries and built references: cached or not.", help="Every registry entry and every reference built into the cache. " + CACHE_HELP)
     def list_() -> None:
