@@ -39,6 +39,13 @@ def parse_metrics(text: str | None) -> list[str] | None:
     return names
 
 
+def _distance(stats, mu, sigma, ref_name: str) -> float:
+    try:
+        return frechet_distance(stats.mean, stats.cov, mu, sigma)
+    except ValueError as e:  # non-finite covariances: a broken file or diverged samples, not a crash
+        raise UserError(f"cannot compute a Frechet distance against {ref_name}: {e}") from None
+
+
 def evaluate(samples: FeatureSet, ref: Reference, metrics: list[str] | None = None, *, net=None,
              batch_size: int = 64, device: str | None = None, progress: bool = True) -> MetricsResult:
     """Compute the requested metrics (default: all the reference supports)."""
@@ -57,9 +64,9 @@ def evaluate(samples: FeatureSet, ref: Reference, metrics: list[str] | None = No
                                  f"the reference has {ref.num_pr_images}")
     todo = [m for m in wanted if m not in res.unavailable]
     if "fid" in todo:
-        res.values["fid"] = frechet_distance(samples.pool.mean, samples.pool.cov, ref.mu, ref.sigma)
+        res.values["fid"] = _distance(samples.pool, ref.mu, ref.sigma, ref.name)
     if "sfid" in todo:
-        res.values["sfid"] = frechet_distance(samples.spatial.mean, samples.spatial.cov, ref.mu_s, ref.sigma_s)
+        res.values["sfid"] = _distance(samples.spatial, ref.mu_s, ref.sigma_s, ref.name)
     if "is" in todo:
         res.values["is"], res.values["is_std"] = inception_score(samples.all_logits())
     if "pr" in todo:
