@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import http.client
 import json
 import os
 import re
@@ -249,14 +248,9 @@ def _download(name: str, entry: dict, progress: bool) -> Path:
     try:
         download(url, path, what=f"reference {name}", alternative="--ref PATH",
                  sha256=entry.get("sha256"), size=entry.get("size"), progress=progress)
-    except UserError:
+    except UserError:  # offline, interrupted (cache.download keeps a non-empty .part to resume) or corrupt
         _drop_empty_part(name)
         raise
-    except (OSError, http.client.HTTPException) as e:  # the connection broke mid-transfer
-        _drop_empty_part(name)
-        raise MissingAssetError(f"download of reference {name} from {url} was interrupted ({type(e).__name__}: {e}); "
-                                f"run `diffit-eval ref fetch {name}` again to resume, or fetch it by hand and "
-                                f"pass --ref PATH") from None
     problem = _npz_problem(path)
     if problem:
         path.unlink()
