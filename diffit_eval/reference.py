@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffit_eval.cache import cache_dir, sha256_file
+from diffit_eval.cache import atomic_path, cache_dir, sha256_file
 from diffit_eval.errors import UserError
 from diffit_eval.extract import POOL_DIM, SPATIAL_DIM, FeatureSet, extract_features
 from diffit_eval.sources import NpzMember, NpzSource, _check_image_array, open_samples
@@ -67,14 +67,9 @@ class Reference:
         if cached.is_file():
             self.pr_features = np.load(cached)
         else:
-            source = NpzSource.__new__(NpzSource)
-            source.path, source.images = self.path, self.pr_images
-            source.num_images, source.resolution = self.pr_images.shape[0], tuple(self.pr_images.shape[1:3])
-            fs = extract_features(source, net, batch_size=batch_size, progress=progress,
+            fs = extract_features(NpzSource(self.path), net, batch_size=batch_size, progress=progress,
                                   description=f"reference images {self.name}")
             self.pr_features = fs.all_pool_rows()
-            from diffit_eval.cache import atomic_path
-
             with atomic_path(cached) as tmp:
                 with open(tmp, "wb") as f:
                     np.save(f, self.pr_features)

@@ -324,16 +324,6 @@ def run_sample_suite(suite: Suite, opts: RunOptions) -> dict[str, Any]:
                        extra=_common(opts))
 
 
-def make_standin_weights(path: Path, seed: int) -> Path:
-    """The seeded stand-in Inception weights (imported late: the features module needs torch)."""
-    try:
-        from diffit_eval.features import make_standin_weights as make
-    except ImportError as e:
-        raise CouldNotRun(f"the stand-in feature network is unavailable in this build ({e})") from None
-    make(path, seed=seed)
-    return path
-
-
 def run_golden_cpu(workdir: str | Path, settings: dict[str, Any] | None = None,
                    inception_weights: str | Path | None = None) -> dict[str, Any]:
     """The golden CPU run: sample two seed sets of a tiny model and compare one against the other.
@@ -342,11 +332,14 @@ def run_golden_cpu(workdir: str | Path, settings: dict[str, Any] | None = None,
     exercise neither the model nor the statistics. The run folders are rebuilt every time so a
     resumable generator never hands back a previous run's images.
     """
+    # Made afresh each time, not cached: the golden numbers then also pin the stand-in's recipe.
+    from diffit_eval.features import make_standin_weights
+
     s = {**(get_suite("golden-cpu").settings if settings is None else settings)}
     wd = Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
     weights = Path(inception_weights) if inception_weights else make_standin_weights(
-        wd / "standin-inception.pth", int(s.get("standin_seed", 0)))
+        wd / "standin-inception.pth", seed=int(s.get("standin_seed", 0)))
     common = ["--inception-weights", str(weights)]
     if s.get("batch_size"):
         common += ["--batch-size", str(s["batch_size"])]

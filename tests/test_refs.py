@@ -51,14 +51,9 @@ FIXTURE_BUILD = dict(batch_size=4, chunk_size=8, pr_images=7, seed=3, progress=F
 
 
 @pytest.fixture(scope="module")
-def weights(request, tmp_path_factory) -> Path:
-    """The shared stand-in Inception weights (tests/conftest.py), else a local copy of the same."""
-    try:
-        return Path(request.getfixturevalue("standin_weights"))
-    except pytest.FixtureLookupError:
-        from diffit_eval.features import make_standin_weights
-
-        return make_standin_weights(tmp_path_factory.mktemp("weights") / "standin.pth", seed=0)
+def weights(standin_weights) -> Path:
+    """The session's stand-in Inception weights (tests/conftest.py)."""
+    return Path(standin_weights)
 
 
 @pytest.fixture(scope="module")

@@ -241,14 +241,9 @@ def test_peak_memory_does_not_grow_with_the_number_of_samples(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def inception(request, tmp_path_factory) -> Path:
-    """The shared stand-in Inception weights (tests/conftest.py), else our own with the same recipe."""
-    try:
-        return Path(request.getfixturevalue("standin_weights"))
-    except pytest.FixtureLookupError:
-        from diffit_eval.features import make_standin_weights
-
-        return make_standin_weights(tmp_path_factory.mktemp("inception") / "standin.pth", seed=0)
+def inception(standin_weights) -> Path:
+    """The session's stand-in Inception weights (tests/conftest.py)."""
+    return Path(standin_weights)
 
 
 def test_metrics_of_run_equal_metrics_of_npz(tmp_path, inception):

@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -376,7 +375,7 @@ def test_golden_runner_commands(tmp_path, monkeypatch):
         return subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.setattr(rg.subprocess, "run", fake_run)
-    monkeypatch.setattr(rg, "make_standin_weights", lambda path, seed: path)
+    monkeypatch.setattr("diffit_eval.features.make_standin_weights", lambda path, seed: path)
     settings = rg.get_suite("golden-cpu", SUITES).settings
     out = rg.run_golden_cpu(tmp_path, settings)
     assert out["fid"] == GOLDEN_RESULT["fid"]
@@ -402,7 +401,7 @@ def test_golden_runner_commands(tmp_path, monkeypatch):
 
 def test_subprocess_failure_is_could_not_run(tmp_path, monkeypatch):
     monkeypatch.setattr(rg.subprocess, "run", lambda cmd, check=False: subprocess.CompletedProcess(cmd, 3))
-    monkeypatch.setattr(rg, "make_standin_weights", lambda path, seed: path)
+    monkeypatch.setattr("diffit_eval.features.make_standin_weights", lambda path, seed: path)
     suites = golden_suites(tmp_path)
     (suites.parent / "golden-cpu.json").write_text(json.dumps({"suite": "golden-cpu", "metrics": GOLDEN_RESULT}))
     report = rg.regress("golden-cpu", suites_path=suites)
@@ -411,26 +410,11 @@ def test_subprocess_failure_is_could_not_run(tmp_path, monkeypatch):
 
 def test_repo_golden_file_if_recorded():
     suite = rg.get_suite("golden-cpu", SUITES)
-    if suite.expected_file is None or not suite.expected_file.exists():
-        pytest.skip("golden-cpu values not recorded yet (diffit-eval regress --suite golden-cpu --update-golden)")
+    assert suite.expected_file is not None and suite.expected_file.exists()
     assert set(suite.expected) == set(suite.settings["metrics"])
 
 
-def _golden_pipeline_available() -> bool:
-    try:
-        import typer
-
-        from diffit_eval import features
-        from diffit_eval.cli import app
-    except Exception:
-        return False
-    commands = typer.main.get_command(app).commands
-    return hasattr(features, "make_standin_weights") and {"sample", "metrics"} <= set(commands)
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _golden_pipeline_available(),
-                    reason="needs diffit_eval.features.make_standin_weights and the sample/metrics commands")
 def test_golden_cpu_end_to_end(tmp_path):
     suites = golden_suites(tmp_path, shrink=True)
     env = tmp_path / "cache"

@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         record = run_demo(out, num_samples, steps, verbose=not quiet)
         print_result(record)
         write_json_atomic(out / "metrics.json", record)
-        console.print(f"\nThe measured row beside the paper's Table 2 (CIFAR-10); it is marked as a stand-in:")
+        console.print("\nThe measured row beside the paper's Table 2 (CIFAR-10); it is marked as a stand-in:")
         table = make_table([out / "metrics.json"], view="cifar10")
         typer.echo(render(table, "rich"), nl=False)
         console.print(f"\nRun folders, grid.png and metrics.json are in {out}/. Real numbers: see README, "

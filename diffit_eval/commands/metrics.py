@@ -8,7 +8,6 @@ from typing import Optional
 
 import typer
 
-from diffit_eval.errors import UserError
 
 METRICS_HELP = "Comma list of fid,sfid,is,pr (default: all the reference supports)."
 
