@@ -1,6 +1,6 @@
 """EDM (Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative Models").
 
-Preconditioning (Table 1, "Ours"), the training loss (Eq. 2 with the log-normal sigma density)
+Preconditioning (Table 1, "Ours"), the training loss (Eq. 2 with the log-normal sigma density, :class:`EDMLoss`)
 and the deterministic 2nd-order sampler (Algorithm 2, with Algorithm 2's optional churn). Used
 for the image-space DiffiT models (SPEC.md section 4). The sampler's signature is the one of
 EDM's `generate.py`, so a network written for EDM can be passed in unchanged.
@@ -12,6 +12,8 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+from diffit.random import BatchRandom
 
 # ----------------------------------------------------------------------------
 # Preconditioning and loss.
@@ -58,6 +60,50 @@ class EDMPrecond(torch.nn.Module):
         return torch.as_tensor(sigma)
 
 
+class EDMLoss:
+    """EDM's training loss (Karras et al. 2022, Eq. 2 and Table 1; NVlabs/edm `training/loss.py`), per element.
+
+    ln(sigma) ~ N(P_mean, P_std^2), lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2,
+    loss = lambda(sigma) |D(y + n; sigma) - y|^2 with n ~ N(0, sigma^2 I), where y is the image
+    after the (optional) augmentation pipe, whose labels condition D. The caller reduces it.
+    """
+
+    def __init__(
+        self,
+        P_mean: float = -1.2,       # Mean of ln(sigma) during training.
+        P_std: float = 1.2,         # Standard deviation of ln(sigma) during training.
+        sigma_data: float = 0.5,    # Expected standard deviation of the training data.
+    ) -> None:
+        self.P_mean = P_mean
+        self.P_std = P_std
+        self.sigma_data = sigma_data
+
+    def __call__(self, net: Callable[..., torch.Tensor], images: torch.Tensor, labels: torch.Tensor | None = None,
+                 augment_pipe: Callable | None = None, rnd: BatchRandom | None = None) -> torch.Tensor:
+        rnd = rnd if rnd is not None else BatchRandom(device=images.device)
+        # One sigma per image (drawn first, as in EDM), then the augmentation, then the noise.
+        rnd_normal = rnd.randn([images.shape[0], 1, 1, 1], device=images.device)
+        sigma = (rnd_normal * self.P_std + self.P_mean).exp()
+        weight = (sigma ** 2 + self.sigma_data ** 2) / (sigma * self.sigma_data) ** 2
+        y, augment_labels = augment_pipe(images, rnd) if augment_pipe is not None else (images, None)
+        n = rnd.randn_like(y) * sigma
+        kwargs = {} if augment_labels is None else {"augment_labels": augment_labels}
+        D_yn = net(y + n, sigma, labels, **kwargs)
+        loss = weight * ((D_yn - y) ** 2)
+        return loss
+
+
+class _FromRandnLike(BatchRandom):
+    """A BatchRandom whose normal draws come from a `randn_like` function (per-sample generators)."""
+
+    def __init__(self, randn_like: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self._randn_like = randn_like
+
+    def randn(self, size, dtype=None, device=None, **kwargs) -> torch.Tensor:
+        return self._randn_like(torch.empty(list(size), dtype=dtype or torch.float32, device=device))
+
+
 def edm_loss(
     D: Callable[..., torch.Tensor],      # Denoiser D(x, sigma, class_labels), e.g. an EDMPrecond.
     images: torch.Tensor,                # Clean training images, NCHW, scaled to [-1, 1].
@@ -67,15 +113,8 @@ def edm_loss(
     sigma_data: float = 0.5,             # Expected standard deviation of the training data.
     randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like,
 ) -> torch.Tensor:
-    """EDM training loss per element (the caller reduces it): lambda(sigma) |D(y + n; sigma) - y|^2."""
-    # One sigma per image, drawn through randn_like so per-sample generators control it too.
-    rnd_normal = randn_like(images.new_empty([images.shape[0]] + [1] * (images.ndim - 1)))
-    sigma = (rnd_normal * P_std + P_mean).exp()
-    weight = (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2
-    n = randn_like(images) * sigma
-    D_yn = D(images + n, sigma, class_labels)
-    loss = weight * ((D_yn - images) ** 2)
-    return loss
+    """:class:`EDMLoss` without augmentation, its draws through `randn_like` (per-sample generators)."""
+    return EDMLoss(P_mean, P_std, sigma_data)(D, images, class_labels, rnd=_FromRandnLike(randn_like))
 
 
 # ----------------------------------------------------------------------------

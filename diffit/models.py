@@ -218,9 +218,11 @@ class DiffiTResBlock(nn.Module):
     """DiffiT ResBlock: x_hat = Conv3x3(Swish(GroupNorm(x))); x = DiffiTBlock(x_hat, t) + x."""
 
     def __init__(self, in_channels: int, out_channels: int, num_heads: int, temb_dim: int, window_size: int,
-                 mlp_ratio: float = 4.0) -> None:
+                 mlp_ratio: float = 4.0, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm = nn.GroupNorm(32 if in_channels % 32 == 0 else math.gcd(in_channels, 32), in_channels, eps=1e-6)
+        # Training-time dropout before the conv, where EDM's UNet block drops before its last conv (no parameters).
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
         self.block = DiffiTBlock(out_channels, num_heads, temb_dim, window_size, mlp_ratio)
         # A channel change (first block of a stage, or after a skip concat) needs a projected residual.
@@ -228,7 +230,7 @@ class DiffiTResBlock(nn.Module):
                      else nn.Identity())
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        h = self.conv(F.silu(self.norm(x)))
+        h = self.conv(self.dropout(F.silu(self.norm(x))))
         B, C, H, W = h.shape
         h = self.block(h.flatten(2).transpose(1, 2), temb, (H, W))
         return h.transpose(1, 2).reshape(B, C, H, W) + self.skip(x)
@@ -434,6 +436,8 @@ class ImageDiffiT(nn.Module):
         temb_dim: int | None = None,                    # Time-token width; default 4 * channels[0].
         resample: Literal["conv", "bilinear"] = "conv",  # Down/up-sampling between stages.
         label_dim: int = 0,                             # Class-conditioning width; 0 = unconditional.
+        augment_dim: int = 0,                           # Augmentation labels (EDM's non-leaky augmentation); 0 = none.
+        dropout: float = 0.0,                           # Dropout probability in every ResBlock (training only).
     ) -> None:
         super().__init__()
         if len(channels) != len(blocks):
@@ -444,6 +448,7 @@ class ImageDiffiT(nn.Module):
         self.img_channels = in_channels
         self.out_channels = out_channels
         self.label_dim = label_dim
+        self.augment_dim = augment_dim
         self.channels, self.blocks, self.window_size = tuple(channels), tuple(blocks), window_size
         temb_dim = temb_dim or 4 * channels[0]
 
@@ -451,10 +456,13 @@ class ImageDiffiT(nn.Module):
             window = min(window_size, resolution)
             if resolution % window:
                 raise ValueError(f"window {window} does not tile a {resolution}x{resolution} feature map")
-            return DiffiTResBlock(cin, cout, max(cout // head_channels, 1), temb_dim, window, mlp_ratio)
+            return DiffiTResBlock(cin, cout, max(cout // head_channels, 1), temb_dim, window, mlp_ratio, dropout)
 
         self.t_embedder = TimestepEmbedder(temb_dim)
         self.label_embedder = nn.Linear(label_dim, temb_dim, bias=False) if label_dim else None
+        # EDM's map_augment: augmentation labels enter the time MLP beside the noise-level sinusoid.
+        self.augment_embedder = (nn.Linear(augment_dim, self.t_embedder.frequency_embedding_size, bias=False)
+                                 if augment_dim else None)
         self.tokenizer = nn.Conv2d(in_channels, channels[0], kernel_size=3, padding=1)
 
         self.down = nn.ModuleList()
@@ -498,10 +506,14 @@ class ImageDiffiT(nn.Module):
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
-    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor,
-                class_labels: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (N, C, H, W), noise_labels: (N,) EDM c_noise; class_labels (N, label_dim) when label_dim > 0."""
-        temb = self.t_embedder(noise_labels.flatten())
+    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None = None,
+                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (N, C, H, W), noise_labels: (N,) EDM c_noise; class_labels (N, label_dim) when label_dim > 0;
+        augment_labels (N, augment_dim) during augmented training, None (= zeros) when sampling."""
+        freq = timestep_embedding(noise_labels.flatten(), self.t_embedder.frequency_embedding_size)
+        if self.augment_embedder is not None and augment_labels is not None:
+            freq = freq + self.augment_embedder(augment_labels.to(freq.dtype))
+        temb = self.t_embedder.mlp(freq)
         if self.label_embedder is not None:
             if class_labels is None:
                 raise ValueError(f"this model is class-conditional (label_dim={self.label_dim}): pass class_labels")

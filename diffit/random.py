@@ -39,3 +39,45 @@ class StackedRandomGenerator:
         """`torch.randint(*args, size)` with row i from generator i (e.g. class labels)."""
         self._check(size)
         return torch.stack([torch.randint(*args, size=size[1:], generator=gen, **kwargs) for gen in self.generators])
+
+
+class BatchRandom:
+    """Draws for a batch that is rows `rows` of a larger batch of `total` images (one generator).
+
+    Training splits one global batch over processes and accumulation rounds. Every part draws the
+    whole global batch's values from the same seeded generator and keeps its own rows, so image j
+    of the global batch gets the same sigma, noise and augmentation whatever the world size.
+    With no generator the draws come from torch's global generator (EDM's behaviour).
+    """
+
+    def __init__(self, generator: torch.Generator | None = None, rows: slice | None = None,
+                 total: int | None = None, device: torch.device | str | None = None) -> None:
+        if (rows is None) != (total is None):
+            raise ValueError("rows and total go together")
+        self.generator, self.rows, self.total = generator, rows, total
+        self.device = device
+
+    def _draw(self, fn, size: Sequence[int], *args, device=None, **kwargs) -> torch.Tensor:
+        size = list(size)
+        if self.rows is not None:
+            n = len(range(*self.rows.indices(self.total)))
+            if size[0] != n:
+                raise ValueError(f"batch size {size[0]} does not match rows {self.rows} of {self.total}")
+            size = [self.total, *size[1:]]
+        where = self.generator.device if self.generator is not None else (device or self.device)
+        out = fn(*args, size, generator=self.generator, device=where, **kwargs)
+        if self.rows is not None:
+            out = out[self.rows]
+        return out.to(device) if device is not None else out
+
+    def rand(self, size: Sequence[int], **kwargs) -> torch.Tensor:
+        return self._draw(torch.rand, size, **kwargs)
+
+    def randn(self, size: Sequence[int], **kwargs) -> torch.Tensor:
+        return self._draw(torch.randn, size, **kwargs)
+
+    def randint(self, high: int, size: Sequence[int], **kwargs) -> torch.Tensor:
+        return self._draw(torch.randint, size, high, **kwargs)
+
+    def randn_like(self, input: torch.Tensor) -> torch.Tensor:
+        return self.randn(input.shape, dtype=input.dtype, device=input.device)
