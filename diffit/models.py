@@ -542,13 +542,18 @@ class ImageDiffiT(nn.Module):
 def randomize_weights(model: nn.Module, seed: int = 0, std: float = 0.02) -> nn.Module:
     """Fill every trainable parameter with N(0, std^2) from `seed` (tests, demos, benchmarks).
 
+    The draws are machine-independent (:mod:`diffit.seeded`), in `model.parameters()` order.
+
     Frozen tensors (the latent sin-cos table, the position index) keep their values, so the
     result is a valid, non-degenerate network whose outputs depend on every trained weight.
     """
-    gen = torch.Generator().manual_seed(seed)
+    from diffit import seeded
+
+    # numpy's PCG64, not torch.randn: the same bits on every CPU (see diffit/seeded.py).
+    gen = seeded.rng(seed)
     for p in model.parameters():
         if p.requires_grad:
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float32).mul_(std).to(p.dtype))
+            p.copy_(seeded.normal(gen, p.shape, std).to(p.dtype))
     return model
 
 

@@ -33,9 +33,10 @@ def tiny_vae(seed: int = 0) -> AutoencoderKL:
     """A randomly initialised AutoencoderKL with the real one's layout rules: 4 -> 3 channels, 8x upsampling."""
     from diffusers import AutoencoderKL
 
-    with torch.random.fork_rng(devices=[]):  # Seeded without touching the caller's global stream.
-        torch.manual_seed(seed)
-        return AutoencoderKL(
+    from diffit.seeded import init_like_torch_
+
+    with torch.random.fork_rng(devices=[]):  # diffusers' own init must not touch the caller's stream
+        vae = AutoencoderKL(
             in_channels=3,
             out_channels=3,
             down_block_types=("DownEncoderBlock2D",) * 4,  # 4 blocks -> 3 downsamplings -> 8x, as sd-vae.
@@ -45,7 +46,9 @@ def tiny_vae(seed: int = 0) -> AutoencoderKL:
             latent_channels=4,
             norm_num_groups=4,
             sample_size=32,
-        ).eval()
+        )
+    # Re-drawn from PCG64 so the weights are the same bits on every CPU (diffit/seeded.py).
+    return init_like_torch_(vae, seed).eval()
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
