@@ -2,8 +2,12 @@
 
 A :class:`FeatureSet` is everything the metrics need from one set of images, and nothing more:
 float64 running statistics of pool_3 and of the sFID features, the unbiased logits (IS) and,
-when precision/recall are wanted, the pool_3 rows themselves. Feature sets merge exactly, so
-shards and ranks can be extracted apart and combined.
+when precision/recall are wanted, the pool_3 rows themselves. The statistics are reduced in
+fixed blocks of rows (:mod:`diffit_eval.stats`), so they depend on the rows and their order only.
+
+A run's shards keep their features as float32 rows (:func:`save_feature_rows`): 2048 pool_3 +
+2023 sFID + 1008 logits = 20,316 bytes an image, whatever the shard size. Replayed in seed order
+into a FeatureSet, they give bit for bit the statistics of extracting the images again.
 """
 
 from __future__ import annotations
@@ -16,10 +20,17 @@ import numpy as np
 import torch
 
 from diffit_eval.cache import atomic_path
+from diffit_eval.errors import UserError
 from diffit_eval.features import InceptionFeatures
 from diffit_eval.stats import RunningStats
 
 POOL_DIM, LOGITS_DIM, SPATIAL_DIM = 2048, 1008, 2023
+
+
+def _float32(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
 
 
 @dataclass
@@ -33,12 +44,13 @@ class FeatureSet:
     def count(self) -> int:
         return self.pool.count
 
-    def add(self, pool: torch.Tensor, logits: torch.Tensor, spatial: torch.Tensor, keep_rows: bool = True) -> None:
+    def add(self, pool, logits, spatial, keep_rows: bool = True) -> None:
+        """Add a batch of rows (torch tensors or numpy arrays, float32)."""
         self.pool.update(pool)
         self.spatial.update(spatial)
-        self.logits.append(logits.cpu().numpy().astype(np.float32))
+        self.logits.append(_float32(logits))
         if keep_rows:
-            self.pool_rows.append(pool.cpu().numpy().astype(np.float32))
+            self.pool_rows.append(_float32(pool))
 
     def merge(self, other: "FeatureSet") -> "FeatureSet":
         self.pool.merge(other.pool)
@@ -53,33 +65,53 @@ class FeatureSet:
     def all_pool_rows(self) -> np.ndarray | None:
         return np.concatenate(self.pool_rows) if self.pool_rows else None
 
-    def save(self, path: str | os.PathLike) -> None:
-        """One npz: the float64 sums, the logits and the pool_3 rows; written atomically."""
-        arrays = {**self.pool.to_arrays("pool"), **self.spatial.to_arrays("spatial"), "logits": self.all_logits()}
-        rows = self.all_pool_rows()
-        if rows is not None:
-            arrays["pool_rows"] = rows
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
+    def add_rows(self, rows: dict[str, np.ndarray], keep_rows: bool = True) -> None:
+        """Add saved float32 rows (see :func:`load_feature_rows`), as if they had just been extracted."""
+        self.add(rows["pool"], rows["logits"], rows["spatial"], keep_rows=keep_rows)
 
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "FeatureSet":
-        with np.load(path) as z:
-            fs = cls(RunningStats.from_arrays(z, "pool"), RunningStats.from_arrays(z, "spatial"), [z["logits"]])
-            if "pool_rows" in z:
-                fs.pool_rows = [z["pool_rows"]]
-        return fs
+
+ROW_KEYS = {"pool": POOL_DIM, "spatial": SPATIAL_DIM, "logits": LOGITS_DIM}
+ROW_BYTES = 4 * sum(ROW_KEYS.values())  # float32 bytes a shard stores per image
+
+
+def save_feature_rows(path: str | os.PathLike, rows: dict[str, np.ndarray]) -> None:
+    """One npz of float32 rows `pool` [S, 2048], `spatial` [S, 2023], `logits` [S, 1008]; atomic."""
+    arrays = {k: np.ascontiguousarray(rows[k], dtype=np.float32) for k in ROW_KEYS}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def load_feature_rows(path: str | os.PathLike, count: int | None = None) -> dict[str, np.ndarray]:
+    """The rows :func:`save_feature_rows` wrote, checked (keys, float32, dimensions, `count` rows)."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            rows = {k: z[k] for k in ROW_KEYS}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise UserError(f"cannot read features {path} ({type(e).__name__}); delete it and re-run the sample "
+                        "command to extract them again") from None
+    for k, dim in ROW_KEYS.items():
+        a = rows[k]
+        if a.dtype != np.float32 or a.ndim != 2 or a.shape[1] != dim or (count is not None and len(a) != count):
+            raise UserError(f"features {path}: `{k}` is {a.dtype} {list(a.shape)}, expected float32 "
+                            f"[{count if count is not None else 'S'}, {dim}]; delete it and re-run the sample command")
+    return rows
 
 
 def extract_batch(net: InceptionFeatures, images_nhwc: np.ndarray | torch.Tensor, into: FeatureSet,
                   keep_rows: bool = True) -> None:
     """Run one uint8 NHWC batch through the network and add it to `into`."""
+    f = batch_features(net, images_nhwc)
+    into.add(f.pool, f.logits, f.spatial, keep_rows=keep_rows)
+
+
+def batch_features(net: InceptionFeatures, images_nhwc: np.ndarray | torch.Tensor):
+    """The network's Features of one uint8 NHWC batch (the one way every caller feeds it)."""
     device = next(net.parameters()).device
     x = torch.as_tensor(np.ascontiguousarray(images_nhwc) if isinstance(images_nhwc, np.ndarray) else images_nhwc)
-    x = x.to(device).permute(0, 3, 1, 2).contiguous()
-    f = net(x)
-    into.add(f.pool, f.logits, f.spatial, keep_rows=keep_rows)
+    return net(x.to(device).permute(0, 3, 1, 2).contiguous())
 
 
 def extract_features(source, net: InceptionFeatures, *, batch_size: int = 64, limit: int | None = None,
