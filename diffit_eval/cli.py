@@ -34,8 +34,11 @@ _ClickException = type(typer.BadParameter("")).__mro__[2]
 _Exit = typer.Exit
 _Abort = typer.Abort
 
+# The arguments of the running command, for the "resume with" line an interrupted command prints.
+COMMAND_ARGS: list[str] = []
+
 # The order here is the order of `diffit-eval --help`: the data path, then the tools around it.
-COMMAND_MODULES = ("demo", "sample", "metrics", "ref", "table", "regress", "models", "weights")
+COMMAND_MODULES = ("demo", "sample", "train", "metrics", "ref", "table", "regress", "models", "weights")
 
 
 def _version(value: bool) -> None:
