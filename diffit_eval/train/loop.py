@@ -67,6 +67,19 @@ def step_seed(seed: int, *parts: int) -> int:
                .dot(np.array([1 << 31, 1], dtype=np.uint64)))
 
 
+def learning_rate(lr: float, nimg: int, lr_rampup_kimg: float) -> float:
+    """EDM: lr * min(images seen / ramp-up images, 1), evaluated before the step's images are counted."""
+    return lr * min(nimg / max(lr_rampup_kimg * 1000, 1e-8), 1)
+
+
+def ema_beta(batch: int, nimg: int, ema_halflife_kimg: float, ema_rampup_ratio: float | None) -> float:
+    """EDM: beta = 0.5 ** (batch / h), h = min(half-life, images seen * ramp-up ratio) images."""
+    ema_halflife_nimg = ema_halflife_kimg * 1000
+    if ema_rampup_ratio is not None:
+        ema_halflife_nimg = min(ema_halflife_nimg, nimg * ema_rampup_ratio)
+    return 0.5 ** (batch / max(ema_halflife_nimg, 1e-8))
+
+
 def build_network(c: dict, device: str | torch.device) -> torch.nn.Module:
     """The preset's network with the training-only parts: augmentation-label embedding and dropout."""
     from diffit.models import create_model
@@ -321,7 +334,7 @@ def train(config: cfg.TrainConfig) -> Path | None:
                     loss.sum().mul(c["loss_scaling"] / batch_gpu_total).backward()
 
                 # Update weights.
-                lr = c["lr"] * min(nimg / max(c["lr_rampup_kimg"] * 1000, 1e-8), 1)
+                lr = learning_rate(c["lr"], nimg, c["lr_rampup_kimg"])
                 for g in optimizer.param_groups:
                     g["lr"] = lr
                 for param in net.parameters():
@@ -330,13 +343,10 @@ def train(config: cfg.TrainConfig) -> Path | None:
                 optimizer.step()
 
                 # Update EMA.
-                ema_halflife_nimg = c["ema_halflife_kimg"] * 1000
-                if c["ema_rampup_ratio"] is not None:
-                    ema_halflife_nimg = min(ema_halflife_nimg, nimg * c["ema_rampup_ratio"])
-                ema_beta = 0.5 ** (c["batch"] / max(ema_halflife_nimg, 1e-8))
+                beta = ema_beta(c["batch"], nimg, c["ema_halflife_kimg"], c["ema_rampup_ratio"])
                 with torch.no_grad():
                     for p_ema, p_net in zip(ema.parameters(), net.parameters()):
-                        p_ema.copy_(p_net.detach().lerp(p_ema, ema_beta))
+                        p_ema.copy_(p_net.detach().lerp(p_ema, beta))
 
                 # Maintenance once per tick.
                 nimg += c["batch"]
