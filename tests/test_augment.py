@@ -123,8 +123,8 @@ def test_geometric_labels_mean_what_edm_says(kind):
             continue
         expect = evaluate(params[i], su, sv)
         err = np.abs(out[i].numpy() - expect)[:, inside]
-        # Measured: mean <= 0.006, max <= 0.041 (rotation interpolates most); the opposite sign gives max > 1.
-        assert err.mean() < 0.01 and err.max() < 0.06, (kind, i, err.mean(), err.max())
+        # Measured per image: mean <= 0.014, max <= 0.041 (rotation interpolates most); the opposite sign: mean 0.4, max > 1.
+        assert err.mean() < 0.03 and err.max() < 0.06, (kind, i, err.mean(), err.max())
         checked += 1
     assert checked >= N // 2
 
