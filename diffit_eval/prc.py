@@ -1,75 +1,167 @@
 """Improved precision and recall (Kynkaanniemi et al. 2019) with the rules of ADM's evaluator.
 
-- Distances are squared Euclidean, |u|^2 - 2 u.v + |v|^2 clamped at 0, computed in float16 as
-  ADM does (inputs, norms, products and sums each rounded to float16) and redone in float32 for a
-  block with any non-finite value. The products are accumulated in float32 (exact for float16
-  inputs), as a GPU's half-precision matmul does; the order of that accumulation is the BLAS's,
-  so CPU and GPU may differ in the last float16 bit of a few distances.
-- The radius of a point is the distance to its k-th nearest neighbour in its own set (k = 3; the
-  point itself, at distance 0, is not counted).
+- The radius of a point is the squared distance to its k-th nearest neighbour in its own set
+  (k = 3): the (k+1)-th smallest entry of its row of distances to the whole set, itself included,
+  as ADM's `ManifoldEstimator.manifold_radii` takes it (its own distance is 0, or the float16
+  rounding of 0).
 - precision = share of samples within (<=) the radius of at least one reference point;
-  recall = share of reference points within the radius of at least one sample.
+  recall = share of reference points within the radius of at least one sample. As in ADM's
+  `DistanceBlock.less_thans`, both come from the one block D(reference, samples).
+
+Two arithmetics for the squared distances (`ARITHS`); `diffit-eval metrics` reports both.
+
+``adm-fp16`` (the protocol, what published tables used): ADM's `_batch_pairwise_distances` on
+float16 casts, op by op, each result rounded to float16 (round to nearest even)::
+
+    U, V     = cast(U, half), cast(V, half)
+    norm_u   = reduce_sum(square(U), 1)                         # norm_v likewise
+    D        = maximum((norm_u - 2 * matmul(U, V^T)) + norm_v, 0)
+    D        = D if reduce_all(is_finite(D)) else the same graph on the float32 inputs
+
+The float32 redo is decided per block (ADM's `tf.cond`), so blocks must be ADM's 10,000 x 10,000
+for a run that overflows float16 (|u|^2 > 65504) to match it; without overflow the block size
+changes nothing. A nan from inf - inf propagates through the clamp (torch's clamp; Eigen's
+`max(a, b) = a < b ? b : a` with the distance first), so it too sends the block to float32.
+Two ops depend on how the kernels accumulate; what TensorFlow's source establishes, and the
+choice made here:
+
+- matmul: products of halves are exact in float32. TF's GPU half GEMM asks cuBLAS for float32
+  accumulation by default (`TF_FP16_MATMUL_USE_FP32_COMPUTE`, read by
+  `MatmulDoFP32ComputationFP16Input` in `tensorflow/core/util/matmul_autotune.cc`), and so do
+  we (torch.mm on the half values held in float32), rounding the dot product once to half. The
+  order of the float32 sum is the BLAS's on both sides and not reproducible: where it lands
+  within a float32 rounding of a half midpoint, one distance moves by one half ulp of 2 u.v.
+- reduce_sum of the half squares: TF reduces halves *in half*. `ReduceFunctor<GPUDevice,
+  SumReducer<T>>` runs `Sum<T>` with T = Eigen::half, and a row of >= 1024 columns goes to
+  `cub::DeviceSegmentedReduce` with that op (`tensorflow/core/kernels/reduction_gpu_kernels.cu.h`);
+  only the mean has a float path (`MeanReducer<Eigen::half>`, through `HalfToFloat`). Every
+  partial sum was thus rounded to half, in the order of the block reduction of the CUB version
+  and GPU that ran, which the public source does not pin down (CUB's tuning policies differ by
+  version and architecture), so no "TF order" is offered. The norm here is instead the *exact*
+  sum of the half squares rounded once to half: order-free and the value every accumulation
+  approaches (a float64 sum of up to 8192 halves is exact, every half being a multiple of 2^-24
+  below 2^16; the rounding to half is numpy's, which rounds a double directly, where torch
+  would round through float32 and could round twice). How far half accumulation in plausible
+  orders moves P/R is measured by `benchmarks/bench_prc_band.py` (docs/METRICS.md): that band,
+  not this choice, bounds how closely a published P/R can be reproduced.
+
+Every other op (the half subtraction and addition, the float32 -> half casts) is correctly
+rounded on any hardware: torch computes a half op in float32 and rounds once, and float32 has
+at least 2 x 11 + 2 bits, so that double rounding is exact. `tests/adm_evaluator_graph.py`
+transcribes ADM's graph in numpy with each rounding explicit; tests check every distance.
+
+``exact``: float64 throughout, |u|^2 - 2 u.v + |v|^2 clamped at 0. Its rounding (~1e-16 of
+|u|^2) is far below any distance gap of real features, so P/R equal a float64 brute force.
 
 Work is done in blocks of 10,000 x 10,000, and each radius is found with a running top-(k+1)
-over column blocks, so memory stays bounded by a few blocks whatever the set sizes (about 1 GB
-of work space at the default block, `benchmarks/bench_prc.py`). Inside a block the float16 steps
-run in place on one half-precision buffer: float16 arithmetic rounds each result exactly as the
-float32-then-round emulation would, so this is the same arithmetic with fewer passes over memory.
+over column blocks, so memory stays bounded by a few blocks whatever the set sizes
+(`benchmarks/bench_prc.py`). Inside a block the float16 steps run in place on one
+half-precision buffer.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 BLOCK = 10_000
 K = 3
+ARITHS = ("adm-fp16", "exact")
+_NORM_CHUNK = 4096  # rows at a time when computing norms (bounded temporaries)
 
 
-def _fp16_round(x: torch.Tensor) -> torch.Tensor:
-    return x.to(torch.float16).to(torch.float32)
+def half_sq_norms(x: np.ndarray) -> np.ndarray:
+    """|x|^2 of the float16-rounded rows of `x`: squares rounded to half, summed exactly, rounded once.
+
+    Returns float16 [len(x)]; inf where the norm (or a square) overflows half, as in ADM.
+    """
+    out = np.empty(len(x), np.float16)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(0, len(x), _NORM_CHUNK):
+            h = np.asarray(x[i:i + _NORM_CHUNK], np.float32).astype(np.float16).astype(np.float32)
+            sq = (h * h).astype(np.float16)  # the float32 product of two halves is exact: one rounding
+            out[i:i + _NORM_CHUNK] = sq.astype(np.float64).sum(1).astype(np.float16)
+    return out
 
 
-def _sq_norms16(x16: torch.Tensor) -> torch.Tensor:
-    """|x|^2 of float16-valued rows: squares rounded to float16, summed in float32, rounded."""
-    return (x16 * x16).to(torch.float16).float().sum(1).to(torch.float16)
+HalfNorms = Callable[[np.ndarray], np.ndarray]
 
 
-def _block_distances(u: torch.Tensor, v: torch.Tensor, half: bool = True) -> torch.Tensor:
-    """[len(u), len(v)] squared distances: float16 (ADM's values) or, after an overflow, float32."""
-    if half:
-        u16, v16 = _fp16_round(u), _fp16_round(v)
-        d = torch.mm(u16, v16.T).to(torch.float16)  # u.v rounded to float16
-        d.mul_(-2)                                     # -2 u.v (exact, or -inf on overflow)
-        d.add_(_sq_norms16(u16)[:, None])              # |u|^2 - 2 u.v, rounded
-        d.add_(_sq_norms16(v16)[None, :])              # ... + |v|^2, rounded
-        d.clamp_min_(0)
-        # ADM's test is tf.reduce_all(tf.math.is_finite(d)); after the clamp every entry is in
-        # [0, inf] or nan, and max() propagates nan, so this is the same test in one cheap pass.
-        if torch.isfinite(d.max()):
-            return d
+def _check_arith(arith: str) -> None:
+    if arith not in ARITHS:
+        raise ValueError(f"unknown precision/recall arithmetic {arith!r}; choose one of {', '.join(ARITHS)}")
+
+
+def sq_norms(feats: torch.Tensor, arith: str = "adm-fp16", half_norms: HalfNorms = half_sq_norms) -> torch.Tensor:
+    """|x|^2 per row in the arithmetic's rules: float16 (adm-fp16) or float64 (exact)."""
+    _check_arith(arith)
+    if arith == "adm-fp16":
+        return torch.from_numpy(half_norms(feats.cpu().numpy())).to(feats.device)
+    out = torch.empty(len(feats), dtype=torch.float64, device=feats.device)
+    for i in range(0, len(feats), _NORM_CHUNK):
+        x = feats[i:i + _NORM_CHUNK].double()
+        out[i:i + _NORM_CHUNK] = (x * x).sum(1)
+    return out
+
+
+def _adm_block(u: torch.Tensor, v: torch.Tensor, nu: torch.Tensor, nv: torch.Tensor) -> torch.Tensor:
+    """[len(u), len(v)] ADM distances: float16, or after a non-finite entry the float32 graph."""
+    u16, v16 = u.to(torch.float16).float(), v.to(torch.float16).float()
+    d = torch.mm(u16, v16.T).to(torch.float16)  # u.v: float32 accumulation, rounded to half
+    d.mul_(-2)                                     # -2 u.v (exact, or -inf on overflow)
+    d.add_(nu[:, None])                            # |u|^2 - 2 u.v, rounded
+    d.add_(nv[None, :])                            # ... + |v|^2, rounded
+    d.clamp_min_(0)
+    # ADM's test is tf.reduce_all(tf.math.is_finite(d)); after the clamp every entry is in
+    # [0, inf] or nan, and max() propagates nan, so this is the same test in one cheap pass.
+    if torch.isfinite(d.max()):
+        return d
     u, v = u.float(), v.float()
-    nu, nv = (u * u).sum(1), (v * v).sum(1)
-    return (nu[:, None] - 2 * (u @ v.T) + nv[None, :]).clamp_min(0)
+    return ((u * u).sum(1)[:, None] - 2 * (u @ v.T) + (v * v).sum(1)[None, :]).clamp_min(0)
 
 
-def pairwise_sq_distances(u: torch.Tensor, v: torch.Tensor, half: bool = True) -> torch.Tensor:
-    """[len(u), len(v)] squared distances, float32 holding ADM's float16 values (or plain float32)."""
-    return _block_distances(u, v, half).float()
+def _exact_block(u: torch.Tensor, v: torch.Tensor, nu: torch.Tensor, nv: torch.Tensor) -> torch.Tensor:
+    """[len(u), len(v)] float64 distances."""
+    d = torch.mm(u.double(), v.double().T)
+    d.mul_(-2)
+    d.add_(nu[:, None])
+    d.add_(nv[None, :])
+    return d.clamp_min_(0)
 
 
-def manifold_radii(feats: torch.Tensor, k: int = K, block: int = BLOCK, half: bool = True) -> torch.Tensor:
-    """Distance from each point to its k-th nearest neighbour within `feats` (self excluded)."""
+def _block(arith: str):
+    return _adm_block if arith == "adm-fp16" else _exact_block
+
+
+def pairwise_sq_distances(u: torch.Tensor, v: torch.Tensor, arith: str = "adm-fp16", *,
+                          half_norms: HalfNorms = half_sq_norms) -> torch.Tensor:
+    """[len(u), len(v)] squared distances in one block: float32 holding ADM's values, or float64."""
+    nu, nv = sq_norms(u, arith, half_norms), sq_norms(v, arith, half_norms)
+    d = _block(arith)(u, v, nu, nv)
+    return d.double() if arith == "exact" else d.float()
+
+
+def manifold_radii(feats: torch.Tensor, k: int = K, block: int = BLOCK, arith: str = "adm-fp16", *,
+                   norms: torch.Tensor | None = None, half_norms: HalfNorms = half_sq_norms) -> torch.Tensor:
+    """Distance from each point to its k-th nearest neighbour within `feats` (self excluded).
+
+    float32 for adm-fp16 (ADM keeps radii in a float32 array), float64 for exact.
+    """
     n = len(feats)
     if n <= k:
         raise ValueError(f"precision/recall need more than {k} points per set, got {n}")
-    radii = torch.empty(n, dtype=torch.float32, device=feats.device)
+    norms = sq_norms(feats, arith, half_norms) if norms is None else norms
+    dist = _block(arith)
+    dtype = torch.float64 if arith == "exact" else torch.float32
+    radii = torch.empty(n, dtype=dtype, device=feats.device)
     for r0 in range(0, n, block):
-        rows = feats[r0:r0 + block]
-        best = None  # the k+1 smallest distances seen so far per row (self at 0 is one of them)
+        rows, nrows = feats[r0:r0 + block], norms[r0:r0 + block]
+        best = None  # the k+1 smallest distances seen so far per row (self is one of them)
         for c0 in range(0, n, block):
-            d = _block_distances(rows, feats[c0:c0 + block], half)
-            top = torch.topk(d, min(k + 1, d.shape[1]), dim=1, largest=False).values.float()
+            d = dist(rows, feats[c0:c0 + block], nrows, norms[c0:c0 + block])
+            top = torch.topk(d, min(k + 1, d.shape[1]), dim=1, largest=False).values.to(dtype)
             del d
             cand = top if best is None else torch.cat([best, top], dim=1)
             best = torch.topk(cand, min(k + 1, cand.shape[1]), dim=1, largest=False).values
@@ -77,40 +169,57 @@ def manifold_radii(feats: torch.Tensor, k: int = K, block: int = BLOCK, half: bo
     return radii
 
 
-def _covered(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, block: int, half: bool) -> torch.Tensor:
-    """For each point: is it within (<=) the radius of at least one centre?"""
-    out = torch.zeros(len(points), dtype=torch.bool, device=points.device)
-    # A radius from a block that overflowed float16 is a float32 value; compare in float32 then.
-    radii16 = radii.half() if torch.equal(radii.half().float(), radii) else None
-    for p0 in range(0, len(points), block):
-        for c0 in range(0, len(centres), block):
-            d = _block_distances(points[p0:p0 + block], centres[c0:c0 + block], half)
-            r = radii[c0:c0 + block]
-            if d.dtype == torch.float16:
-                if radii16 is not None:
-                    r = radii16[c0:c0 + block]
-                else:
-                    d = d.float()
-            # d <= r for some centre  <=>  min over centres of (d - r) <= 0: the difference of two
-            # floats of one precision, rounded, has the sign of the exact difference and is 0 only
-            # when they are equal (gradual underflow), so this is ADM's `<=`, one pass cheaper.
-            d.sub_(r[None, :])
-            out[p0:p0 + block] |= d.amin(dim=1) <= 0
+def _in_radius(d: torch.Tensor, r: torch.Tensor, r_low: torch.Tensor | None) -> torch.Tensor:
+    """d <= r elementwise (r broadcast), in d's float16 when every radius is a half (same answer, cheaper)."""
+    if d.dtype == torch.float16 and r_low is not None:
+        return d <= r_low
+    return d.to(r.dtype) <= r
+
+
+def _covered(ref: torch.Tensor, sam: torch.Tensor, ref_norms: torch.Tensor, sam_norms: torch.Tensor,
+             ref_radii: torch.Tensor, sam_radii: torch.Tensor, block: int, arith: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(samples inside some reference radius, reference points inside some sample radius), from D(ref, sam)."""
+    dist = _block(arith)
+    sam_in = torch.zeros(len(sam), dtype=torch.bool, device=sam.device)
+    ref_in = torch.zeros(len(ref), dtype=torch.bool, device=ref.device)
+
+    def as_half(r: torch.Tensor) -> torch.Tensor | None:
+        # A radius from a block that overflowed float16 is a float32 value: compare in float32 then.
+        return r.half() if arith == "adm-fp16" and torch.equal(r.half().to(r.dtype), r) else None
+
+    ref_r16, sam_r16 = as_half(ref_radii), as_half(sam_radii)
+    for p0 in range(0, len(ref), block):
+        rr = ref_radii[p0:p0 + block, None]
+        rr16 = None if ref_r16 is None else ref_r16[p0:p0 + block, None]
+        for c0 in range(0, len(sam), block):
+            # ADM's orientation: rows are reference points, columns samples. (|u|^2 - 2 u.v) + |v|^2
+            # is not symmetric under float16 rounding, so the orientation is part of the protocol.
+            d = dist(ref[p0:p0 + block], sam[c0:c0 + block], ref_norms[p0:p0 + block], sam_norms[c0:c0 + block])
+            rs = sam_radii[None, c0:c0 + block]
+            rs16 = None if sam_r16 is None else sam_r16[None, c0:c0 + block]
+            ref_in[p0:p0 + block] |= _in_radius(d, rs, rs16).any(dim=1)
+            sam_in[c0:c0 + block] |= _in_radius(d, rr, rr16).any(dim=0)
             del d
-    return out
+    return sam_in, ref_in
 
 
-def precision_recall(ref_feats, sample_feats, *, k: int = K, block: int = BLOCK, half: bool = True,
-                     device: str | torch.device | None = None) -> tuple[float, float]:
-    """(precision, recall) of `sample_feats` against `ref_feats` ([N, D] arrays)."""
+def precision_recall(ref_feats, sample_feats, *, arith: str = "adm-fp16", k: int = K, block: int = BLOCK,
+                     device: str | torch.device | None = None,
+                     half_norms: HalfNorms = half_sq_norms) -> tuple[float, float]:
+    """(precision, recall) of `sample_feats` against `ref_feats` ([N, D] arrays).
+
+    `arith`: "adm-fp16" (ADM's float16 distances) or "exact" (float64). `half_norms` replaces
+    the float16 |x|^2 rule (the band benchmark passes half-accumulating ones).
+    """
+    _check_arith(arith)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     ref = torch.as_tensor(np.asarray(ref_feats, np.float32), device=device)
     sam = torch.as_tensor(np.asarray(sample_feats, np.float32), device=device)
     if ref.shape[1] != sam.shape[1]:
         raise ValueError(f"feature dimension differs: {ref.shape[1]} vs {sam.shape[1]}")
-    ref_radii = manifold_radii(ref, k, block, half)
-    sam_radii = manifold_radii(sam, k, block, half)
+    ref_norms, sam_norms = sq_norms(ref, arith, half_norms), sq_norms(sam, arith, half_norms)
+    ref_radii = manifold_radii(ref, k, block, arith, norms=ref_norms)
+    sam_radii = manifold_radii(sam, k, block, arith, norms=sam_norms)
+    sam_in, ref_in = _covered(ref, sam, ref_norms, sam_norms, ref_radii, sam_radii, block, arith)
     # Shares as float64, as ADM's np.mean(status.astype(np.float64)) (a float32 mean gives 0.93333334).
-    precision = _covered(sam, ref, ref_radii, block, half).sum().item() / len(sam)
-    recall = _covered(ref, sam, sam_radii, block, half).sum().item() / len(ref)
-    return precision, recall
+    return sam_in.sum().item() / len(sam), ref_in.sum().item() / len(ref)

@@ -266,7 +266,20 @@ def test_precision_recall_equal_brute_force_with_ties(seed):
 
     assert precision_recall(ref, sam, device="cpu") == pytest.approx(want, abs=0)
     assert precision_recall(ref, sam, block=7, device="cpu") == pytest.approx(want, abs=0)
-    assert precision_recall(ref, sam, block=7, half=False, device="cpu") == pytest.approx(want, abs=0)
+    assert precision_recall(ref, sam, block=7, arith="exact", device="cpu") == pytest.approx(want, abs=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_exact_precision_recall_equal_float64_brute_force_on_inception_like_features(seed):
+    """STAND-IN pool_3-like rows (ReLU of correlated Gaussians): arith="exact" is the brute force, to the last sample."""
+    rng = np.random.default_rng(seed)
+    basis = rng.standard_normal((16, 256)) * 0.5
+    ref = np.maximum(rng.standard_normal((70, 16)) @ basis + rng.standard_normal((70, 256)) - 0.3, 0).astype(np.float32)
+    sam = np.maximum(rng.standard_normal((90, 16)) @ basis + rng.standard_normal((90, 256)) - 0.2, 0).astype(np.float32)
+    want = brute_force_pr(ref, sam)
+    assert 0 < want[0] < 1 and 0 < want[1] < 1
+    assert precision_recall(ref, sam, arith="exact", device="cpu") == want
+    assert precision_recall(ref, sam, arith="exact", block=9, device="cpu") == want
 
 
 def test_precision_recall_blocking_does_not_change_results():
@@ -295,7 +308,10 @@ def test_pairwise_distances_float16_rules_and_float32_fallback():
     big = x * 100
     d = pairwise_sq_distances(big, big)
     assert torch.isfinite(d).all()
-    assert torch.allclose(d, pairwise_sq_distances(big, big, half=False))
+    b64 = big.double()
+    # float32 rounding of |u|^2 ~ 1e5 (what the fallback computes in): ~1e-2 absolute
+    assert torch.allclose(d.double(), ((b64[:, None] - b64[None]) ** 2).sum(-1), rtol=1e-5, atol=1.0)
+    assert d.dtype == torch.float32 and pairwise_sq_distances(big, big, "exact").dtype == torch.float64
     assert not torch.equal(d, d.half().float())  # not float16 values: the fallback ran
 
 
