@@ -9,6 +9,12 @@ eigendecompositions instead of a complex Schur form, many times faster, equal to
 (`benchmarks/bench_fid.py`). Eigenvalues that are rounding noise are dropped (see
 :func:`_numerical_zeros_to_zero`), which only matters for covariances of fewer samples than
 dimensions.
+
+Two methods (`FID_METHODS`, `diffit-eval metrics --fid-method`): ``eigh`` (the default, above) and
+``adm-sqrtm``, ADM's routine itself (:func:`frechet_distance_sqrtm`) for users who need its digits.
+With full-rank statistics (N > dimension) they agree to ~1e-12 relative; with fewer samples than
+dimensions sqrtm adds the roots of rounding-noise eigenvalues that eigh drops, so they differ by
+up to a few 1e-3 relative (measured: docs/METRICS.md, `benchmarks/fid_rank_deficient.py`).
 """
 
 from __future__ import annotations
@@ -78,20 +84,39 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
 
 
-def frechet_distance_sqrtm(mu1, sigma1, mu2, sigma2) -> float:
-    """ADM's route, kept as the baseline: scipy sqrtm of S1 S2, eps retry, real part unless imag diag > 1e-3."""
+def frechet_distance_sqrtm(mu1, sigma1, mu2, sigma2, eps: float = ADM_EPS) -> float:
+    """ADM's `FIDStatistics.frechet_distance`, step for step (guided-diffusion evaluations/evaluator.py).
+
+    sqrtm of S1 S2; if any entry is not finite, again with eps * I added to both covariances;
+    a complex result keeps its real part unless a diagonal imaginary part exceeds 1e-3. ADM
+    passes `disp=False` to the first sqrtm, which only adds an error estimate (deprecated in
+    SciPy 1.16); the matrix is the same, so it is not asked for. Its digits are those of the
+    installed SciPy's sqrtm (SciPy 1.16 rewrote it), as ADM's were of the SciPy it ran.
+    """
     mu1, sigma1 = _as_stats(mu1, sigma1)
     mu2, sigma2 = _as_stats(mu2, sigma2)
     _check(mu1, sigma1, mu2, sigma2)
+    if not (np.isfinite(sigma1).all() and np.isfinite(sigma2).all()):
+        raise ValueError("covariance has non-finite entries")
     diff = mu1 - mu2
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # sqrtm's singular-matrix warnings: the eps retry is the remedy
         covmean = scipy.linalg.sqrtm(sigma1.dot(sigma2))
         if not np.isfinite(covmean).all():
-            offset = np.eye(sigma1.shape[0]) * ADM_EPS
+            offset = np.eye(sigma1.shape[0]) * eps
             covmean = scipy.linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"imaginary component {np.max(np.abs(covmean.imag))}")
+            raise ValueError(f"imaginary component {np.max(np.abs(covmean.imag))} in sqrtm (ADM's check)")
         covmean = covmean.real
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+FID_METHODS = {"eigh": frechet_distance, "adm-sqrtm": frechet_distance_sqrtm}
+
+
+def frechet_distance_by(method: str):
+    """The Frechet-distance function named by `--fid-method`."""
+    if method not in FID_METHODS:
+        raise ValueError(f"unknown FID method {method!r}; choose one of {', '.join(FID_METHODS)}")
+    return FID_METHODS[method]

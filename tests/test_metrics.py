@@ -17,7 +17,7 @@ from PIL import Image
 from diffit_eval.errors import UserError
 from diffit_eval.extract import FeatureSet, extract_batch
 from diffit_eval.features import InceptionFeatures
-from diffit_eval.fid import frechet_distance, frechet_distance_sqrtm
+from diffit_eval.fid import FID_METHODS, frechet_distance, frechet_distance_by, frechet_distance_sqrtm
 from diffit_eval.inception_score import inception_score
 from diffit_eval.prc import manifold_radii, pairwise_sq_distances, precision_recall
 from diffit_eval.sources import FolderSource, NpzMember, NpzSource, open_samples
@@ -201,6 +201,83 @@ def test_frechet_distance_of_rank_deficient_covariances_is_stable():
         reordered.update(x[i:i + 1])
     assert rel(frechet_distance(reordered.mean, reordered.cov, stats[1].mean, stats[1].cov), ours) <= 1e-12
     assert rel(ours, frechet_distance_sqrtm(stats[0].mean, stats[0].cov, stats[1].mean, stats[1].cov)) <= 1e-6
+
+
+def adm_frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
+    """ADM's `FIDStatistics.frechet_distance` (guided-diffusion evaluations/evaluator.py), literally."""
+    import warnings
+
+    from scipy import linalg
+
+    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
+    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+    diff = mu1 - mu2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+        except TypeError:  # SciPy >= 1.18 dropped `disp`; the matrix is the same
+            covmean = linalg.sqrtm(sigma1.dot(sigma2))
+        if not np.isfinite(covmean).all():
+            offset = np.eye(sigma1.shape[0]) * eps
+            covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            m = np.max(np.abs(covmean.imag))
+            raise ValueError(f"Imaginary component {m}")
+        covmean = covmean.real
+    tr_covmean = np.trace(covmean)
+    return diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean
+
+
+@pytest.mark.parametrize("n, d", [(400, 64), (40, 64), (10, 64)])
+def test_fid_method_adm_sqrtm_is_adms_routine(n, d):
+    """Full rank and rank-deficient (n < d): ADM's digits to 1e-12; eigh differs only when rank-deficient."""
+    rng = np.random.default_rng(n)
+    x = np.maximum(rng.standard_normal((n, d)) * rng.uniform(0.1, 2, d) + 0.3, 0)
+    y = np.maximum(rng.standard_normal((n + 7, d)) * rng.uniform(0.1, 2, d), 0)
+    stats = (x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+    want = adm_frechet_distance(*stats)
+    assert rel(frechet_distance_by("adm-sqrtm")(*stats), want) <= 1e-12
+    assert frechet_distance_by("eigh") is frechet_distance and set(FID_METHODS) == {"eigh", "adm-sqrtm"}
+    gap = rel(frechet_distance(*stats), want)
+    if n > d:
+        assert gap <= 1e-9
+    else:  # sqrtm keeps the roots of null-space rounding noise that eigh drops
+        assert 1e-9 < gap < 1e-2
+
+
+def test_fid_method_adm_sqrtm_retries_with_eps_and_checks_imaginary_parts(monkeypatch):
+    import scipy.linalg
+
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((50, 8)), rng.standard_normal((60, 8)) + 0.5
+    stats = (x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+    real_sqrtm, calls = scipy.linalg.sqrtm, []
+
+    def first_call_not_finite(a, *args, **kwargs):  # the first try "fails": both routes retry with eps * I
+        calls.append(a)
+        out = real_sqrtm(a)
+        if len(calls) % 2 == 1:
+            out = out * np.nan
+        return (out, 0.0) if kwargs.get("disp") is False else out
+
+    monkeypatch.setattr(scipy.linalg, "sqrtm", first_call_not_finite)
+    ours = frechet_distance_sqrtm(*stats)
+    offset = np.eye(8) * 1e-6
+    np.testing.assert_array_equal(calls[1], (stats[1] + offset).dot(stats[3] + offset))
+    assert rel(ours, adm_frechet_distance(*stats)) <= 1e-12
+    monkeypatch.setattr(scipy.linalg, "sqrtm", real_sqrtm)
+    assert 0 < rel(ours, frechet_distance_sqrtm(*stats)) < 1e-5  # eps moved it, a little
+
+    # A product with a clearly negative eigenvalue: sqrtm is complex with a large imaginary diagonal.
+    bad = (np.zeros(2), np.diag([1.0, -1.0]), np.zeros(2), np.eye(2))
+    with pytest.raises(ValueError, match="Imaginary component"):
+        adm_frechet_distance(*bad)
+    with pytest.raises(ValueError, match=r"imaginary component 1\.0 in sqrtm"):
+        frechet_distance_sqrtm(*bad)
+    with pytest.raises(ValueError, match="unknown FID method 'svd'; choose one of eigh, adm-sqrtm"):
+        frechet_distance_by("svd")
 
 
 def test_frechet_distance_rejects_mismatched_dimensions():
