@@ -11,14 +11,15 @@ from pathlib import Path
 
 from diffit_eval.errors import UserError
 from diffit_eval.extract import FeatureSet, extract_features
-from diffit_eval.fid import frechet_distance
+from diffit_eval.fid import frechet_distance_by
 from diffit_eval.inception_score import inception_score
 from diffit_eval.prc import K, precision_recall
 from diffit_eval.provenance import device_description, now_iso, package_versions
 from diffit_eval.reference import METRICS, Reference, load_reference
 from diffit_eval.sources import open_samples
 
-VALUE_KEYS = ("fid", "sfid", "is", "is_std", "precision", "recall")
+# precision/recall: ADM's float16 distances (the protocol); *_exact: float64 distances (diffit_eval/prc.py)
+VALUE_KEYS = ("fid", "sfid", "is", "is_std", "precision", "recall", "precision_exact", "recall_exact")
 
 
 @dataclass
@@ -39,15 +40,16 @@ def parse_metrics(text: str | None) -> list[str] | None:
     return names
 
 
-def _distance(stats, mu, sigma, ref_name: str) -> float:
+def _distance(stats, mu, sigma, ref_name: str, fid_method: str = "eigh") -> float:
     try:
-        return frechet_distance(stats.mean, stats.cov, mu, sigma)
+        return frechet_distance_by(fid_method)(stats.mean, stats.cov, mu, sigma)
     except ValueError as e:  # non-finite covariances: a broken file or diverged samples, not a crash
         raise UserError(f"cannot compute a Frechet distance against {ref_name}: {e}") from None
 
 
 def evaluate(samples: FeatureSet, ref: Reference, metrics: list[str] | None = None, *, net=None,
-             batch_size: int = 64, device: str | None = None, progress: bool = True) -> MetricsResult:
+             batch_size: int = 64, device: str | None = None, progress: bool = True,
+             fid_method: str = "eigh") -> MetricsResult:
     """Compute the requested metrics (default: all the reference supports)."""
     if samples.count < 2:
         raise UserError(f"need at least 2 samples for statistics, got {samples.count}")
@@ -64,9 +66,9 @@ def evaluate(samples: FeatureSet, ref: Reference, metrics: list[str] | None = No
                                  f"the reference has {ref.num_pr_images}")
     todo = [m for m in wanted if m not in res.unavailable]
     if "fid" in todo:
-        res.values["fid"] = _distance(samples.pool, ref.mu, ref.sigma, ref.name)
+        res.values["fid"] = _distance(samples.pool, ref.mu, ref.sigma, ref.name, fid_method)
     if "sfid" in todo:
-        res.values["sfid"] = _distance(samples.spatial, ref.mu_s, ref.sigma_s, ref.name)
+        res.values["sfid"] = _distance(samples.spatial, ref.mu_s, ref.sigma_s, ref.name, fid_method)
     if "is" in todo:
         res.values["is"], res.values["is_std"] = inception_score(samples.all_logits())
     if "pr" in todo:
@@ -75,6 +77,8 @@ def evaluate(samples: FeatureSet, ref: Reference, metrics: list[str] | None = No
             raise ValueError("precision/recall need the sample pool_3 rows (extract with keep_rows=True)")
         ref_rows = ref.pr_feature_rows(net, batch_size=batch_size, progress=progress)
         res.values["precision"], res.values["recall"] = precision_recall(ref_rows, rows, device=device)
+        res.values["precision_exact"], res.values["recall_exact"] = precision_recall(ref_rows, rows, arith="exact",
+                                                                                     device=device)
     return res
 
 
@@ -90,7 +94,8 @@ def sample_features(source, net, *, limit: int | None, batch_size: int, keep_row
 def run_metrics(samples_path: str | Path, ref_spec: str, *, metrics: list[str] | None = None,
                 num_samples: int | None = None, weights: str | None = None, device: str | None = None,
                 batch_size: int | None = None, resize: str = "legacy-tf", allow_download: bool = True,
-                label: str | None = None, progress: bool = True) -> dict:
+                label: str | None = None, progress: bool = True,
+                fid_method: str = "eigh") -> dict:
     """The whole `diffit-eval metrics` job as a library call; returns the JSON-ready record."""
     from diffit_eval.features import default_batch_size, load_feature_network
 
@@ -114,7 +119,8 @@ def run_metrics(samples_path: str | Path, ref_spec: str, *, metrics: list[str] |
                         f"{'a stand-in' if ref.meta['feature_network'].get('standin') else 'InceptionV3'}) than "
                         f"{net.weights_path.name} (sha256 {net.weights_sha256[:12]}); rebuild it or pass the same weights")
     fs = sample_features(source, net, limit=num_samples, batch_size=batch_size, keep_rows=wanted_pr, progress=progress)
-    res = evaluate(fs, ref, metrics, net=net, batch_size=batch_size, device=device, progress=progress)
+    res = evaluate(fs, ref, metrics, net=net, batch_size=batch_size, device=device, progress=progress,
+                   fid_method=fid_method)
     manifest = getattr(source, "manifest", None) or {}
     return {
         **res.values,
@@ -127,6 +133,7 @@ def run_metrics(samples_path: str | Path, ref_spec: str, *, metrics: list[str] |
         "reference": ref.describe(),
         "feature_network": net.describe(),
         "resize": net.resize,
+        "fid_method": fid_method,
         "provenance": {"versions": package_versions(), "device": device_description(str(next(net.parameters()).device)),
                        "elapsed_s": round(time.time() - t0, 3), "created": now_iso()},
     }

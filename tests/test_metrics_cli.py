@@ -19,12 +19,13 @@ import pytest
 
 from diffit_eval.cache import sha256_file
 from diffit_eval.features import INCEPTION_URL
-from diffit_eval.fid import frechet_distance
+from diffit_eval.fid import frechet_distance, frechet_distance_sqrtm
 from diffit_eval.inception_score import inception_score
 from diffit_eval.prc import precision_recall
 
-JSON_KEYS = {"fid", "sfid", "is", "is_std", "precision", "recall", "num_samples", "unavailable", "label", "dataset",
-             "resolution", "samples", "reference", "feature_network", "resize", "provenance"}
+JSON_KEYS = {"fid", "sfid", "is", "is_std", "precision", "recall", "precision_exact", "recall_exact", "num_samples",
+             "unavailable", "label", "dataset", "resolution", "samples", "reference", "feature_network", "resize",
+             "fid_method", "provenance"}
 PR_IMAGES = 8  # reference images for precision/recall in the ADM-style reference
 
 
@@ -195,6 +196,67 @@ def test_sample_source_as_reference(files, standin_weights, isolated_cache, metr
     assert rec["reference"]["name"] == "samples_b.npz" and rec["reference"]["pr_images"] == 16
 
 
+def test_exact_pr_beside_adm_pr_fid_method_and_the_few_samples_warning(files, standin_weights, isolated_cache,
+                                                                        metrics_features, capsys, tmp_path):
+    fa, fb = metrics_features["A"], metrics_features["B"]
+    a4, ref_rows = fa.all_pool_rows()[:4], fb.all_pool_rows()[:PR_IMAGES]
+    adm_pr = precision_recall(ref_rows, a4, device="cpu")
+    exact_pr = precision_recall(ref_rows, a4, arith="exact", device="cpu")
+    warning = ("diffit-eval: warning: 4 samples is fewer than the feature dimension of FID (2048-d) and sFID (2023-d): "
+               "the statistics are rank-deficient and the values are not comparable with 50K-sample numbers")
+
+    # Default: the table shows ADM's float16 P/R, one line the exact ones; the JSON has both.
+    code, out, err = cli(capsys, "metrics", files / "small.npz", "--ref", files / "ref_adm.npz", "-q",
+                         "--inception-weights", standin_weights, "--json", tmp_path / "d.json")
+    assert code == 0, err
+    rec = json.loads((tmp_path / "d.json").read_text())
+    assert (rec["precision"], rec["recall"]) == adm_pr
+    assert (rec["precision_exact"], rec["recall_exact"]) == exact_pr
+    assert rec["fid_method"] == "eigh"
+    cells = table_row(out)
+    assert cells[3:5] == [f"{adm_pr[0]:.4f}", f"{adm_pr[1]:.4f}"]
+    assert f"precision/recall with exact float64 distances: {exact_pr[0]:.4f} / {exact_pr[1]:.4f}" in out
+    assert err.strip("\n").split("\n") == [warning]
+
+    # --pr-arith exact swaps them; --fid-method adm-sqrtm gives ADM's sqrtm digits.
+    code, out, err = cli(capsys, "metrics", files / "small.npz", "--ref", files / "ref_adm.npz", "-q",
+                         "--inception-weights", standin_weights, "--json", tmp_path / "e.json",
+                         "--pr-arith", "exact", "--fid-method", "adm-sqrtm")
+    assert code == 0, err
+    rec2 = json.loads((tmp_path / "e.json").read_text())
+    assert (rec2["precision"], rec2["recall"], rec2["precision_exact"], rec2["recall_exact"]) == (*adm_pr, *exact_pr)
+    assert table_row(out)[3:5] == [f"{exact_pr[0]:.4f}", f"{exact_pr[1]:.4f}"] and "Precision (exact)" in out
+    assert f"precision/recall with ADM float16 distances (the protocol): {adm_pr[0]:.4f} / {adm_pr[1]:.4f}" in out
+    assert rec2["fid_method"] == "adm-sqrtm"
+    with np.load(files / "ref_adm.npz") as z:
+        a64 = a4.astype(np.float64)
+        want = frechet_distance_sqrtm(a64.mean(0), np.cov(a64, rowvar=False), z["mu"], z["sigma"])
+    assert rec2["fid"] == pytest.approx(want, rel=1e-6)
+    assert rec2["fid"] != rec["fid"]  # 4 samples in 2048-d: the two routes differ (docs/METRICS.md)
+    assert rec2["is"] == rec["is"]
+
+    # Enough samples for sFID's 2023 dimensions but not FID's: the warning names FID only; none without FID.
+    from diffit_eval.commands.metrics import rank_deficiency_warning
+
+    assert "of FID (2048-d):" in rank_deficiency_warning({"num_samples": 2030, "fid": 1.0, "sfid": 2.0})
+    assert rank_deficiency_warning({"num_samples": 4, "fid": None, "sfid": None}) is None
+    assert rank_deficiency_warning({"num_samples": 50_000, "fid": 1.0, "sfid": 2.0}) is None
+
+
+@pytest.mark.parametrize("option, value, line", [
+    ("--pr-arith", "fp8", "diffit-eval: error: unknown --pr-arith 'fp8'; choose one of adm-fp16, exact"),
+    ("--pr-arith", "", "diffit-eval: error: unknown --pr-arith ''; choose one of adm-fp16, exact"),
+    ("--fid-method", "sqrtm", "diffit-eval: error: unknown --fid-method 'sqrtm'; choose one of eigh, adm-sqrtm"),
+])
+def test_bad_pr_arith_and_fid_method_fail_before_any_work(option, value, line, files, isolated_cache, monkeypatch,
+                                                          capsys):
+    """Exit code 1 like --resize and --metrics, one line, and before weights are even looked for (offline, none)."""
+    offline(monkeypatch)
+    code, out, err = cli(capsys, "metrics", files / "small.npz", "--ref", files / "ref_adm.npz", option, value)
+    assert (code, out) == (1, "")
+    assert assert_one_error_line(err) == line
+
+
 BAD_INPUT = {
     # name: (samples, ref, extra args, words the message must contain)
     "missing samples": ("nope.npz", "ref_ms.npz", [], ["no such file or folder", "nope.npz"]),
@@ -218,6 +280,8 @@ BAD_INPUT = {
     "weights file not weights": ("small.npz", "ref_ms.npz", ["--inception-weights", "{d}/not_weights.pth"],
                                  ["not InceptionV3 weights"]),
     "bad batch size": ("small.npz", "ref_ms.npz", ["--batch-size", "0"], ["batch-size"]),
+    "unknown --pr-arith": ("small.npz", "ref_ms.npz", ["--pr-arith", "fp8"], ["'fp8'", "adm-fp16, exact"]),
+    "unknown --fid-method": ("small.npz", "ref_ms.npz", ["--fid-method", "svd"], ["'svd'", "eigh, adm-sqrtm"]),
 }
 
 

@@ -16,25 +16,51 @@ def fmt(value, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def print_result(record: dict) -> None:
-    """One rich table row; n/a reasons and a stand-in warning underneath."""
+PR_ARITH_NOTE = {"adm-fp16": "ADM float16 distances (the protocol)", "exact": "exact float64 distances"}
+
+
+def rank_deficiency_warning(record: dict) -> str | None:
+    """One line when the samples are fewer than a Frechet distance's feature dimension, else None."""
+    from diffit_eval.extract import POOL_DIM, SPATIAL_DIM
+
+    n = record["num_samples"]
+    short = [f"{name} ({dim}-d)" for name, dim in (("FID", POOL_DIM), ("sFID", SPATIAL_DIM))
+             if record.get(name.lower()) is not None and n < dim]
+    if not short:
+        return None
+    return (f"diffit-eval: warning: {n} samples is fewer than the feature dimension of {' and '.join(short)}: "
+            "the statistics are rank-deficient and the values are not comparable with 50K-sample numbers")
+
+
+def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
+    """One rich table row; n/a reasons and a stand-in warning underneath.
+
+    The table shows precision/recall in `pr_arith`; one line underneath gives the other variant.
+    """
     from rich.console import Console
     from rich.table import Table
 
     net = record["feature_network"]
     table = Table(title=f"diffit-eval metrics: {record['label']}", title_justify="left")
-    for col in ("FID", "sFID", "IS", "Precision", "Recall", "N", "reference", "feature network", "resize"):
+    suffix = "" if pr_arith == "adm-fp16" else " (exact)"
+    for col in ("FID", "sFID", "IS", "Precision" + suffix, "Recall" + suffix, "N", "reference", "feature network",
+                "resize"):
         # fold, never cut: a narrow terminal must not turn 3.94256 into "3.9…"
-        table.add_column(col, justify="right" if col in ("FID", "sFID", "IS", "Precision", "Recall", "N") else "left",
+        table.add_column(col, justify="left" if col in ("reference", "feature network", "resize") else "right",
                          overflow="fold")
     is_text = fmt(record["is"], 2) + ("" if record["is_std"] is None else f" ± {record['is_std']:.2f}")
-    table.add_row(fmt(record["fid"], 4), fmt(record["sfid"], 4), is_text, fmt(record["precision"], 4),
-                  fmt(record["recall"], 4), str(record["num_samples"]), record["reference"]["name"],
+    key = "" if pr_arith == "adm-fp16" else "_exact"
+    other = "_exact" if pr_arith == "adm-fp16" else ""
+    table.add_row(fmt(record["fid"], 4), fmt(record["sfid"], 4), is_text, fmt(record.get("precision" + key), 4),
+                  fmt(record.get("recall" + key), 4), str(record["num_samples"]), record["reference"]["name"],
                   "[bold red]STAND-IN[/]" if net["standin"] else net["name"], record["resize"])
     console = Console()
     if not console.is_terminal:  # a log file or a pipe: rich would assume 80 columns and squeeze the row
         console = Console(width=max(console.width, 160))
     console.print(table)
+    if record.get("precision" + other) is not None:
+        console.print(f"  precision/recall with {PR_ARITH_NOTE['exact' if other else 'adm-fp16']}: "
+                      f"{fmt(record['precision' + other], 4)} / {fmt(record['recall' + other], 4)}")
     for metric, reason in record["unavailable"].items():
         console.print(f"  {metric}: n/a ({reason})")
     if net["standin"]:
@@ -57,10 +83,21 @@ def register(app: typer.Typer) -> None:
         label: Optional[str] = typer.Option(None, "--label", help="Row name in tables (default: run model or file name)."),
         no_download: bool = typer.Option(False, "--no-download", help="Never download; fail if an asset is not cached."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+        pr_arith: str = typer.Option("adm-fp16", "--pr-arith", help="Precision/recall the table shows: adm-fp16 "
+                                     "(ADM's float16 distances, the protocol) or exact (float64); the JSON has both."),
+        fid_method: str = typer.Option("eigh", "--fid-method", help="eigh (symmetric eigenvalues) or adm-sqrtm "
+                                       "(ADM's scipy sqrtm routine, for its digits on fewer samples than dimensions)."),
     ) -> None:
         from diffit_eval.cache import write_json_atomic
+        from diffit_eval.errors import UserError
         from diffit_eval.evaluate import parse_metrics, run_metrics
+        from diffit_eval.fid import FID_METHODS
+        from diffit_eval.prc import ARITHS
 
+        if pr_arith not in ARITHS:
+            raise UserError(f"unknown --pr-arith {pr_arith!r}; choose one of {', '.join(ARITHS)}")
+        if fid_method not in FID_METHODS:
+            raise UserError(f"unknown --fid-method {fid_method!r}; choose one of {', '.join(FID_METHODS)}")
         wanted = parse_metrics(metrics_)
         if samples is None:
             from diffit_eval.shards import latest_run
@@ -69,7 +106,10 @@ def register(app: typer.Typer) -> None:
             print(f"diffit-eval: using the most recent run: {samples}", file=sys.stderr)
         record = run_metrics(samples, ref, metrics=wanted, num_samples=num_samples, weights=inception_weights,
                              device=device, batch_size=batch_size, resize=resize, allow_download=not no_download,
-                             label=label, progress=not quiet)
-        print_result(record)
+                             label=label, progress=not quiet, fid_method=fid_method)
+        print_result(record, pr_arith)
+        warning = rank_deficiency_warning(record)
+        if warning:
+            print(warning, file=sys.stderr)
         if json_path is not None:
             write_json_atomic(json_path, record)
