@@ -74,6 +74,40 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def check_writable(path: str | os.PathLike, what: str) -> None:
+    """Fail now, before any expensive work, if `path` could not be written at the end.
+
+    Tries what the final write does (create the folder, a temporary file beside `path`) and undoes
+    it, so nothing is left behind. `what` is how the user named the path ("--json m.json").
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"cannot write {what}: {path} is a folder; pass a file name")
+    created = _missing_folders(path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise UserError(f"cannot write {what}: {e.strerror or e} ({e.filename or path})") from None
+    finally:
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
 def write_json_atomic(path: str | os.PathLike, obj: object) -> None:
     """Write `obj` as indented JSON under a temporary name, then rename."""
     with atomic_path(path) as tmp:

@@ -2,7 +2,8 @@
 
 Each command group lives in its own module under :mod:`diffit_eval.commands` and registers
 itself on :data:`app`. :func:`main` turns every user error (and every usage error) into one
-line on stderr and a non-zero exit code, never a traceback.
+line on stderr and a non-zero exit code, never a traceback. Exit codes (one meaning each, see
+:mod:`diffit_eval.errors`): 1 bad input, 2 missing asset or usage error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer
 
 from diffit_eval import __version__
-from diffit_eval.errors import UserError
+from diffit_eval.errors import Interrupted, UserError
 
 app = typer.Typer(
     name="diffit-eval",
@@ -31,6 +32,7 @@ app = typer.Typer(
 # Typer >= 0.26 vendors click; reach the exception classes through typer either way.
 _UsageError = type(typer.BadParameter("")).__mro__[1]
 _ClickException = type(typer.BadParameter("")).__mro__[2]
+_BadParameter = type(typer.BadParameter(""))
 _Exit = typer.Exit
 _Abort = typer.Abort
 
@@ -64,17 +66,35 @@ def fail(message: str, code: int = 1) -> None:
     raise SystemExit(code)
 
 
+def command_line() -> str:
+    """The command being run, as a shell line (what an interrupted command tells the user to re-run)."""
+    import shlex
+
+    return shlex.join(["diffit-eval", *COMMAND_ARGS])
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     command = typer.main.get_command(app)
+    COMMAND_ARGS[:] = sys.argv[1:] if argv is None else list(argv)
     try:
         rc = command.main(args=argv, prog_name="diffit-eval", standalone_mode=False)
+    except Interrupted as e:
+        print(f"diffit-eval: interrupted: {e}", file=sys.stderr)
+        raise SystemExit(e.code) from None
     except UserError as e:
         fail(str(e), e.code)
     except _Exit as e:
-        raise SystemExit(getattr(e, 'exit_code', 0)) from None
+        code = getattr(e, "exit_code", 0)
+        if code == 130:  # Ctrl-C outside a command's own handler: typer turned it into Exit(130)
+            print(f"diffit-eval: interrupted before anything was written; run again: {command_line()}",
+                  file=sys.stderr)
+        raise SystemExit(code) from None
     except _Abort:
         fail("aborted", 130)
+    except _BadParameter as e:  # a value the user typed is bad input (1), like every command's own checks;
+        hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""  # a missing one is usage (2)
+        fail(e.format_message() + hint, 2 if type(e).__name__ == "MissingParameter" else 1)
     except _UsageError as e:
         hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
         fail(e.format_message() + hint, 2)
@@ -82,4 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         fail(e.format_message(), e.exit_code)
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except OSError as e:  # a folder that cannot be written, a full disk: the path, not a traceback
+        fail(f"{e.strerror or type(e).__name__}: {e.filename or e}", 1)
+    except MemoryError:
+        fail("out of memory; use fewer samples or a smaller --batch-size", 1)
     raise SystemExit(rc if isinstance(rc, int) else 0)

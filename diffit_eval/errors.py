@@ -1,4 +1,9 @@
-"""User-facing errors: the CLI prints their message as one line on stderr and exits with `code`."""
+"""User-facing errors: the CLI prints their message as one line on stderr and exits with `code`.
+
+One meaning per exit code, in every command (README, "Exit codes"): 1 bad input (a value, path
+or file the user gave), 2 a missing asset or a usage error (the command could not run as asked),
+130 interrupted (Ctrl-C). `regress` keeps its own 0 pass / 1 regression / 2 could not run.
+"""
 
 from __future__ import annotations
 
@@ -18,3 +23,9 @@ class MissingAssetError(UserError):
     """A file that must be downloaded is absent and cannot be fetched (offline). Exit code 2."""
 
     code = 2
+
+
+class Interrupted(UserError):
+    """Ctrl-C: the message says what finished, what is kept and the command that resumes. Exit code 130."""
+
+    code = 130
