@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from diffit_eval import distributed, shards
-from diffit_eval.errors import MissingAssetError, UserError
+from diffit_eval.errors import Interrupted, MissingAssetError, UserError
 
 TEST_PRESETS = ("latent-tiny", "cifar10-tiny")  # no checkpoint: seeded random weights by default
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -64,7 +64,7 @@ class SampleConfig:
     precision: str = DEFAULT_PRECISION          # fp32 | tf32 | bf16 (autocast of the model forward).
     quantize: str | None = None                 # uint8 rule: truncate | round.
     compile: bool = False                       # torch.compile the model.
-    features: bool = True                       # Inception features per shard, for `metrics`.
+    features: bool | None = None                # Inception features per shard, for `metrics`; None: auto.
     inception_weights: str | None = None        # Local Inception weights for the features.
     device: str | None = None                   # Default: this rank's GPU, else the CPU.
     verbose: bool = True                        # Progress bar and summary line on rank 0 (stderr).
@@ -282,6 +282,16 @@ def _resolve_inception(weights: str | None) -> str:
         raise UserError(f"{e}; {hint}") from None
 
 
+def keep_features(resolution: int, asked: bool | None) -> bool:
+    """Whether shards keep their Inception features: as asked, else (auto) only where the float32
+    rows (20,316 bytes an image) cost less than the images they describe, i.e. from 83x83 up:
+    10% of the images at 256x256, but 6.6x them at 32x32, where `metrics RUN` re-extracting from
+    the shard images costs one Inception pass (well under 1% of sampling's network calls)."""
+    from diffit_eval.extract import ROW_BYTES
+
+    return asked if asked is not None else ROW_BYTES < resolution * resolution * 3
+
+
 def default_run_dir(preset: str, sampler: str, steps: int, cfg_scale: float | None, seeds: list[int],
                     extras: list[str] = ()) -> Path:
     """runs/latent-256-ddpm250-cfg4.4-seeds0-49999 (plus any non-default precision, rule, VAE, weights)."""
@@ -344,8 +354,8 @@ def plan_run(config: SampleConfig) -> tuple[RunPlan, object | None]:
                   file=sys.stderr)
     else:
         n = DEFAULT_NUM_SAMPLES if config.num_samples is None else int(config.num_samples)
-        if n < 1:
-            raise UserError(f"--num-samples must be at least 1, got {n}")
+        if not 1 <= n <= shards.MAX_SEEDS:
+            raise UserError(f"--num-samples must be 1 to {shards.MAX_SEEDS:,}, got {n}")
         seeds = list(range(n))
     if config.shard_size < 1:
         raise UserError(f"--shard-size must be at least 1, got {config.shard_size}")
@@ -373,7 +383,7 @@ def plan_run(config: SampleConfig) -> tuple[RunPlan, object | None]:
 
         loaded_vae = load_vae(vae)  # offline and not cached: MissingAssetError with --vae PATH
         vae_id, vae_record = _vae_identity(vae)
-    inception = _resolve_inception(config.inception_weights) if config.features else None
+    inception = _resolve_inception(config.inception_weights) if keep_features(p.resolution, config.features) else None
 
     guidance = None
     if p.guidance is not None:
@@ -418,27 +428,48 @@ def plan_run(config: SampleConfig) -> tuple[RunPlan, object | None]:
 
 
 def claim_run_dir(plan: RunPlan) -> shards.RunLock:
-    """Lock the folder, then check or write its manifest; returns the held lock (rank 0 only)."""
-    if plan.run_dir.exists() and not plan.run_dir.is_dir():
-        raise UserError(f"--out {plan.run_dir} is a file; pass a folder for the run")
-    lock = shards.RunLock(plan.run_dir).acquire()
+    """Lock the folder, then check or write its manifest; returns the held lock (rank 0 only).
+
+    A refusal (a folder that is not a run, another configuration, an unwritable path) leaves
+    nothing behind: no lock file, no folder this call created.
+    """
+    run_dir = plan.run_dir
+    where = f"the run folder {run_dir}"
     try:
-        manifest_path = plan.run_dir / shards.MANIFEST
+        if run_dir.exists() and not run_dir.is_dir():
+            raise UserError(f"--out {run_dir} is a file; pass a folder for the run")
+        manifest_path = run_dir / shards.MANIFEST
+        if run_dir.is_dir() and not manifest_path.is_file() and any(p.name != shards.LOCK for p in run_dir.iterdir()):
+            raise UserError(f"{run_dir} exists and is not a sample run folder (no {shards.MANIFEST}); pass another --out")
+        created = [d for d in (run_dir, *run_dir.parents) if not d.exists()]  # removed again on a refusal
+        lock_existed = (run_dir / shards.LOCK).exists()
+        lock = shards.RunLock(run_dir).acquire()
+    except OSError as e:
+        raise UserError(f"cannot write {where} ({e.strerror or e}: {e.filename or run_dir}); pass another --out") from None
+    try:
         if manifest_path.is_file():
-            old = shards.read_manifest(plan.run_dir)
+            old = shards.read_manifest(run_dir)
             diff = shards.config_differences(old["config"], plan.manifest["config"])
             if diff:
-                raise UserError(f"{plan.run_dir} holds a run with another configuration ({'; '.join(diff)}); "
+                raise UserError(f"{run_dir} holds a run with another configuration ({'; '.join(diff)}); "
                                 "pass another --out, or delete the folder to start over")
             plan.manifest = {**old, "versions": plan.manifest["versions"], "command": plan.manifest["command"]}
-        elif plan.run_dir.is_dir() and any(p.name != shards.LOCK for p in plan.run_dir.iterdir()):
-            raise UserError(f"{plan.run_dir} exists and is not a sample run folder (no {shards.MANIFEST}); "
-                            "pass another --out")
-        shards.remove_stale_temporaries(plan.run_dir)
-        shards.write_manifest(plan.run_dir, plan.manifest)
-        plan.todo = shards.missing_shards(plan.run_dir, plan.manifest)
-    except BaseException:
+        shards.remove_stale_temporaries(run_dir)
+        shards.write_manifest(run_dir, plan.manifest)
+        (run_dir / shards.SHARD_DIR).mkdir(exist_ok=True)
+        plan.todo = shards.missing_shards(run_dir, plan.manifest)
+    except BaseException as e:
         lock.release()
+        if not lock_existed:
+            (run_dir / shards.LOCK).unlink(missing_ok=True)
+        for d in created:
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        if isinstance(e, OSError):
+            raise UserError(f"cannot write {where} ({e.strerror or e}: {e.filename or run_dir}); "
+                            "pass another --out") from None
         raise
     return lock
 
@@ -461,12 +492,15 @@ def _progress(description: str, total: int, num_shards: int, done: int, enabled:
 
 
 def _shard_features(net, images: np.ndarray, path: Path) -> None:
-    from diffit_eval.extract import FeatureSet, extract_batch
+    """The shard's float32 feature rows (20,316 bytes an image; see diffit_eval.extract), atomically."""
+    from diffit_eval.extract import batch_features, save_feature_rows
 
-    fs = FeatureSet()
+    parts: dict[str, list[np.ndarray]] = {"pool": [], "spatial": [], "logits": []}
     for start in range(0, len(images), FEATURE_BATCH):
-        extract_batch(net, images[start:start + FEATURE_BATCH], fs, keep_rows=True)
-    fs.save(path)
+        f = batch_features(net, images[start:start + FEATURE_BATCH])
+        for key in parts:
+            parts[key].append(getattr(f, key).float().cpu().numpy())
+    save_feature_rows(path, {key: np.concatenate(v) for key, v in parts.items()})
 
 
 def _count_done(plan: RunPlan) -> int:
@@ -573,6 +607,20 @@ def _broadcast_plan(plan: RunPlan | None, error: tuple[str, int] | None, d: dist
     return plan
 
 
+def _interrupted_message(plan: RunPlan | None) -> str:
+    """What Ctrl-C leaves: the finished shards (kept, every one complete) and the command that resumes."""
+    if plan is None:
+        return "before sampling started; nothing was written"
+    done = _count_done(plan)
+    npz = shards.npz_name(len(plan.seeds), *plan.manifest["resolution"])
+    if done == plan.num_shards and not (plan.run_dir / npz).is_file():
+        kept = f"all {done} shards are finished and kept in {plan.run_dir}, {npz} is not written yet"
+    else:
+        kept = (f"{done} of {plan.num_shards} shards are finished and kept in {plan.run_dir} "
+                "(the shard being sampled is dropped)")
+    return f"{kept}; resume with: {plan.manifest['command']}"
+
+
 def generate(config: SampleConfig) -> Path:
     """Sample `config` into its run folder (resuming a matching one); returns the run folder.
 
@@ -580,10 +628,10 @@ def generate(config: SampleConfig) -> Path:
     """
     d = distributed.init(config.device, timeout=COLLECTIVE_TIMEOUT)
     device = distributed.device_for(d, config.device)
-    lock, vae = None, None
+    lock, vae, plan = None, None, None
     t0 = time.time()
     try:
-        plan, error = None, None
+        error = None
         if d.is_main:
             try:
                 plan, vae = plan_run(config)
@@ -612,6 +660,9 @@ def generate(config: SampleConfig) -> Path:
                       + f"; {len(plan.seeds)} samples in {npz}", file=sys.stderr)
         distributed.shutdown(d)
         return plan.run_dir
+    except KeyboardInterrupt:
+        claimed = lock is not None or (plan is not None and not d.is_main)
+        raise Interrupted(_interrupted_message(plan if claimed else None)) from None
     finally:
         if lock is not None:
             lock.release()

@@ -5,7 +5,7 @@ A run folder holds
     manifest.json                         what produced the images (the `config` part is compared on resume)
     .lock                                 flock held by rank 0 while a run writes here
     shards/shard_00000.npz                images uint8 [S, H, W, 3], labels int64 [S], seeds int64 [S]
-    shards/shard_00000.features-<net>-<resize>.npz   the shard's Inception FeatureSet (optional)
+    shards/shard_00000.features-<net>-<resize>.npz   the shard's Inception features, float32 rows (optional)
     samples_{N}x{H}x{W}x3.npz             ADM layout (`arr_0` images, `arr_1` labels), built from the shards
     grid.png                              the first 64 samples in seed order
 
@@ -34,6 +34,7 @@ LOCK = ".lock"
 SHARD_DIR = "shards"
 GRID = "grid.png"
 GRID_SIDE = 8             # grid.png is GRID_SIDE x GRID_SIDE samples
+GRID_GAP = 2              # white pixels between tiles, so a grid of noise still reads as separate samples
 FORMAT = "diffit-eval-run/1"
 RUNS_ROOT = Path("runs")  # default parent of run folders, relative to the working directory
 
@@ -42,9 +43,16 @@ RUNS_ROOT = Path("runs")  # default parent of run folders, relative to the worki
 # Seed lists: "0-49999", "0-9,20-29", "7".
 
 
+MAX_SEEDS = 1_000_000   # 20x the protocol's 50,000; a run holds its seed list in memory
+SEED_LIMIT = 1 << 32     # per-sample generators take the seed modulo 2**32 (diffit.random): larger ones repeat
+
+
 def parse_seeds(text: str) -> list[int]:
-    """EDM's seed syntax: comma-separated integers and inclusive ranges a-b, kept in the given order."""
-    seeds: list[int] = []
+    """EDM's seed syntax: comma-separated integers and inclusive ranges a-b, kept in the given order.
+
+    Sizes are checked before anything is expanded: at most MAX_SEEDS seeds, each below 2**32.
+    """
+    ranges, total = [], 0
     for part in str(text).replace(" ", "").split(","):
         lo, dash, hi = part.partition("-")
         try:
@@ -54,7 +62,14 @@ def parse_seeds(text: str) -> list[int]:
             raise UserError(f"bad --seeds {text!r}: expected ranges like 0-49999 or 0-9,20-29") from None
         if a < 0 or b < a:
             raise UserError(f"bad --seeds {text!r}: range {part!r} must be ascending and non-negative")
-        seeds.extend(range(a, b + 1))
+        if b >= SEED_LIMIT:
+            raise UserError(f"bad --seeds {text!r}: seed {b} is too large (seeds must be below 2**32 = {SEED_LIMIT})")
+        total += b - a + 1
+        if total > MAX_SEEDS:
+            raise UserError(f"bad --seeds {text!r}: more than {MAX_SEEDS:,} seeds; split the run into several "
+                            "runs of at most that many")
+        ranges.append(range(a, b + 1))
+    seeds = [s for r in ranges for s in r]
     if not seeds:
         raise UserError(f"bad --seeds {text!r}: no seeds")
     return seeds
@@ -281,10 +296,11 @@ def write_grid(run_dir: Path, manifest: dict) -> list[int] | None:
     n, h, w, _ = images.shape
     rows = math.ceil(n / GRID_SIDE)
     cols = min(n, GRID_SIDE)
-    canvas = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
+    g = GRID_GAP
+    canvas = np.full((rows * (h + g) + g, cols * (w + g) + g, 3), 255, dtype=np.uint8)
     for i, im in enumerate(images):
         r, c = divmod(i, GRID_SIDE)
-        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = im
+        canvas[g + r * (h + g):g + r * (h + g) + h, g + c * (w + g):g + c * (w + g) + w] = im
     path = Path(run_dir) / GRID
     with atomic_path(path) as tmp:
         Image.fromarray(canvas).save(tmp, format="PNG")
@@ -339,10 +355,12 @@ class RunSource:
             return None
         return np.concatenate([shard["labels"] for shard in iter_shards(self.path, self.manifest)])
 
-    def cached_features(self, net, limit: int | None = None):
-        """The per-shard FeatureSets merged in shard order, when every shard has them for `net`'s weights
-        and resize mode and the whole run is wanted; else None (the caller extracts from the images)."""
-        from diffit_eval.extract import FeatureSet
+    def cached_features(self, net, limit: int | None = None, keep_rows: bool = True):
+        """The per-shard feature rows replayed in seed order into one FeatureSet, when every shard has
+        them for `net`'s weights and resize mode and the whole run is wanted; else None (the caller
+        extracts from the images). The statistics equal those of extracting the images again bit for
+        bit whenever the float32 features do (see :mod:`diffit_eval.stats`)."""
+        from diffit_eval.extract import FeatureSet, load_feature_rows
 
         if limit is not None and limit != self.num_images:
             return None
@@ -350,9 +368,9 @@ class RunSource:
         if not all(p.is_file() for p in paths):
             return None
         merged = FeatureSet()
-        for p in paths:
-            merged.merge(FeatureSet.load(p))
-        return merged if merged.count == self.num_images else None
+        for k, p in enumerate(paths):
+            merged.add_rows(load_feature_rows(p, len(shard_seeds(self.seeds, k, self.shard_size))), keep_rows=keep_rows)
+        return merged
 
 
 def latest_run(root: str | os.PathLike = RUNS_ROOT) -> Path:

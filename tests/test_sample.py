@@ -265,18 +265,26 @@ def test_metrics_of_run_equal_metrics_of_npz(tmp_path, inception):
     other = SimpleNamespace(weights_sha256="0" * 64, resize="legacy-tf")
     assert source.cached_features(other, None) is None  # features of another network are never used
 
-    # Batches of one shard, so the re-extraction feeds the network exactly the per-shard batches: the
-    # Inception kernels are not batch-invariant (features move by ~1e-6 between batch sizes, FID by
-    # ~1e-9 relative), and the comparison is about the shards' features being the images' features.
+    # Each shard's float32 rows are 20,316 bytes an image, no float64 sums (these are 64x64 shards of 8).
+    from diffit_eval.extract import ROW_BYTES
+
+    assert ROW_BYTES == 4 * (2048 + 2023 + 1008)
+    for k in range(2):
+        size = shards.features_path(run, k, net.weights_sha256, "legacy-tf").stat().st_size
+        assert 8 * ROW_BYTES <= size <= 8 * ROW_BYTES + 2048, size
+
+    # Batches of one shard, so the re-extraction feeds the network exactly the per-shard batches (the
+    # Inception kernels are not batch-invariant: features move by ~1e-6 between batch sizes). The
+    # statistics are reduced in fixed blocks of rows, so every metric is then bit for bit the same.
     ref = tmp_path / "ref.npz"
     np.savez(ref, arr_0=np.random.default_rng(0).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8))
-    common = dict(weights=str(inception), device="cpu", progress=False, batch_size=8, metrics=["fid", "is", "pr"])
+    common = dict(weights=str(inception), device="cpu", progress=False, batch_size=8)
     from_run = run_metrics(run, str(ref), **common)
     from_npz = run_metrics(run / manifest["npz"], str(ref), **common)
     assert from_run["label"] == "latent-tiny" and from_run["num_samples"] == from_npz["num_samples"] == 16
-    for key in ("fid", "is", "precision", "recall"):
+    for key in ("fid", "sfid", "is", "is_std", "precision", "recall"):
         assert from_run[key] is not None
-        assert from_run[key] == pytest.approx(from_npz[key], rel=1e-9, abs=1e-12), key
+        assert from_run[key] == from_npz[key], key
 
 
 def offline(*args, **kwargs):

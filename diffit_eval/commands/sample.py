@@ -7,13 +7,10 @@ from typing import Optional
 
 import typer
 
+# One line per paragraph: the help formatter wraps to the terminal, hard breaks would stay.
 HELP = """Generate samples with a model preset under the paper's protocol, into a resumable run folder.
 
-Defaults follow the preset: 50,000 samples with seeds 0-49999, the preset's sampler, steps and
-guidance, the released checkpoint and sd-vae-ft-ema for latent models, the release's truncating
-uint8 rule. Shards are written atomically; running the same command again resumes. Under torchrun
-or srun every rank takes its share of the shards. The run folder ends with samples_NxHxWx3.npz
-(ADM layout), grid.png and per-shard Inception features for `diffit-eval metrics RUN`.
+Defaults follow the preset: 50,000 samples with seeds 0-49999, the preset's sampler, steps and guidance, the released checkpoint and sd-vae-ft-ema for latent models, the release's truncating uint8 rule. Shards are written atomically; running the same command again resumes. Under torchrun or srun every rank takes its share of the shards. The run folder ends with samples_NxHxWx3.npz (ADM layout), grid.png and, from 83x83 up, per-shard Inception features for `diffit-eval metrics RUN`.
 """
 
 
@@ -33,7 +30,7 @@ def register(app: typer.Typer) -> None:
         precision: str = typer.Option("tf32", "--precision", help="fp32 (no TF32), tf32 (the release's: fp32 with TF32 matmuls) or bf16 (autocast of the model forward)."),
         quantize: Optional[str] = typer.Option(None, "--quantize", help="uint8 rule: truncate (the DiffiT release, default) or round (DiT)."),
         compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (does not change the configuration)."),
-        features: bool = typer.Option(True, "--features/--no-features", help="Extract Inception features per shard for `diffit-eval metrics`."),
+        features: Optional[bool] = typer.Option(None, "--features/--no-features", help="Keep Inception features per shard for `diffit-eval metrics` (float32, 20 KB an image). Default: from 83x83 up, where they cost less than the images; smaller runs are re-extracted by `metrics`."),
         inception_weights: Optional[str] = typer.Option(None, "--inception-weights", help="Local InceptionV3 weights for the features; env DIFFIT_EVAL_INCEPTION_WEIGHTS."),
         device: Optional[str] = typer.Option(None, "--device", help="cuda, cpu ... (default: each rank's GPU, else the CPU)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
