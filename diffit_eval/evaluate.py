@@ -66,9 +66,9 @@ def evaluate(samples: FeatureSet, ref: Reference, metrics: list[str] | None = No
                                  f"the reference has {ref.num_pr_images}")
     todo = [m for m in wanted if m not in res.unavailable]
     if "fid" in todo:
-        res.values["fid"] = _distance(samples.pool, ref.mu, ref.sigma, ref.name, fid_method)
+        res.values["fid"] = _distance(samples.pool, ref.mu, ref.sigma, ref.shown, fid_method)
     if "sfid" in todo:
-        res.values["sfid"] = _distance(samples.spatial, ref.mu_s, ref.sigma_s, ref.name, fid_method)
+        res.values["sfid"] = _distance(samples.spatial, ref.mu_s, ref.sigma_s, ref.shown, fid_method)
     if "is" in todo:
         res.values["is"], res.values["is_std"] = inception_score(samples.all_logits())
     if "pr" in todo:
@@ -94,7 +94,7 @@ def sample_features(source, net, *, limit: int | None, batch_size: int, keep_row
 def run_metrics(samples_path: str | Path, ref_spec: str, *, metrics: list[str] | None = None,
                 num_samples: int | None = None, weights: str | None = None, device: str | None = None,
                 batch_size: int | None = None, resize: str = "legacy-tf", allow_download: bool = True,
-                label: str | None = None, progress: bool = True,
+                label: str | None = None, progress: bool = True, allow_resolution_mismatch: bool = False,
                 fid_method: str = "eigh") -> dict:
     """The whole `diffit-eval metrics` job as a library call; returns the JSON-ready record."""
     from diffit_eval.features import default_batch_size, load_feature_network
@@ -109,13 +109,14 @@ def run_metrics(samples_path: str | Path, ref_spec: str, *, metrics: list[str] |
     batch_size = batch_size or default_batch_size(str(next(net.parameters()).device))
     wanted_pr = metrics is None or "pr" in metrics
     ref = load_reference(ref_spec, net=net, batch_size=batch_size, keep_rows=wanted_pr,
-                         allow_download=allow_download, progress=progress)
+                         allow_download=allow_download, progress=progress, samples_resolution=source.resolution,
+                         samples_shown=str(samples_path), allow_resolution_mismatch=allow_resolution_mismatch)
     if ref.resize != net.resize:
-        raise UserError(f"reference {ref.name} was built with the {ref.resize} resize but these features use "
+        raise UserError(f"reference {ref.shown} was built with the {ref.resize} resize but these features use "
                         f"{net.resize}; pass --resize {ref.resize} or rebuild the reference")
     built_with = (ref.meta.get("feature_network") or {}).get("sha256")
     if built_with and built_with != net.weights_sha256:
-        raise UserError(f"reference {ref.name} was built with another feature network (sha256 {built_with[:12]}, "
+        raise UserError(f"reference {ref.shown} was built with another feature network (sha256 {built_with[:12]}, "
                         f"{'a stand-in' if ref.meta['feature_network'].get('standin') else 'InceptionV3'}) than "
                         f"{net.weights_path.name} (sha256 {net.weights_sha256[:12]}); rebuild it or pass the same weights")
     fs = sample_features(source, net, limit=num_samples, batch_size=batch_size, keep_rows=wanted_pr, progress=progress)
@@ -134,6 +135,7 @@ def run_metrics(samples_path: str | Path, ref_spec: str, *, metrics: list[str] |
         "feature_network": net.describe(),
         "resize": net.resize,
         "fid_method": fid_method,
+        **({"resolution_mismatch": ref.resolution_note} if ref.resolution_note else {}),
         "provenance": {"versions": package_versions(), "device": device_description(str(next(net.parameters()).device)),
                        "elapsed_s": round(time.time() - t0, 3), "created": now_iso()},
     }

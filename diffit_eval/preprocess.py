@@ -171,6 +171,8 @@ def open_image_set(path: str | Path) -> ImageSet:
     else:
         raise UserError(f"{path}: expected an image folder, a .zip of images or an .npz with arr_0")
     if images.num_images == 0:
+        if path.suffix.lower() == ".npz":
+            raise UserError(f"{path} holds no images (its arr_0 has 0 rows)")
         raise UserError(f"{path} contains no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return images
 

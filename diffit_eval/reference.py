@@ -39,6 +39,22 @@ class Reference:
     sha256: str | None = None
     resize: str = "legacy-tf"
     meta: dict = field(default_factory=dict)
+    spec: str | None = None                # what the user passed as --ref: the name every message uses
+    resolution_note: str | None = None     # set when samples of another resolution were allowed
+
+    @property
+    def shown(self) -> str:
+        return self.spec or str(self.path or self.name)
+
+    @property
+    def resolution(self) -> tuple[int, int] | None:
+        """(H, W) of the images the statistics describe, when the file says (meta, or its P/R images)."""
+        r = self.meta.get("resolution")
+        if isinstance(r, int) and r > 0:
+            return (r, r)
+        if self.pr_images is not None:
+            return tuple(int(v) for v in self.pr_images.shape[1:3])
+        return None
 
     @property
     def num_pr_images(self) -> int | None:
@@ -76,13 +92,32 @@ class Reference:
         return self.pr_features
 
 
-def _check_dims(ref: Reference) -> None:
+def _check_dims(ref: Reference, where: str) -> None:
+    """Dimensions and finiteness, checked when the file is opened, before any feature is extracted."""
     if ref.mu.shape != (POOL_DIM,) or ref.sigma.shape != (POOL_DIM, POOL_DIM):
-        raise UserError(f"reference {ref.name}: mu/sigma are {list(ref.mu.shape)}/{list(ref.sigma.shape)}, "
+        raise UserError(f"reference {where}: mu/sigma are {list(ref.mu.shape)}/{list(ref.sigma.shape)}, "
                         f"but pool_3 features are {POOL_DIM}-d")
     if ref.mu_s is not None and (ref.mu_s.shape != (SPATIAL_DIM,) or ref.sigma_s.shape != (SPATIAL_DIM, SPATIAL_DIM)):
-        raise UserError(f"reference {ref.name}: mu_s/sigma_s are {list(ref.mu_s.shape)}/{list(ref.sigma_s.shape)}, "
+        raise UserError(f"reference {where}: mu_s/sigma_s are {list(ref.mu_s.shape)}/{list(ref.sigma_s.shape)}, "
                         f"but sFID features are {SPATIAL_DIM}-d")
+    for key in ("mu", "sigma", "mu_s", "sigma_s"):
+        a = getattr(ref, key)
+        if a is not None and not np.isfinite(a).all():
+            raise UserError(f"reference {where}: {key} holds {int((~np.isfinite(a)).sum())} non-finite values "
+                            "(NaN or inf); the file is broken, rebuild or re-fetch it")
+
+
+def check_resolution(ref_hw: tuple[int, int] | None, samples_hw: tuple[int, int], ref_shown: str, samples_shown: str,
+                     allow: bool) -> str | None:
+    """Samples and reference of different sizes give meaningless numbers (48x40 against 32x32: FID
+    ~2e5): an error naming both sizes, or with `allow` the note every output carries."""
+    if ref_hw is None or tuple(ref_hw) == tuple(samples_hw):
+        return None
+    sizes = (f"samples {samples_shown} are {samples_hw[1]}x{samples_hw[0]} but reference {ref_shown} is "
+             f"{ref_hw[1]}x{ref_hw[0]}")
+    if not allow:
+        raise UserError(f"{sizes}; sample at the reference's resolution, or pass --allow-resolution-mismatch")
+    return f"resolution mismatch allowed: {sizes}"
 
 
 def load_statistics_file(path: Path, name: str | None = None) -> Reference:
@@ -113,8 +148,8 @@ def load_statistics_file(path: Path, name: str | None = None) -> Reference:
     if "arr_0" in keys:
         ref.pr_images = NpzMember(path, "arr_0")
         _check_image_array(ref.pr_images.shape, ref.pr_images.dtype, f"{path}:arr_0")
+    _check_dims(ref, str(path))
     ref.sha256 = sha256_file(path)
-    _check_dims(ref)
     return ref
 
 
@@ -134,9 +169,22 @@ def _is_statistics_npz(path: Path) -> bool:
 
 
 def load_reference(spec: str, *, net=None, batch_size: int = 64, keep_rows: bool = True,
-                   allow_download: bool = True, progress: bool = True) -> Reference:
-    """Resolve `--ref`: a statistics file, a sample source (needs `net`), or a registry name."""
+                   allow_download: bool = True, progress: bool = True,
+                   samples_resolution: tuple[int, int] | None = None, samples_shown: str = "",
+                   allow_resolution_mismatch: bool = False) -> Reference:
+    """Resolve `--ref`: a statistics file, a sample source (needs `net`), or a registry name.
+
+    With `samples_resolution`, a reference of another size is refused (or noted, when allowed)
+    before any of its images go through the network.
+    """
     path = Path(spec).expanduser()
+
+    def checked(ref: Reference, hw) -> Reference:
+        ref.spec = spec
+        if samples_resolution is not None:
+            ref.resolution_note = check_resolution(hw, samples_resolution, spec, samples_shown, allow_resolution_mismatch)
+        return ref
+
     if not path.exists():
         from diffit_eval import refs
 
@@ -147,14 +195,20 @@ def load_reference(spec: str, *, net=None, batch_size: int = 64, keep_rows: bool
             ref.resize = entry.get("resize", ref.resize)
             for key in ("dataset", "resolution"):
                 ref.meta.setdefault(key, entry.get(key))
-            return ref
+            return checked(ref, ref.resolution)
         raise UserError(f"reference not found: {spec} is neither a file, a folder nor a registry name "
                         f"(see `diffit-eval ref list`)")
     if path.is_file() and path.suffix == ".npz" and _is_statistics_npz(path):
-        return load_statistics_file(path)
+        ref = load_statistics_file(path)
+        return checked(ref, ref.resolution)
     source = open_samples(path)
-    fs = extract_features(source, net, batch_size=batch_size, keep_rows=keep_rows, progress=progress,
-                          description=f"reference {path.name}")
+    note = None
+    if samples_resolution is not None:  # before the reference's images are extracted
+        note = check_resolution(source.resolution, samples_resolution, spec, samples_shown, allow_resolution_mismatch)
+    # "reference X" unless the folder is already called that (the demo's `reference` run)
+    label = path.name if "reference" in path.name.lower() else f"reference {path.name}"
+    fs = extract_features(source, net, batch_size=batch_size, keep_rows=keep_rows, progress=progress, description=label)
     ref = reference_from_features(fs, path.name, path, net.resize)
     ref.sha256 = sha256_file(path) if path.is_file() else None
+    ref.spec, ref.resolution_note = spec, note
     return ref

@@ -46,11 +46,15 @@ class NpzMember:
         if f"{key}.npy" not in names:
             have = ", ".join(sorted(n[:-4] for n in names if n.endswith(".npy"))) or "none"
             raise UserError(f"{path} has no `{key}` array (keys: {have})")
-        with self._zip.open(f"{key}.npy") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(version, np.lib.format.read_array_header_2_0)
-            shape, fortran, dtype = read_header(f)
-            self.offset = f.tell()
+        try:
+            with self._zip.open(f"{key}.npy") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(version, np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(f)
+                self.offset = f.tell()
+        except Exception as e:  # numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError ...
+            raise UserError(f"{path}: `{key}` is not a readable .npy array ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else 'bad header'})") from None
         self.shape, self.dtype, self.fortran = tuple(shape), np.dtype(dtype), fortran
 
     def read_rows(self, start: int, count: int) -> np.ndarray:

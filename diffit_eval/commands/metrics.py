@@ -13,7 +13,11 @@ METRICS_HELP = "Comma list of fid,sfid,is,pr (default: all the reference support
 
 
 def fmt(value, digits: int) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+    if value is None:
+        return "n/a"
+    text = f"{value:.{digits}f}"
+    # identical sets: a FID of -1e-13 (rounding) reads 0.0000, not -0.0000
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
 
 
 PR_ARITH_NOTE = {"adm-fp16": "ADM float16 distances (the protocol)", "exact": "exact float64 distances"}
@@ -63,6 +67,8 @@ def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
                       f"{fmt(record['precision' + other], 4)} / {fmt(record['recall' + other], 4)}")
     for metric, reason in record["unavailable"].items():
         console.print(f"  {metric}: n/a ({reason})")
+    if record.get("resolution_mismatch"):
+        console.print(f"[bold red]  {record['resolution_mismatch']}; these numbers do not compare images of one size.[/]")
     if net["standin"]:
         console.print("[bold red]  These numbers come from a stand-in feature network; they are not FID/IS values "
                       "comparable with any paper.[/]")
@@ -87,10 +93,13 @@ def register(app: typer.Typer) -> None:
                                      "(ADM's float16 distances, the protocol) or exact (float64); the JSON has both."),
         fid_method: str = typer.Option("eigh", "--fid-method", help="eigh (symmetric eigenvalues) or adm-sqrtm "
                                        "(ADM's scipy sqrtm routine, for its digits on fewer samples than dimensions)."),
+        allow_resolution_mismatch: bool = typer.Option(
+            False, "--allow-resolution-mismatch", help="Compute even when samples and reference differ in size "
+                                                      "(every output then says so)."),
     ) -> None:
-        from diffit_eval.cache import write_json_atomic
+        from diffit_eval.cache import check_writable, write_json_atomic
         from diffit_eval.errors import UserError
-        from diffit_eval.evaluate import parse_metrics, run_metrics
+        from diffit_eval.evaluate import parse_metrics
         from diffit_eval.fid import FID_METHODS
         from diffit_eval.prc import ARITHS
 
@@ -99,14 +108,26 @@ def register(app: typer.Typer) -> None:
         if fid_method not in FID_METHODS:
             raise UserError(f"unknown --fid-method {fid_method!r}; choose one of {', '.join(FID_METHODS)}")
         wanted = parse_metrics(metrics_)
+        if json_path is not None:  # before computing anything: at 50K images a late failure loses the run
+            check_writable(json_path, f"--json {json_path}")
         if samples is None:
             from diffit_eval.shards import latest_run
 
             samples = str(latest_run())
             print(f"diffit-eval: using the most recent run: {samples}", file=sys.stderr)
-        record = run_metrics(samples, ref, metrics=wanted, num_samples=num_samples, weights=inception_weights,
-                             device=device, batch_size=batch_size, resize=resize, allow_download=not no_download,
-                             label=label, progress=not quiet, fid_method=fid_method)
+        try:
+            from diffit_eval.evaluate import run_metrics
+
+            record = run_metrics(samples, ref, metrics=wanted, num_samples=num_samples, weights=inception_weights,
+                                 device=device, batch_size=batch_size, resize=resize, allow_download=not no_download,
+                                 label=label, progress=not quiet, allow_resolution_mismatch=allow_resolution_mismatch,
+                                 fid_method=fid_method)
+        except KeyboardInterrupt:
+            from diffit_eval.cli import command_line
+            from diffit_eval.errors import Interrupted
+
+            raise Interrupted("no metric was computed and nothing was written (downloaded weights and cached "
+                              f"reference features are kept); run again: {command_line()}") from None
         print_result(record, pr_arith)
         warning = rank_deficiency_warning(record)
         if warning:
