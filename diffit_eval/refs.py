@@ -31,8 +31,8 @@ import numpy as np
 
 import diffit_eval
 from diffit_eval import distributed
-from diffit_eval.cache import atomic_path, cache_dir, download, sha256_file, write_json_atomic
-from diffit_eval.errors import MissingAssetError, UserError
+from diffit_eval.cache import atomic_path, cache_dir, check_writable, download, sha256_file, write_json_atomic
+from diffit_eval.errors import Interrupted, MissingAssetError, UserError
 from diffit_eval.extract import POOL_DIM, SPATIAL_DIM, FeatureSet, extract_batch
 from diffit_eval.provenance import now_iso, package_versions
 from diffit_eval.stats import RunningStats
@@ -484,6 +484,7 @@ def build_reference(data: str | os.PathLike, *, name: str, resolution: int, crop
         if value < least:
             raise UserError(f"{label} must be at least {least}, got {value}")
     out_path = Path(out).expanduser() if out is not None else cached_path(name)
+    check_writable(out_path, f"--out {out}" if out is not None else f"the cache file {out_path}")
     images = open_image_set(data)
     count = images.num_images
     if count < 2:
@@ -510,9 +511,14 @@ def build_reference(data: str | os.PathLike, *, name: str, resolution: int, crop
         os.close(fd)
         pr_store = np.lib.format.open_memmap(pr_tmp, mode="w+", dtype=np.uint8,
                                              shape=(len(kept), resolution, resolution, 3))
+    done = [0]  # images through the network on this rank, for the Ctrl-C message
     try:
-        with progress_bar(count, f"reference {name}", enabled=progress and d.is_main) as advance, \
+        with progress_bar(count, f"reference {name}", enabled=progress and d.is_main) as bar_advance, \
                 ThreadPoolExecutor(workers) if workers else contextlib.nullcontext() as threads:
+            def advance(n: int) -> None:
+                done[0] += n
+                bar_advance(n)
+
             work = _ChunkWorker(images, net, resolution=resolution, crop=crop, batch_size=batch_size,
                                 pr_positions=pr_positions, threads=threads,
                                 advance=advance if d.is_main else lambda n: None)
@@ -567,6 +573,9 @@ def build_reference(data: str | os.PathLike, *, name: str, resolution: int, crop
             return out_path
 
         written = _main_then_share(write, d)
+    except KeyboardInterrupt:
+        raise Interrupted(f"{done[0]} of {count} images had gone through the feature network; {out_path} was not "
+                          "written and the scratch file is removed (a build starts over)") from None
     finally:
         if pr_tmp is not None:
             pr_store = None

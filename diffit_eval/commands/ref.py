@@ -23,6 +23,14 @@ def _size(n: int | None) -> str:
     return "?"
 
 
+def _console():
+    """The terminal's own width (tables wrap to it); 120 columns off a terminal, where rich assumes 80."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, 120))
+
+
 def distributed_rank() -> int:
     return int(os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or 0)
 
@@ -36,7 +44,7 @@ def print_list(rows: list[dict]) -> None:
     t = Table(title="reference statistics", title_justify="left", caption=f"cache: {refs_dir()}", caption_justify="left")
     for col, justify in (("name", "left"), ("dataset", "left"), ("res", "right"), ("resize", "left"),
                          ("metrics", "left"), ("cached", "left"), ("size", "right")):
-        t.add_column(col, justify=justify, no_wrap=col in ("name", "metrics"))
+        t.add_column(col, justify=justify, no_wrap=col == "name", overflow="fold")
     for r in rows:
         t.add_row(r["name"], str(r["dataset"] or "?"), str(r["resolution"] or "?"), str(r["resize"]),
                   ",".join(r["holds"]), r["status"], _size(r["size"]))
@@ -44,15 +52,14 @@ def print_list(rows: list[dict]) -> None:
 
 
 def print_show(report: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(Console().width, 120))
+    console = _console()
     entry = report["entry"]
     if entry is not None:
         t = Table(title=f"reference {report['name']}", title_justify="left", show_header=False)
         t.add_column("field", style="bold", no_wrap=True)
-        t.add_column("value")
+        t.add_column("value", overflow="fold")
         for key in ("url", "dataset", "resolution", "resize", "holds", "pr_images", "content", "protocol",
                     "source", "licence", "sha256", "size"):
             if entry.get(key) is not None:
@@ -69,7 +76,7 @@ def print_show(report: dict) -> None:
     console.print(f"{f['path']}  ({_size(f['size'])}, sha256 {f['sha256']})", soft_wrap=True)
     arrays = Table()
     for col in ("key", "shape", "dtype"):
-        arrays.add_column(col, no_wrap=True)
+        arrays.add_column(col, overflow="fold")
     for key, a in f["arrays"].items():
         arrays.add_row(key, str(a["shape"]), a["dtype"])
     console.print(arrays)
@@ -140,11 +147,19 @@ def register(app: typer.Typer) -> None:
         no_download: bool = typer.Option(False, "--no-download", help="Never download; fail if the Inception weights are not cached."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
+        from diffit_eval.cli import command_line
+        from diffit_eval.errors import Interrupted
         from diffit_eval.refs import build_reference
 
-        path = build_reference(data, name=name, resolution=resolution, crop=crop, dataset=dataset, resize=resize,
-                               pr_images=pr_images, seed=seed, out=out, weights=inception_weights, device=device,
-                               batch_size=batch_size, chunk_size=chunk_size, workers=workers,
-                               allow_download=not no_download, progress=not quiet)
+        try:
+            path = build_reference(data, name=name, resolution=resolution, crop=crop, dataset=dataset, resize=resize,
+                                   pr_images=pr_images, seed=seed, out=out, weights=inception_weights, device=device,
+                                   batch_size=batch_size, chunk_size=chunk_size, workers=workers,
+                                   allow_download=not no_download, progress=not quiet)
+        except Interrupted as e:
+            raise Interrupted(f"{e}; run again: {command_line()}") from None
+        except KeyboardInterrupt:  # while the weights or the images were being opened
+            raise Interrupted(f"before any image went through the network; nothing was written; "
+                              f"run again: {command_line()}") from None
         if distributed_rank() == 0:  # under torchrun every rank returns the path; say it once
             typer.echo(f"{name}: wrote {path}")
