@@ -397,21 +397,65 @@ def render_latex(t: TableResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_rich(t: TableResult) -> str:
-    from rich.console import Console
+def _rich_table(t: TableResult, columns: list[Column], title: str, caption: str | None, grouped: bool,
+                compact: bool = False):
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=t.title, caption="\n".join(t.notes), caption_justify="left")
-    for c in t.columns:
-        header = f"{c.group}\n{c.header}" if c.group else c.header
-        table.add_column(header, justify="left" if not c.group else "right", no_wrap=bool(c.group))
-    for row in t.display.itertuples(index=False):
-        table.add_row(*(str(x) for x in row), style="bold" if "measured" in row[1] else None)
-    # Off a terminal rich assumes 80 columns, which would fold the resolution groups; widen it.
-    probe = Console()
-    console = Console(width=probe.width if probe.is_terminal else 200)
+    table = Table(title=title, caption=caption, caption_justify="left", title_justify="left",
+                  box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD, pad_edge=not compact)
+    for c in columns:
+        header = f"{c.group}\n{c.header}" if c.group and grouped else c.header
+        if c.group:  # numbers never wrap
+            table.add_column(header, justify="right", no_wrap=True)
+        else:  # names wrap at word boundaries but never shrink to nothing
+            longest_word = max((len(w) for v in t.display[c.key] for w in str(v).split()), default=4)
+            table.add_column(header, justify="left", min_width=min(max(longest_word, len(c.header)), 14),
+                             overflow="fold")
+    keys = [c.key for c in columns]
+    for row in t.display[keys].itertuples(index=False):
+        table.add_row(*(str(x) for x in row), style="bold" if any("measured" in str(x) for x in row) else None)
+    return table
+
+
+def _layouts(t: TableResult, caption: str | None):
+    """Ever narrower renderings: the whole table; one table per resolution group; the same without
+    vertical rules; then without the derived ΔFID column. Row names are in every one of them."""
+    yield [_rich_table(t, t.columns, t.title, caption, grouped=True)]
+    labels = [c for c in t.columns if not c.group]
+    groups = list(dict.fromkeys(c.group for c in t.columns if c.group))
+    for compact, drop in ((False, ()), (True, ()), (True, ("ΔFID",))):
+        kept = [c for c in t.columns if c.group and c.header not in drop]
+        note = (caption or "") + ("\nΔFID is left out at this terminal width; widen it or use --format md."
+                                  if drop else "")
+        yield [_rich_table(t, labels + [c for c in kept if c.group == g], f"{t.title}: {g}",
+                           (note.strip() or None) if i == len(groups) - 1 else None, grouped=False, compact=compact)
+               for i, g in enumerate(groups)]
+
+
+def render_rich(t: TableResult, width: int | None = None) -> str:
+    """A rich table at the terminal's width (200 off a terminal, where rich would assume 80).
+
+    The first layout of :func:`_layouts` that fits is printed, so no column is squeezed until the
+    row names vanish (at 80 columns: ImageNet-256, then ImageNet-512, each with Model and Source).
+    """
+    from rich.console import Console
+
+    if width is None:
+        probe = Console()
+        width = probe.width if probe.is_terminal else 200
+    console = Console(width=width)
+    measure = Console(width=10_000)  # natural widths, unconstrained
+    caption = "\n".join(t.notes) or None
+    for tables in _layouts(t, caption):
+        if all(measure.measure(x).minimum <= width for x in tables):  # names may wrap, numbers may not
+            break
+        fallback = tables
+    else:
+        tables = fallback
     with console.capture() as cap:
-        console.print(table)
+        for table in tables:
+            console.print(table)
     return cap.get()
 
 
@@ -436,8 +480,15 @@ def make_table(
     published: str | Path | None = None,
 ) -> TableResult:
     """The library call behind `diffit-eval table`: published rows plus measured `metrics --json` files."""
+    results = list(results)
     rows, warnings = load_measured(results)
     t = build_table(load_published(published), rows, view=view, baseline=baseline,
                     metrics=metrics, all_sources=all_sources)
     t.warnings[:0] = warnings
+    shown = sum(str(src).startswith("measured") for src in t.display["source"])
+    if results and not shown:  # every file the user asked for was dropped: that is an error, not a warning
+        skipped = [w for w in t.warnings if w.startswith("skipped")]
+        why = skipped[0] if len(skipped) == 1 else (f"{len(results)} files given, none shown; " + "; ".join(skipped)
+                                                     if skipped else "they are regression reports or golden files")
+        raise UserError(f"no measured row to show: {why}")
     return t
