@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shlex
 import shutil
 import subprocess
@@ -103,18 +104,34 @@ def _expectation(metric: str, spec: Any, where: str) -> Expectation:
 
 
 def load_golden(suite: Suite) -> dict[str, Expectation]:
-    """The recorded golden values as expectations with the suite's tolerances ({} if none recorded)."""
+    """The recorded golden values as expectations with the suite's tolerances ({} if none recorded).
+
+    Golden values are stage-named (`images.edm`, `features.pool`, `metrics.edm.fid`, `e2e.ddpm.is`,
+    see :mod:`diffit_eval.golden`); stage 1 and 2 record differences, so their expected value is 0.
+    """
     path = suite.expected_file
     if path is None or not path.is_file():
         return {}
     try:
-        recorded = json.loads(path.read_text())["metrics"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        recorded = json.loads(path.read_text())["values"]
+        values = {str(k): float(v) for k, v in recorded.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise CouldNotRun(f"golden file {path} is unreadable ({e}); re-record it with "
                           f"`diffit-eval regress --suite {suite.name} --update-golden`") from None
-    tol, rtol = float(suite.settings.get("tol", 0.0)), float(suite.settings.get("rtol", 0.0))
-    return {m: Expectation(m, float(recorded[m]), tol, rtol) for m in suite.settings.get("metrics", METRICS)
-            if m in recorded}
+    tolerances = suite.settings.get("tolerances", {})
+    return {name: Expectation(name, value, *golden_tolerance(name, tolerances)) for name, value in values.items()}
+
+
+def golden_tolerance(name: str, tolerances: dict[str, Any]) -> tuple[float, float]:
+    """(tol, rtol) for a stage value: `tolerances["<stage>.<metric>"]`, else `tolerances["<stage>"]`."""
+    parts = name.split(".")
+    for key in (f"{parts[0]}.{parts[-1]}", parts[0]):
+        spec = tolerances.get(key)
+        if spec is not None:
+            if isinstance(spec, (int, float)):
+                return float(spec), 0.0
+            return float(spec.get("tol", 0.0)), float(spec.get("rtol", 0.0))
+    raise CouldNotRun(f"no tolerance for golden value {name!r}: add tolerances.{parts[0]} to the suite")
 
 
 def load_suites(path: str | Path | None = None) -> dict[str, Suite]:
@@ -205,10 +222,43 @@ def required_assets(suite: Suite, opts: RunOptions | None = None) -> list[Asset]
                                 "train one and pass --ckpt PATH"))
         elif _looks_like_path(opts.ckpt):
             assets.append(Asset("checkpoint (--ckpt)", Path(opts.ckpt), "check the --ckpt path"))
+    if suite.kind == "sample" and opts.samples is None and opts.ckpt is None:
+        assets += _release_assets(s["model"])
     if opts.inception_weights is not None:
         assets.append(Asset("Inception weights (--inception-weights)", Path(opts.inception_weights),
                             "check the --inception-weights path"))
+    elif suite.kind in ("metrics", "sample") and not os.environ.get("DIFFIT_EVAL_INCEPTION_WEIGHTS"):
+        from diffit_eval.features import INCEPTION_URL, default_weights_path
+
+        assets.append(Asset("Inception weights", default_weights_path(), "diffit-eval weights fetch inception",
+                            INCEPTION_URL))
     return assets
+
+
+def _release_assets(model: str) -> list[Asset]:
+    """The released checkpoint and, for latent models, the VAE that `sample` would download."""
+    from diffit.checkpoint import CHECKPOINTS
+    from diffit.models import MODEL_PRESETS, resolve_preset
+
+    p = MODEL_PRESETS[resolve_preset(model)]
+    out = []
+    if p.checkpoint in CHECKPOINTS:
+        c = CHECKPOINTS[p.checkpoint]
+        out.append(Asset(f"checkpoint {p.checkpoint}", cache_dir() / "checkpoints" / c.filename,
+                         f"diffit-eval weights fetch {p.checkpoint}", c.url))
+    if p.kind == "latent":
+        from diffit.vae import VAE_SOURCES
+
+        repo = VAE_SOURCES["ema"]
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            hit = try_to_load_from_cache(repo, "config.json")
+        except Exception:  # an unusual hub cache layout: report it missing rather than fail
+            hit = None
+        out.append(Asset(f"VAE {repo}", Path(hit) if isinstance(hit, str) else None,
+                         f"online, `diffit-eval sample` downloads it (or `huggingface-cli download {repo}`)"))
+    return out
 
 
 def missing_assets(suite: Suite, opts: RunOptions | None = None) -> list[Asset]:
@@ -324,37 +374,29 @@ def run_sample_suite(suite: Suite, opts: RunOptions) -> dict[str, Any]:
                        extra=_common(opts))
 
 
-def run_golden_cpu(workdir: str | Path, settings: dict[str, Any] | None = None,
-                   inception_weights: str | Path | None = None) -> dict[str, Any]:
-    """The golden CPU run: sample two seed sets of a tiny model and compare one against the other.
+def run_golden_cpu(workdir: str | Path, settings: dict[str, Any], suites_file: Path,
+                   inception_weights: str | Path | None = None, record: bool = False) -> dict[str, Any]:
+    """The golden CPU run (:mod:`diffit_eval.golden`) as a flat dict of stage values.
 
-    The second seed set is the reference: a run measured against itself gives FID 0 and would
-    exercise neither the model nor the statistics. The run folders are rebuilt every time so a
-    resumable generator never hands back a previous run's images.
+    Checking feeds the recorded images to stages 2-3; recording (`record`) uses this run's own and
+    writes them, with their feature sketches, to the suite's arrays file.
     """
-    # Made afresh each time, not cached: the golden numbers then also pin the stand-in's recipe.
-    from diffit_eval.features import make_standin_weights
+    from diffit_eval import golden
 
-    s = {**(get_suite("golden-cpu").settings if settings is None else settings)}
-    wd = Path(workdir)
-    wd.mkdir(parents=True, exist_ok=True)
-    weights = Path(inception_weights) if inception_weights else make_standin_weights(
-        wd / "standin-inception.pth", seed=int(s.get("standin_seed", 0)))
-    common = ["--inception-weights", str(weights)]
-    if s.get("batch_size"):
-        common += ["--batch-size", str(s["batch_size"])]
-    runs = {}
-    for name, seeds in (("run", s["seeds"]), ("ref_run", s["ref_seeds"])):
-        shutil.rmtree(wd / name, ignore_errors=True)
-        runs[name] = run_sample(s["model"], wd / name, seeds=seeds, num_samples=_count(seeds),
-                                steps=s.get("steps"), extra=common)
-    flags = ",".join(dict.fromkeys(METRIC_FLAG[m] for m in s.get("metrics", METRICS)))
-    return run_metrics(runs["run"], runs["ref_run"], wd / "metrics.json", metrics=flags, extra=common)
-
-
-def _count(seeds: str) -> int:
-    lo, _, hi = seeds.partition("-")
-    return int(hi or lo) - int(lo) + 1
+    arrays = golden.arrays_file(settings, suites_file)
+    golden_images, golden_sketch = ({}, {}) if record or not arrays.is_file() else golden.load_arrays(arrays)
+    if not record and not golden_images:
+        raise CouldNotRun(f"golden arrays {arrays} are missing; record them with --update-golden")
+    weights = Path(inception_weights) if inception_weights else None
+    m = golden.measure(settings, Path(workdir), None if record else golden_images, weights)
+    if record:
+        golden.save_arrays(arrays, m)
+        golden_images, golden_sketch = m["images"], m["sketch"]
+    values = golden.stage_values(m, golden_images, golden_sketch)
+    for stage in ("metrics", "e2e"):
+        values.update({f"{stage}.{name}.{k}": v for name, ms in m[stage].items() for k, v in ms.items()})
+    e2e_json = json.loads((Path(workdir) / f"{next(iter(m['e2e']))}-metrics.json").read_text())
+    return {**values, "feature_network": e2e_json.get("feature_network"), "provenance": e2e_json.get("provenance")}
 
 
 @contextlib.contextmanager
@@ -367,9 +409,9 @@ def _scratch(opts: RunOptions) -> Iterator[Path]:
             yield Path(d)
 
 
-def run_golden_suite(suite: Suite, opts: RunOptions) -> dict[str, Any]:
+def run_golden_suite(suite: Suite, opts: RunOptions, record: bool = False) -> dict[str, Any]:
     with _scratch(opts) as wd:
-        return run_golden_cpu(wd, suite.settings, opts.inception_weights)
+        return run_golden_cpu(wd, suite.settings, suite.suites_file, opts.inception_weights, record=record)
 
 
 RUNNERS: dict[str, Callable[[Suite, RunOptions], dict[str, Any]]] = {
@@ -408,7 +450,7 @@ def compare(measured: dict[str, Any], expected: dict[str, Expectation]) -> list[
         raw = measured.get(m)
         value = None if raw is None else float(raw)
         if value is None or not math.isfinite(value):
-            reason = unavailable.get(UNAVAILABLE_KEY[m], "not in the measured JSON" if raw is None else "not finite")
+            reason = unavailable.get(UNAVAILABLE_KEY.get(m, m), "not in the measured JSON" if raw is None else "not finite")
             checks.append(Check(m, value, e.value, e.describe(), e.bound, None,
                                 MISSING_VALUE if e.gate else INFO, e.gate, str(reason)))
             continue
@@ -506,6 +548,9 @@ def regress(
         suite = get_suite(suite_name, suites_path)
         kind = suite.kind
         if measured is not None:
+            if suite.kind == "golden":
+                raise CouldNotRun(f"suite {suite.name} is checked stage by stage from its own run; "
+                                  "drop --measured")
             return evaluate_measured(suite, load_measured(measured), str(measured))
         if not suite.expected and suite.kind == "golden":
             return evaluate_measured(suite, {}, None)  # nothing to compare with: say so before running
@@ -523,29 +568,23 @@ def update_golden(
     suite_name: str,
     *,
     suites_path: str | Path | None = None,
-    measured: str | Path | None = None,
     opts: RunOptions | None = None,
 ) -> tuple[Path, dict[str, float]]:
-    """Run the golden suite (or read `measured`) and record its metrics as the expected values."""
+    """Run the golden suite and record its images, sketches (arrays file) and stage values (JSON)."""
     suite = get_suite(suite_name, suites_path)
     if suite.kind != "golden" or suite.expected_file is None:
         raise CouldNotRun(f"--update-golden applies to golden suites; {suite.name} is kind {suite.kind!r}")
-    result = load_measured(measured) if measured is not None else run_suite(suite, opts)
-    names = list(suite.settings.get("metrics", METRICS))
-    missing = {m: (result.get("unavailable") or {}).get(UNAVAILABLE_KEY[m], "absent")
-               for m in names if result.get(m) is None}
-    if missing:
-        raise CouldNotRun("cannot record golden values, unavailable: "
-                          + "; ".join(f"{m} ({why})" for m, why in missing.items()))
-    values = {m: float(result[m]) for m in names}
+    result = run_golden_suite(suite, opts or RunOptions(), record=True)
+    values = {k: float(v) for k, v in result.items() if isinstance(v, (int, float))}
+    for name in values:
+        golden_tolerance(name, suite.settings.get("tolerances", {}))  # every value must have a tolerance
     from diffit_eval.provenance import now_iso
 
     write_json_atomic(suite.expected_file, {
         "suite": suite.name,
         "suites_version": SUITES_VERSION,
-        "metrics": values,
-        "num_samples": result.get("num_samples"),
-        "settings": suite.settings,
+        "values": values,
+        "settings": {k: v for k, v in suite.settings.items() if k != "tolerances"},
         "feature_network": result.get("feature_network"),
         "provenance": result.get("provenance"),
         "recorded": now_iso(),

@@ -29,6 +29,7 @@ def cli(*args: str, env_cache: Path | None = None, timeout: float = 60,
     env = dict(os.environ)
     if env_cache is not None:
         env["DIFFIT_EVAL_CACHE"] = str(env_cache)
+        env.pop("DIFFIT_EVAL_INCEPTION_WEIGHTS", None)  # an empty cache means no weights anywhere
     if subprocess_run:
         return subprocess.run([sys.executable, "-m", "diffit_eval", *args], capture_output=True, text=True,
                               cwd=REPO, env=env, timeout=timeout)
@@ -250,7 +251,8 @@ def test_regress_missing_assets_exit_2_fast(tmp_path):
     assert str(tmp_path / "cache" / "refs" / "imagenet256.npz") in lines[0]
     assert "admnet_guided_upsampled_imagenet256.npz" in r.stdout
     rep = json.loads(report.read_text())
-    assert rep["exit_code"] == 2 and len(rep["missing_assets"]) == 2
+    assert rep["exit_code"] == 2 and len(rep["missing_assets"]) == 3  # sample batch, reference, Inception weights
+    assert "diffit-eval weights fetch inception" in lines[0]
     assert not (tmp_path / "cache" / "refs").exists()  # nothing was downloaded or run
 
 
