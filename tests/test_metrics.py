@@ -432,18 +432,26 @@ def test_running_stats_merged_from_batches_and_files_equal_one_shot(tmp_path):
     np.testing.assert_allclose(one.mean, want_mu, rtol=1e-10)
     np.testing.assert_allclose(one.cov, want_cov, rtol=1e-10, atol=1e-10 * np.abs(want_cov).max())
 
-    # "Files": three FeatureSets saved and loaded, then merged.
-    merged = FeatureSet()
+    # "Files" (a run's shards): float32 rows saved, loaded and replayed in order give the same bits.
+    from diffit_eval.extract import load_feature_rows, save_feature_rows
+
+    merged, direct = FeatureSet(), FeatureSet()
     for i, (lo, hi) in enumerate([(0, 400), (400, 401), (401, 1000)]):
-        fs = FeatureSet()
-        rows = np.zeros((hi - lo, 2048), np.float32)
-        rows[:, :16] = x[lo:hi]
-        fs.add(torch.from_numpy(rows), torch.zeros(hi - lo, 1008), torch.zeros(hi - lo, 2023))
-        fs.save(tmp_path / f"part{i}.npz")
-        merged.merge(FeatureSet.load(tmp_path / f"part{i}.npz"))
+        rows = {"pool": np.zeros((hi - lo, 2048), np.float32), "spatial": np.zeros((hi - lo, 2023), np.float32),
+                "logits": np.zeros((hi - lo, 1008), np.float32)}
+        rows["pool"][:, :16] = x[lo:hi]
+        save_feature_rows(tmp_path / f"part{i}.npz", rows)
+        merged.add_rows(load_feature_rows(tmp_path / f"part{i}.npz", hi - lo))
+    pool = np.zeros((1000, 2048), np.float32)
+    pool[:, :16] = x
+    for lo in range(0, 1000, 7):  # other batches than the files', as tensors
+        n = len(pool[lo:lo + 7])
+        direct.add(torch.from_numpy(pool[lo:lo + 7]), torch.zeros(n, 1008), torch.zeros(n, 2023))
     assert merged.count == 1000 and merged.all_pool_rows().shape == (1000, 2048)
     np.testing.assert_allclose(merged.pool.mean[:16], want_mu, rtol=1e-10)
     np.testing.assert_allclose(merged.pool.cov[:16, :16], want_cov, rtol=1e-10, atol=1e-10 * np.abs(want_cov).max())
+    np.testing.assert_array_equal(merged.pool.mean, direct.pool.mean)  # other batches, same rows: same bits
+    np.testing.assert_array_equal(merged.pool.cov, direct.pool.cov)
     assert not list(tmp_path.glob(".*.tmp"))
 
     with pytest.raises(ValueError, match="at least 2"):
