@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from diffit.random import BatchRandom
 
-__all__ = ["AugmentPipe", "EDM_AUGMENT_KWARGS", "SYM6"]
+__all__ = ["EDM_AUGMENT_KWARGS", "SYM6", "AugmentPipe"]
 
 # Multipliers of EDM's train.py (`c.augment_kwargs.update(...)`); p comes from --augment.
 EDM_AUGMENT_KWARGS = dict(xflip=1e8, yflip=1, scale=1, rotate_frac=1, aniso=1, translate_frac=1)
@@ -182,7 +182,7 @@ def _warp(images: torch.Tensor, G_inv: torch.Tensor) -> torch.Tensor:
     """Resample each image at G_inv x (pixel coordinates centred on the image), as EDM does."""
     N, C, H, W = images.shape
     device = images.device
-    const = lambda v: torch.as_tensor(v, dtype=torch.float32, device=device)  # noqa: E731
+    const = lambda v: torch.as_tensor(v, dtype=torch.float32, device=device)
 
     # Reflect-pad enough for the corners of the transformed image plus the filter support.
     cx, cy = (W - 1) / 2, (H - 1) / 2

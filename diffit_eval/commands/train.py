@@ -79,7 +79,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from diffit_eval.errors import UserError
         from diffit_eval.train import TrainConfig
-        from diffit_eval.train.loop import plot_run, train as run
+        from diffit_eval.train.loop import plot_run
+        from diffit_eval.train.loop import train as run
 
         if plot:
             folder = resume or out

@@ -113,7 +113,7 @@ def _command(config: cfg.TrainConfig, run_dir: Path) -> str:
     return shlex.join(args + ["--out", str(run_dir)])
 
 
-def plan_training(config: cfg.TrainConfig) -> TrainPlan:
+def plan_training(config: cfg.TrainConfig, world_size: int = 1) -> TrainPlan:
     """Resolve everything a run needs and check the data; touches no file (dry runs stop here)."""
     from diffit_eval.provenance import now_iso, package_versions
 
@@ -130,6 +130,7 @@ def plan_training(config: cfg.TrainConfig) -> TrainPlan:
                 setattr(config, key, tuple(value) if key == "adam_betas" else value)
         run_dir = resume_dir
     c = cfg.resolve(config)
+    cfg.split_batch(c["batch"], config.batch_gpu, world_size)  # before the data is opened
     if config.resume is None:
         run_dir = Path(config.out) if config.out is not None else st.default_run_dir(c["preset"])
     c.update(trdata.describe_data(config.data, c["resolution"]))
@@ -221,7 +222,6 @@ def train(config: cfg.TrainConfig) -> Path | None:
 
     from diffit.edm import EDMLoss, EDMPrecond
     from diffit.random import BatchRandom
-
     from diffit_eval.provenance import device_description, now_iso
     from diffit_eval.sample import matmul_precision
 
@@ -232,8 +232,7 @@ def train(config: cfg.TrainConfig) -> Path | None:
         plan, error = None, None
         if d.is_main:
             try:
-                plan = plan_training(config)
-                cfg.split_batch(plan.config["batch"], plan.batch_gpu, d.world_size)
+                plan = plan_training(config, d.world_size)
                 if config.dry_run:
                     print(json.dumps({"run_dir": str(plan.run_dir), "world_size": d.world_size, **plan.config},
                                      indent=2, default=str))
