@@ -76,19 +76,21 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--precisions", default="fp32,bf16", help="comma-separated subset of fp32,bf16")
     args = ap.parse_args()
 
     c = {**EDM_DEFAULTS, **TRAIN_PRESETS.get(args.preset, {})}
     rates = {}
-    for precision in ("fp32", "bf16"):
+    for precision in args.precisions.split(","):
         step, net = make_step(args.preset, args.batch, args.device, precision, args.compile)
         times = measure(step, args.device, args.warmup, args.repeats)
         rates[precision] = args.batch / statistics.median(times)
         print(f"{args.preset} batch {args.batch} {precision} on {args.device}: {statistics.median(times):.3f} s/step "
               f"(min {min(times):.3f}), {rates[precision]:.2f} img/s")
         del step, net
-    print(f"bf16 / fp32 speed: {rates['bf16'] / rates['fp32']:.2f}x  "
-          f"({parameter_count(args.preset)[0]:,} parameters + 2,304 for the augmentation labels)")
+    if len(rates) == 2:
+        print(f"bf16 / fp32 speed: {rates['bf16'] / rates['fp32']:.2f}x  "
+              f"({parameter_count(args.preset)[0]:,} parameters + 2,304 for the augmentation labels)")
     images = c["iterations"] * c["batch"]
     for precision, rate in rates.items():
         hours = images / rate / 3600
