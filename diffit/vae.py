@@ -6,8 +6,10 @@ Latents are divided by LATENT_SCALE exactly once, in `decode_latents`, before th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -75,6 +77,28 @@ def load_vae(source: str = "ema", dtype: torch.dtype = torch.float32, device: to
     """
     from diffusers import AutoencoderKL
 
+    with _quiet_diffusers():
+        return _load_vae(AutoencoderKL, source, dtype, device, cache_dir)
+
+
+@contextlib.contextmanager
+def _quiet_diffusers():
+    """diffusers and huggingface_hub warn about optional packages and deprecated arguments on every
+    load; a failed load must end in one line, so their chatter is muted while loading."""
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        diffusers_logging.set_verbosity(level)
+
+
+def _load_vae(AutoencoderKL, source: str, dtype: torch.dtype, device: torch.device | str,
+              cache_dir: str | None) -> AutoencoderKL:
     if source == "tiny":
         vae = tiny_vae()
     elif Path(source).is_dir():

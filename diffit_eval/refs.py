@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-import diffit_eval
+from diffit_eval.shipped import shipped_dir
 from diffit_eval import distributed
 from diffit_eval.cache import atomic_path, cache_dir, check_writable, download, sha256_file, write_json_atomic
 from diffit_eval.errors import Interrupted, MissingAssetError, UserError
@@ -42,7 +42,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-REGISTRY_PATH = Path(diffit_eval.__file__).resolve().parents[1] / "reference_stats" / "registry.toml"
+REGISTRY_PATH = shipped_dir("reference_stats") / "registry.toml"
 HOLDS = ("fid", "sfid", "pr")  # what a reference can support; IS needs no reference
 # field -> type; every registry entry must have these (reference_stats/README.md).
 REQUIRED_FIELDS = {"url": str, "dataset": str, "resolution": int, "resize": str, "holds": list,

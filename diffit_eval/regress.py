@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from diffit_eval.shipped import shipped_dir
 from diffit_eval.cache import cache_dir, download, write_json_atomic
 from diffit_eval.errors import UserError
 
@@ -33,7 +34,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 SUITES_VERSION = 1
-SUITES_TOML = Path(__file__).resolve().parents[1] / "results" / "suites.toml"
+SUITES_TOML = shipped_dir("results") / "suites.toml"
 METRICS = ("fid", "sfid", "is", "precision", "recall")
 # `metrics --metrics` names precision and recall together as `pr`.
 METRIC_FLAG = {"fid": "fid", "sfid": "sfid", "is": "is", "precision": "pr", "recall": "pr"}

@@ -17,9 +17,10 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
+from diffit_eval.shipped import shipped_dir
 from diffit_eval.errors import UserError
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+RESULTS_DIR = shipped_dir("results")
 PUBLISHED_CSV = RESULTS_DIR / "published.csv"
 
 # The nine columns every consumer may rely on, in this order; `notes` may follow.

@@ -196,7 +196,7 @@ def test_suites_file_is_versioned_and_complete(tmp_path):
     assert adm["fid"].value == pytest.approx(3.9426, abs=1e-4) and adm["fid"].bound == pytest.approx(0.01)
     assert suites["diffit-latent-256"].expected["fid"].value == 1.73
     assert suites["diffit-latent-512"].expected["fid"].value == 2.67
-    assert suites["golden-cpu"].settings["rtol"] == 1e-6
+    assert suites["golden-cpu"].kind == "golden" and suites["golden-cpu"].expected  # recorded values
     future = tmp_path / "suites.toml"
     future.write_text(SUITES.read_text().replace("version = 1", "version = 99", 1))
     with pytest.raises(rg.CouldNotRun, match="version 99"):
@@ -291,109 +291,34 @@ def test_regress_refuses_standin_against_published(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# golden-cpu
+# sample suites run through the CLI (golden-cpu has its own tests in tests/test_golden.py)
 
-
-def golden_suites(tmp_path: Path, *, shrink: bool = False) -> Path:
-    """A copy of the suites file, so recording never touches the repository's golden file.
-
-    `shrink` cuts golden-cpu to 8 vs 8 samples: the same code path as CI's 64 vs 64 (which
-    `.ci/run` covers), at a cost a test suite can afford on two CPU cores.
-    """
-    dst = tmp_path / "suites" / "suites.toml"
-    dst.parent.mkdir()
-    text = SUITES.read_text()
-    if shrink:
-        for old, new in (('seeds = "0-63"', 'seeds = "0-7"'), ('ref_seeds = "64-127"', 'ref_seeds = "8-15"'),
-                         ("batch_size = 64", "batch_size = 8")):
-            assert old in text, old
-            text = text.replace(old, new)
-    dst.write_text(text)
-    return dst
-
-
-GOLDEN_RESULT = {
+SUITE_RESULT = {
     "fid": 123.45678901234567, "sfid": 98.7654321, "is": 1.0123456789, "is_std": 0.0,
     "precision": 0.296875, "recall": 0.171875, "num_samples": 64, "unavailable": {},
-    "label": "cifar10-tiny", "dataset": "cifar10", "resolution": 32,
-    "feature_network": {"name": "inception-v3-compat", "standin": True},
+    "label": "x", "dataset": "imagenet", "resolution": 256,
+    "feature_network": {"name": "inception-v3-compat", "standin": False},
 }
 
 
-def test_golden_record_pass_twice_and_fail_on_perturbation(tmp_path):
-    suites = golden_suites(tmp_path)
-    m = tmp_path / "measured.json"
-    m.write_text(json.dumps(GOLDEN_RESULT))
-    r = cli("regress", "--suite", "golden-cpu", "--suites", str(suites), "--measured", str(m))
-    assert r.returncode == 2 and "--update-golden" in r.stderr  # nothing recorded yet
-    r = cli("regress", "--suite", "golden-cpu", "--suites", str(suites), "--measured", str(m), "--update-golden")
-    assert r.returncode == 0, r.stderr
-    golden = json.loads((suites.parent / "golden-cpu.json").read_text())
-    assert golden["metrics"] == {k: GOLDEN_RESULT[k] for k in rg.METRICS}  # exact round trip
-    reports = []
-    for i in range(2):
-        rep = tmp_path / f"rep{i}.json"
-        r = cli("regress", "--suite", "golden-cpu", "--suites", str(suites), "--measured", str(m), "--json", str(rep))
-        assert r.returncode == 0, r.stdout + r.stderr
-        reports.append(json.loads(rep.read_text()))
-    assert reports[0]["checks"] == reports[1]["checks"]
-    # An earlier report can be judged again; a JSON with no metrics cannot be judged at all.
-    assert cli("regress", "--suite", "golden-cpu", "--suites", str(suites), "--measured",
-               str(tmp_path / "rep0.json")).returncode == 0
-    (tmp_path / "empty.json").write_text("{}")
-    assert cli("regress", "--suite", "golden-cpu", "--suites", str(suites), "--measured",
-               str(tmp_path / "empty.json")).returncode == 2
-    assert all(c["abs_diff"] == 0.0 for c in reports[0]["checks"])
-    # Inside 1e-6 relative passes, beyond it fails and names the metric.
-    for factor, rc in ((1 + 5e-7, 0), (1 + 2e-6, 1)):
-        bumped = copy.deepcopy(GOLDEN_RESULT)
-        bumped["sfid"] *= factor
-        p = tmp_path / "bumped.json"
-        p.write_text(json.dumps(bumped))
-        r = cli("regress", "--suite", "golden-cpu", "--suites", str(suites), "--measured", str(p))
-        assert r.returncode == rc, r.stdout + r.stderr
-    assert "sfid" in r.stdout and "FAIL" in r.stdout and "sfid" in error_lines(r.stderr)[0]
-
-
-def test_update_golden_refuses_unavailable_metric(tmp_path):
-    suites = golden_suites(tmp_path)
-    bad = {**GOLDEN_RESULT, "precision": None, "recall": None, "unavailable": {"pr": "too few images"}}
-    m = tmp_path / "m.json"
-    m.write_text(json.dumps(bad))
-    r = cli("regress", "--suite", "golden-cpu", "--suites", str(suites), "--measured", str(m), "--update-golden")
-    assert r.returncode == 2 and "too few images" in r.stderr
-    assert not (suites.parent / "golden-cpu.json").exists()
-
-
-def test_golden_runner_commands(tmp_path, monkeypatch):
-    """The seam: two seeded sample runs, the second used as the metrics reference."""
+def test_sample_suite_commands(tmp_path, monkeypatch):
+    """The seam: `sample` through the launcher (torchrun), `metrics` in a plain process."""
     calls: list[list[str]] = []
 
     def fake_run(cmd, check=False):
         calls.append(cmd)
         args = cmd[cmd.index("diffit_eval") + 1:]
         if args[0] == "metrics":
-            Path(args[args.index("--json") + 1]).write_text(json.dumps(GOLDEN_RESULT))
+            Path(args[args.index("--json") + 1]).write_text(json.dumps(SUITE_RESULT))
         return subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.setattr(rg.subprocess, "run", fake_run)
-    monkeypatch.setattr("diffit_eval.features.make_standin_weights", lambda path, seed: path)
-    settings = rg.get_suite("golden-cpu", SUITES).settings
-    out = rg.run_golden_cpu(tmp_path, settings)
-    assert out["fid"] == GOLDEN_RESULT["fid"]
-    sample_a, sample_b, metrics = (c[c.index("diffit_eval") + 1:] for c in calls)
-    assert sample_a[:3] == ["sample", "--model", "cifar10-tiny"]
-    assert sample_a[sample_a.index("--seeds") + 1] == "0-63" and sample_b[sample_b.index("--seeds") + 1] == "64-127"
-    assert sample_a[sample_a.index("--steps") + 1] == "4"
-    weights = str(tmp_path / "standin-inception.pth")
-    assert all(c[c.index("--inception-weights") + 1] == weights for c in (sample_a, sample_b, metrics))
-    assert metrics[1] == str(tmp_path / "run") and metrics[metrics.index("--ref") + 1] == str(tmp_path / "ref_run")
-    assert calls[0][0] == sys.executable
-    # With a launcher (torchrun), only sampling is launched through it.
-    calls.clear()
     suite = rg.get_suite("diffit-latent-256", SUITES)
-    rg.run_suite(suite, rg.RunOptions(workdir=tmp_path / "w", launcher=["torchrun", "--nproc_per_node", "8"]))
+    out = rg.run_suite(suite, rg.RunOptions(workdir=tmp_path / "w", launcher=["torchrun", "--nproc_per_node", "8"]))
+    assert out["fid"] == SUITE_RESULT["fid"]
     assert calls[0][:5] == ["torchrun", "--nproc_per_node", "8", "-m", "diffit_eval"]
+    sample = calls[0][calls[0].index("diffit_eval") + 1:]
+    assert sample[:3] == ["sample", "--model", "latent-256"] and sample[sample.index("--seeds") + 1] == "0-49999"
     assert calls[1][0] == sys.executable and "--ref" in calls[1] and "imagenet256" in calls[1]
     # --samples on a sample suite measures an existing run folder without sampling again.
     calls.clear()
@@ -403,30 +328,6 @@ def test_golden_runner_commands(tmp_path, monkeypatch):
 
 def test_subprocess_failure_is_could_not_run(tmp_path, monkeypatch):
     monkeypatch.setattr(rg.subprocess, "run", lambda cmd, check=False: subprocess.CompletedProcess(cmd, 3))
-    monkeypatch.setattr("diffit_eval.features.make_standin_weights", lambda path, seed: path)
-    suites = golden_suites(tmp_path)
-    (suites.parent / "golden-cpu.json").write_text(json.dumps({"suite": "golden-cpu", "metrics": GOLDEN_RESULT}))
-    report = rg.regress("golden-cpu", suites_path=suites)
+    monkeypatch.setattr(rg, "missing_assets", lambda suite, opts=None: [])
+    report = rg.regress("diffit-latent-256", suites_path=SUITES, opts=rg.RunOptions(workdir=tmp_path))
     assert report.exit_code == 2 and "exited with 3" in report.reason
-
-
-def test_repo_golden_file_if_recorded():
-    suite = rg.get_suite("golden-cpu", SUITES)
-    assert suite.expected_file is not None and suite.expected_file.exists()
-    assert set(suite.expected) == set(suite.settings["metrics"])
-
-
-@pytest.mark.slow
-def test_golden_cpu_end_to_end(tmp_path):
-    suites = golden_suites(tmp_path, shrink=True)
-    env = tmp_path / "cache"
-    r = cli("regress", "--suite", "golden-cpu", "--suites", str(suites), "--update-golden",
-            env_cache=env, timeout=600, subprocess_run=True)
-    assert r.returncode == 0, r.stdout + r.stderr
-    recorded = json.loads((suites.parent / "golden-cpu.json").read_text())["metrics"]
-    rep = tmp_path / "rep.json"
-    r = cli("regress", "--suite", "golden-cpu", "--suites", str(suites), "--json", str(rep),
-            env_cache=env, timeout=600, subprocess_run=True)
-    assert r.returncode == 0, r.stdout + r.stderr
-    measured = json.loads(rep.read_text())["measured"]
-    assert {m: measured[m] for m in recorded} == recorded  # bit-identical second run
