@@ -100,10 +100,13 @@ def build_augment_pipe(c: dict):
 # Planning (rank 0): options -> configuration -> checked data -> claimed folder.
 
 
+_FLAGS = {"snapshot_ticks": "--snap", "state_ticks": "--dump"}  # options whose flag is EDM's name, not the field's
+
+
 def _command(config: cfg.TrainConfig, run_dir: Path) -> str:
     args = ["diffit-eval", "train"]
     for key, value in config.given().items():
-        flag = "--" + key.replace("_", "-")
+        flag = _FLAGS.get(key, "--" + key.replace("_", "-"))
         if value is True:
             args.append(flag)
         elif isinstance(value, (tuple, list)):
