@@ -106,8 +106,10 @@ def test_npz_loads_as_adm_evaluator_expects(baseline):
     from PIL import Image
 
     with Image.open(baseline / "grid.png") as im:
-        assert im.size == (8 * 64, 3 * 64)
-        np.testing.assert_array_equal(np.asarray(im)[64:128, 64:128], images[9])
+        g = shards.GRID_GAP  # white gaps between and around the tiles
+        assert im.size == (8 * (64 + g) + g, 3 * (64 + g) + g)
+        tile = g + 64 + g  # row 1, column 1: sample 9
+        np.testing.assert_array_equal(np.asarray(im)[tile:tile + 64, tile:tile + 64], images[9])
     assert not list(baseline.rglob(".*.tmp"))
 
 
@@ -297,7 +299,7 @@ def test_features_without_inception_weights_offline(tmp_path, isolated_cache, mo
 
     monkeypatch.setattr(diffit_eval.cache.urllib.request, "urlopen", offline)
     with pytest.raises(SystemExit) as e:
-        main(["sample", "--model", "latent-tiny", "--seeds", "0-3", "--out", str(tmp_path / "r")])
+        main(["sample", "--model", "latent-tiny", "--seeds", "0-3", "--features", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and err.count("\n") == 0
     assert "--inception-weights" in err and "--no-features" in err

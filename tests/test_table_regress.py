@@ -258,9 +258,12 @@ def test_regress_missing_assets_exit_2_fast(tmp_path):
 
 def test_missing_assets_function_and_overrides(tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFIT_EVAL_CACHE", str(tmp_path))
+    monkeypatch.delenv("DIFFIT_EVAL_INCEPTION_WEIGHTS", raising=False)
     suite = rg.get_suite("adm-ref-256", SUITES)
     assert [a.path for a in rg.missing_assets(suite)] == [
-        tmp_path / "sample_batches" / "admnet_guided_upsampled_imagenet256.npz", tmp_path / "refs" / "imagenet256.npz"]
+        tmp_path / "sample_batches" / "admnet_guided_upsampled_imagenet256.npz", tmp_path / "refs" / "imagenet256.npz",
+        tmp_path / "weights" / "weights-inception-2015-12-05-6726825d.pth"]
+    monkeypatch.setenv("DIFFIT_EVAL_INCEPTION_WEIGHTS", str(tmp_path / "w.pth"))  # given: not the suite's to list
     (tmp_path / "refs").mkdir()
     (tmp_path / "refs" / "imagenet256.npz").write_bytes(b"x")
     samples = tmp_path / "mine.npz"
