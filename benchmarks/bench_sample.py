@@ -33,7 +33,7 @@ def sd_vae_random(tiny: bool):
     """sd-vae-ft-ema's architecture (or the tiny test VAE) with random weights: the decoder's cost, no download."""
     from diffusers import AutoencoderKL
 
-    from diffit.vae import tiny_vae
+    from diffit.testing import tiny_vae
 
     if tiny:
         return tiny_vae()

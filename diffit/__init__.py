@@ -2,7 +2,8 @@
 
 Importable on its own (no CLI, no evaluation code):
 
-- models: :func:`create_model`, :data:`MODEL_PRESETS`, :func:`load_checkpoint`;
+- models: :func:`create_model`, :data:`MODEL_PRESETS`, :func:`load_checkpoint` (local files);
+- errors: :class:`DiffitError` and its subclasses, for the caller to map (the CLI: exit codes);
 - EDM (image space): :class:`EDMPrecond`, :func:`edm_sampler`, :func:`edm_loss`;
 - DDPM (latent): :func:`ddpm_sampler`, :func:`ddim_sampler`, guidance via :func:`guided_ddpm_sample`;
 - randomness, decoding and pixels: :class:`StackedRandomGenerator`, :func:`load_vae`,
@@ -14,11 +15,13 @@ from diffit.ddpm import ddim_sampler, ddpm_sampler
 from diffit.edm import EDMPrecond, edm_loss, edm_sampler
 from diffit.guidance import cfg_scale_at, guided_ddpm_sample
 from diffit.images import to_uint8
-from diffit.models import MODEL_PRESETS, create_model, preset_info
+from diffit.errors import AssetUnavailableError, CheckpointMismatchError, CheckpointNotFoundError, DiffitError
+from diffit.presets import MODEL_PRESETS, create_model, preset_info
 from diffit.random import StackedRandomGenerator
 from diffit.vae import decode_latents, load_vae
 
 __all__ = [
+    "AssetUnavailableError", "CheckpointMismatchError", "CheckpointNotFoundError", "DiffitError",
     "CHECKPOINTS", "MODEL_PRESETS", "EDMPrecond", "StackedRandomGenerator", "cfg_scale_at", "create_model",
     "ddim_sampler", "ddpm_sampler", "decode_latents", "edm_loss", "edm_sampler", "guided_ddpm_sample",
     "load_checkpoint", "load_vae", "preset_info", "to_uint8",

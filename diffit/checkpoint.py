@@ -1,16 +1,15 @@
-"""Checkpoints: the released DiffiT weights by name, or a local file, loaded strictly.
+"""Checkpoints: a local file or a state_dict, loaded strictly; the released DiffiT weights by name.
 
 A source is a path (`.safetensors`, `.pt`, `.pth`; a plain state_dict or one wrapped under
-`ema`, `model` or `state_dict`) or a name from :data:`CHECKPOINTS`, downloaded once into
-`<cache>/checkpoints/` through :func:`diffit_eval.cache.download`. Loading is strict: any missing,
-unexpected or wrongly shaped key is one error naming the first few of each, never a silent
-partial load.
+`ema`, `model` or `state_dict`, docs/PROTOCOL.md "Checkpoints") or a state_dict. :data:`CHECKPOINTS`
+says where the released weights are published; `diffit` never downloads them (`diffit_eval.assets`
+does, then passes the local path here). Loading is strict: any missing, unexpected or wrongly shaped
+key is one error naming the first few of each, never a silent partial load.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,9 +18,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from diffit.errors import CheckpointMismatchError, CheckpointNotFoundError
+
 __all__ = [
     "CHECKPOINTS", "CheckpointSource", "CheckpointMismatchError", "CheckpointNotFoundError",
-    "load_checkpoint", "resolve_checkpoint", "read_state_dict",
+    "load_checkpoint", "local_checkpoint", "read_state_dict",
 ]
 
 
@@ -48,45 +49,16 @@ _WRAPPER_KEYS = ("ema", "model", "state_dict")
 _SHOW = 3  # keys named per category in a mismatch message
 
 
-class CheckpointMismatchError(ValueError):
-    """The checkpoint's keys or shapes differ from the model's."""
-
-
-class CheckpointNotFoundError(FileNotFoundError):
-    """A local checkpoint path does not exist, or a file cannot be read as a checkpoint."""
-
-
-@functools.cache
-def _with_user_error(cls: type[Exception]) -> type[Exception]:
-    # diffit never imports diffit_eval at module level; when the CLI's package is present the
-    # error is also a UserError, so the CLI prints it as one line instead of a traceback.
-    try:
-        from diffit_eval.errors import UserError
-    except ImportError:
-        return cls
-    return type(cls.__name__, (cls, UserError), {"__module__": __name__, "__doc__": cls.__doc__})
-
-
-def _error(cls: type[Exception], message: str) -> Exception:
-    return _with_user_error(cls)(message)
-
-
-def resolve_checkpoint(source: str | os.PathLike) -> Path:
-    """A local path as is, or a released name downloaded (with a progress bar) into the cache."""
+def local_checkpoint(source: str | os.PathLike) -> Path:
+    """`source` as an existing file; a released name or a missing path is CheckpointNotFoundError."""
     path = Path(source).expanduser()
     if path.is_file():
         return path
     name = str(source)
     if name in CHECKPOINTS:
-        from diffit_eval.cache import cache_dir, download
-
-        entry = CHECKPOINTS[name]
-        dest = cache_dir() / "checkpoints" / entry.filename
-        if dest.is_file():
-            return dest
-        return download(entry.url, dest, what=f"DiffiT checkpoint {name}", alternative="--ckpt PATH")
-    raise _error(CheckpointNotFoundError,
-                 f"checkpoint not found: {name} (not a file, nor one of {', '.join(CHECKPOINTS)})")
+        raise CheckpointNotFoundError(f"checkpoint {name} is a released name, not a file: download "
+                                      f"{CHECKPOINTS[name].url} (diffit-eval weights fetch {name}) and pass its path")
+    raise CheckpointNotFoundError(f"checkpoint not found: {name} (not a file, nor one of {', '.join(CHECKPOINTS)})")
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
@@ -96,8 +68,8 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise _error(CheckpointMismatchError,
-                     f"{path} holds no state_dict (expected tensors, possibly under one of {_WRAPPER_KEYS})")
+        raise CheckpointMismatchError(
+            f"{path} holds no state_dict (expected tensors, possibly under one of {_WRAPPER_KEYS})")
     sd = dict(obj)
     # DDP and torch.compile prefixes say nothing about the weights.
     for prefix in ("module.", "_orig_mod."):
@@ -123,9 +95,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise
     except Exception as e:  # a corrupt or foreign file: one line, not a traceback
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise _error(CheckpointNotFoundError, f"cannot read checkpoint {path}: {first}") from None
-    raise _error(CheckpointNotFoundError,
-                 f"cannot read checkpoint {path}: unknown suffix {suffix!r} (use .safetensors, .pt or .pth)")
+        raise CheckpointNotFoundError(f"cannot read checkpoint {path}: {first}") from None
+    raise CheckpointNotFoundError(
+        f"cannot read checkpoint {path}: unknown suffix {suffix!r} (use .safetensors, .pt or .pth)")
 
 
 def _mismatch(model_sd: Mapping[str, torch.Tensor], sd: Mapping[str, torch.Tensor]) -> str | None:
@@ -142,20 +114,20 @@ def _mismatch(model_sd: Mapping[str, torch.Tensor], sd: Mapping[str, torch.Tenso
 
 
 def load_checkpoint(model: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor]) -> nn.Module:
-    """Load weights strictly into `model` from a path, a released name or a state_dict; returns `model`.
+    """Load weights strictly into `model` from a local path or a state_dict; returns `model`.
 
-    Raises :class:`CheckpointMismatchError` (also a `diffit_eval` UserError) naming the first
-    missing, unexpected and wrongly shaped keys, and :class:`CheckpointNotFoundError` for a path
-    that does not exist. Offline, a name raises `MissingAssetError` with the URL and `--ckpt`.
+    Raises :class:`CheckpointMismatchError` naming the first missing, unexpected and wrongly shaped
+    keys, and :class:`CheckpointNotFoundError` for a path that does not exist (a released name must
+    be downloaded first: :func:`diffit_eval.assets.checkpoints.resolve_checkpoint`).
     """
     if isinstance(source, Mapping):
         where, sd = "state_dict", _unwrap(source, Path("state_dict"))
     else:
-        path = resolve_checkpoint(source)
+        path = local_checkpoint(source)
         where, sd = str(path), read_state_dict(path)
     problem = _mismatch(model.state_dict(), sd)
     if problem:
-        raise _error(CheckpointMismatchError,
-                     f"checkpoint {where} does not match the model ({type(model).__name__}): {problem}")
+        raise CheckpointMismatchError(
+            f"checkpoint {where} does not match the model ({type(model).__name__}): {problem}")
     model.load_state_dict(sd, strict=True)
     return model

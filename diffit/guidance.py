@@ -1,4 +1,4 @@
-"""Classifier-free guidance (Ho & Salimans 2021) as released for latent DiffiT (SPEC.md section 2).
+"""Classifier-free guidance (Ho & Salimans 2021) as released for latent DiffiT (docs/PROTOCOL.md, "Guidance").
 
 The guided model is a wrapper, `model.forward_with_cfg(x, t, y, cfg_scale)` in DiT's layout: it
 takes the doubled batch [x; x] with labels [y; null], and returns the guided output for both
@@ -9,7 +9,8 @@ the doubled batch and drops the unconditional half.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Literal
 
 import torch
 
@@ -26,9 +27,27 @@ def cfg_scale_at(t: torch.Tensor | float, scale: float, ramp: bool = True, power
     """
     if not ramp:
         return scale
-    if isinstance(t, torch.Tensor):
-        return 1 + (scale - 1) * (1 - torch.cos(math.pi * (1 - t / 1000) ** power)) / 2
-    return 1 + (scale - 1) * (1 - math.cos(math.pi * (1 - t / 1000) ** power)) / 2
+    cos = torch.cos if isinstance(t, torch.Tensor) else math.cos
+    return 1 + (scale - 1) * (1 - cos(math.pi * (1 - t / 1000) ** power)) / 2
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """Classifier-free guidance as released (docs/PROTOCOL.md, "Guidance"), an explicit preset setting, not a size threshold."""
+
+    scale: float = 1.0                                      # Default guidance scale s.
+    ramp: Literal["constant", "power-cosine"] = "constant"  # How s_t depends on the original timestep t.
+    power: float = 4.0                                      # Exponent of the power-cosine ramp.
+    channels: int = 3                                       # Output channels guided: 0-2 in the release.
+
+    def __post_init__(self) -> None:
+        if self.ramp not in ("constant", "power-cosine"):
+            raise ValueError(f"guidance ramp must be 'constant' or 'power-cosine', got {self.ramp!r}")
+
+    def scale_at(self, t: torch.Tensor, scale: float | None = None) -> torch.Tensor | float:
+        """s_t at original timestep t: the power-cosine ramp or the constant s (diffit.guidance.cfg_scale_at)."""
+        s = self.scale if scale is None else scale
+        return cfg_scale_at(t, s, ramp=self.ramp == "power-cosine", power=self.power)
 
 
 def _duplicated(randn_like: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:

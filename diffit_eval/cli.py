@@ -18,7 +18,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer
 
 from diffit_eval import __version__
-from diffit_eval.errors import Interrupted, UserError
+from diffit.errors import DiffitError
+
+from diffit_eval.errors import Interrupted, UserError, user_error
 
 app = typer.Typer(
     name="diffit-eval",
@@ -84,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(e.code) from None
     except UserError as e:
         fail(str(e), e.code)
+    except DiffitError as e:  # one not translated at its call site: 1 bad input, 2 asset not here
+        fail(str(e), user_error(e).code)
     except _Exit as e:
         code = getattr(e, "exit_code", 0)
         if code == 130:  # Ctrl-C outside a command's own handler: typer turned it into Exit(130)

@@ -212,8 +212,10 @@ def matmul_precision(precision: str):
 
 def build_model(plan: RunPlan, device: torch.device | str) -> PreparedModel:
     """The preset's network with the plan's weights, on `device`, ready to sample."""
-    from diffit.checkpoint import load_checkpoint
-    from diffit.models import create_model, randomize_weights
+    from diffit.presets import create_model
+    from diffit.testing import randomize_weights
+
+    from diffit_eval.assets.checkpoints import load_released
 
     model = create_model(plan.preset)
     kind, arg, given = plan.weights
@@ -221,7 +223,7 @@ def build_model(plan: RunPlan, device: torch.device | str) -> PreparedModel:
         randomize_weights(model, seed=int(arg))
     else:
         # A rank on another node may not see rank 0's cache; it then resolves the name itself.
-        load_checkpoint(model, arg if Path(arg).is_file() else given)
+        load_released(model, arg if Path(arg).is_file() else given)
     model = model.to(device).eval().requires_grad_(False)
     return PreparedModel(model, plan.precision, compile=plan.compile)
 
@@ -232,8 +234,7 @@ def build_model(plan: RunPlan, device: torch.device | str) -> PreparedModel:
 
 def _resolve_weights(preset: str, has_release: str | None, ckpt: str | None) -> tuple[tuple, str, dict]:
     """(weights for build_model, the compared checkpoint identity, the manifest's checkpoint record)."""
-    from diffit.checkpoint import resolve_checkpoint
-
+    from diffit_eval.assets.checkpoints import resolve_checkpoint
     from diffit_eval.cache import sha256_file
 
     if ckpt is None:
@@ -258,7 +259,7 @@ def _resolve_weights(preset: str, has_release: str | None, ckpt: str | None) -> 
 
 
 def _vae_identity(source: str) -> tuple[str, dict]:
-    from diffit.vae import VAE_SOURCES
+    from diffit.vae import vae_repo
 
     from diffit_eval.cache import sha256_file
 
@@ -267,7 +268,7 @@ def _vae_identity(source: str) -> tuple[str, dict]:
         weights = sorted(path.glob("diffusion_pytorch_model.*"))
         digest = sha256_file(weights[0]) if weights else None
         return (f"sha256:{digest}" if digest else str(path.resolve())), {"source": str(path), "sha256": digest}
-    return source, {"source": source, "repo": VAE_SOURCES.get(source, source)}
+    return source, {"source": source, "repo": vae_repo(source)}
 
 
 def _resolve_inception(weights: str | None) -> str:
@@ -379,7 +380,7 @@ def plan_run(config: SampleConfig) -> tuple[RunPlan, object | None]:
     weights, ckpt_id, ckpt_record = _resolve_weights(name, p.checkpoint, config.ckpt)
     loaded_vae, vae_id, vae_record = None, None, None
     if vae is not None:
-        from diffit.vae import load_vae
+        from diffit_eval.assets.vae import load_vae
 
         loaded_vae = load_vae(vae)  # offline and not cached: MissingAssetError with --vae PATH
         vae_id, vae_record = _vae_identity(vae)
@@ -536,7 +537,7 @@ def run_shards(plan: RunPlan, d: distributed.Dist, device: str, vae=None, verbos
 
     model = build_model(plan, device)
     if preset.kind == "latent" and vae is None:
-        from diffit.vae import load_vae
+        from diffit_eval.assets.vae import load_vae
 
         vae = load_vae(plan.vae, device=device)
     elif vae is not None:

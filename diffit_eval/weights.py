@@ -30,7 +30,7 @@ def _inception() -> Path:
 
 def _checkpoint(name: str) -> Callable[[], Path]:
     def fetch() -> Path:
-        from diffit.checkpoint import resolve_checkpoint
+        from diffit_eval.assets.checkpoints import resolve_checkpoint
 
         return resolve_checkpoint(name)
 
@@ -39,7 +39,7 @@ def _checkpoint(name: str) -> Callable[[], Path]:
 
 def _vae(key: str, repo: str) -> Callable[[], Path]:
     def fetch() -> Path:
-        from diffit.vae import load_vae
+        from diffit_eval.assets.vae import load_vae
 
         try:
             load_vae(key)
@@ -55,7 +55,7 @@ def _vae(key: str, repo: str) -> Callable[[], Path]:
 
 def registry() -> dict[str, Weights]:
     from diffit.checkpoint import CHECKPOINTS
-    from diffit.vae import VAE_SOURCES
+    from diffit.vae import VAE_SOURCES, vae_url
 
     from diffit_eval.features import INCEPTION_URL
 
@@ -64,9 +64,8 @@ def registry() -> dict[str, Weights]:
     for name, c in CHECKPOINTS.items():
         out[name] = Weights(f"DiffiT checkpoint ({c.preset})", c.url, "--ckpt PATH", _checkpoint(name))
     for key, repo in VAE_SOURCES.items():
-        if repo != "tiny":
-            out[repo.rsplit("/", 1)[-1]] = Weights(f"Stable Diffusion VAE ({key})", f"https://huggingface.co/{repo}",
-                                                   "--vae PATH", _vae(key, repo))
+        out[repo.rsplit("/", 1)[-1]] = Weights(f"Stable Diffusion VAE ({key})", vae_url(key), "--vae PATH",
+                                               _vae(key, repo))
     return out
 
 

@@ -27,7 +27,7 @@ DIGESTS = r"""
 import hashlib, sys, tempfile, torch
 from pathlib import Path
 from diffit.models import create_model, randomize_weights
-from diffit.vae import tiny_vae
+from diffit.testing import tiny_vae
 from diffit_eval.features import make_standin_weights
 
 def digest(module):

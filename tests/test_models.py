@@ -245,7 +245,9 @@ def test_pt_wrapped_under_ema(tmp_path):
 
 
 def test_mismatch_names_the_keys(tmp_path):
-    from diffit_eval.errors import UserError
+    from diffit.errors import DiffitError
+
+    from diffit_eval.errors import UserError, user_error
 
     model = tiny_latent()
     sd = model.state_dict()
@@ -255,21 +257,37 @@ def test_mismatch_names_the_keys(tmp_path):
     with pytest.raises(CheckpointMismatchError) as err:
         load_checkpoint(model, tmp_path / "bad.pth")
     message = str(err.value)
-    assert isinstance(err.value, UserError) and isinstance(err.value, ValueError)
+    assert isinstance(err.value, DiffitError) and isinstance(err.value, ValueError)
+    assert isinstance(user_error(err.value), UserError) and user_error(err.value).code == 1  # the CLI's exit code
     assert "\n" not in message
     for key in ("blocks.0.attn.qkv.weight", "blocks.0.attn.qkv_w", "pos_embed", "[1, 64, 32]"):
         assert key in message
 
 
 def test_missing_path_is_one_line_user_error(tmp_path):
+    from diffit.errors import CheckpointNotFoundError
+
+    from diffit_eval.assets.checkpoints import load_released
     from diffit_eval.errors import UserError
 
-    with pytest.raises(UserError, match="not found") as err:
+    with pytest.raises(CheckpointNotFoundError, match="not found") as err:
         load_checkpoint(tiny_latent(), tmp_path / "nope.safetensors")
     assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="not found") as err:  # through diffit_eval: a UserError, exit 1
+        load_released(tiny_latent(), tmp_path / "nope.safetensors")
+    assert "\n" not in str(err.value) and err.value.code == 1
+
+
+def test_diffit_never_downloads_a_released_name():
+    from diffit.errors import CheckpointNotFoundError
+
+    with pytest.raises(CheckpointNotFoundError) as err:
+        load_checkpoint(tiny_latent(), "diffit-256")
+    assert CHECKPOINTS["diffit-256"].url in str(err.value) and "\n" not in str(err.value)
 
 
 def test_name_offline_raises_missing_asset(tmp_path, monkeypatch):
+    from diffit_eval.assets.checkpoints import load_released
     from diffit_eval.errors import MissingAssetError
 
     monkeypatch.setenv("DIFFIT_EVAL_CACHE", str(tmp_path))
@@ -279,14 +297,14 @@ def test_name_offline_raises_missing_asset(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     start = time.monotonic()
     with pytest.raises(MissingAssetError) as err:
-        load_checkpoint(tiny_latent(), "diffit-256")
+        load_released(tiny_latent(), "diffit-256")
     assert time.monotonic() - start < 30
     assert CHECKPOINTS["diffit-256"].url in str(err.value) and "--ckpt" in str(err.value)
     assert not list((tmp_path / "checkpoints").glob("diffit_256.safetensors"))
 
 
 def test_diffit_imports_without_diffit_eval():
-    code = ("import sys, diffit.models, diffit.checkpoint; "
+    code = ("import sys, diffit, diffit.models, diffit.checkpoint, diffit.vae, diffit.testing; "
             "sys.exit(any(m.startswith('diffit_eval') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 

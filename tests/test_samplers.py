@@ -18,7 +18,9 @@ from diffit.edm import EDMPrecond, edm_loss, edm_sampler, edm_sigma_steps
 from diffit.guidance import cfg_scale_at, guided_ddpm_sample
 from diffit.images import to_uint8
 from diffit.random import StackedRandomGenerator
-from diffit.vae import LATENT_SCALE, decode_latents, load_vae
+from diffit.vae import LATENT_SCALE, decode_latents
+
+from diffit_eval.assets.vae import load_vae
 
 
 @pytest.fixture(autouse=True)
@@ -369,6 +371,9 @@ def test_load_vae_from_local_folder(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # huggingface_hub deprecation noise
 def test_load_vae_offline_fails_fast(monkeypatch, tmp_path):
+    from diffit.errors import AssetUnavailableError
+    from diffit.vae import load_vae as load_local_vae
+
     from diffit_eval.errors import MissingAssetError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -378,6 +383,12 @@ def test_load_vae_offline_fails_fast(monkeypatch, tmp_path):
     assert time.perf_counter() - start < 10
     message = str(info.value)
     assert "\n" not in message and "--vae" in message and "diffit-eval-test/no-such-vae" in message
+    # diffit alone never goes online: an uncached repo is AssetUnavailableError with the URL and the flag.
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    with pytest.raises(AssetUnavailableError) as info:
+        load_local_vae("diffit-eval-test/no-such-vae", cache_dir=str(tmp_path))
+    assert info.value.url == "https://huggingface.co/diffit-eval-test/no-such-vae"
+    assert info.value.alternative == "--vae PATH" and "\n" not in str(info.value)
 
 
 # ----------------------------------------------------------------------------
