@@ -32,7 +32,8 @@ def main() -> None:
     import torch
 
     from diffit_eval.extract import FeatureSet, extract_batch
-    from diffit_eval.features import default_device, load_feature_network, make_standin_weights
+    from diffit_eval.features import default_device, load_feature_network
+    from diffit_eval.testing import make_standin_weights
 
     device = args.device or default_device()
     with tempfile.TemporaryDirectory() as tmp:

@@ -145,7 +145,8 @@ def e2e_metrics(run: Path, ref_run: Path, weights: Path, settings: dict[str, Any
 def measure(settings: dict[str, Any], workdir: Path, golden_images: dict[str, np.ndarray] | None = None,
             inception_weights: Path | None = None) -> dict[str, Any]:
     """Run every stage; features (stage 2-3) come from `golden_images` when given, else this run's."""
-    from diffit_eval.features import load_feature_network, make_standin_weights
+    from diffit_eval.features import load_feature_network
+    from diffit_eval.testing import make_standin_weights
 
     workdir.mkdir(parents=True, exist_ok=True)
     sets = golden_sets(settings)

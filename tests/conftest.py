@@ -21,7 +21,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def standin_weights(tmp_path_factory) -> Path:
-    from diffit_eval.features import make_standin_weights
+    from diffit_eval.testing import make_standin_weights
 
     return make_standin_weights(tmp_path_factory.mktemp("standin-weights") / "inception-standin.pth", seed=0)
 

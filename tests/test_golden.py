@@ -28,7 +28,7 @@ import hashlib, sys, tempfile, torch
 from pathlib import Path
 from diffit.models import create_model, randomize_weights
 from diffit.testing import tiny_vae
-from diffit_eval.features import make_standin_weights
+from diffit_eval.testing import make_standin_weights
 
 def digest(module):
     h = hashlib.sha256()

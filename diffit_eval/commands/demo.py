@@ -21,7 +21,7 @@ STANDIN_SEED = 0
 def standin_weights_path() -> Path:
     """The demo's stand-in Inception weights, made once in the cache."""
     from diffit_eval.cache import cache_dir
-    from diffit_eval.features import make_standin_weights
+    from diffit_eval.testing import make_standin_weights
 
     path = cache_dir() / "weights" / f"standin-inception-seed{STANDIN_SEED}.pth"
     if not path.is_file():
