@@ -61,9 +61,9 @@ def main() -> None:
     p.add_argument("--omp-active", action="store_true", help="leave OMP_WAIT_POLICY alone")
     args = p.parse_args()
 
-    from diffit_eval.fid import frechet_distance, frechet_distance_sqrtm
-
     import torch
+
+    from diffit_eval.fid import frechet_distance, frechet_distance_sqrtm
 
     g = torch.Generator().manual_seed(0)
     mu1, s1 = stats(g, args.rows, args.dim, args.rank, 0.0)

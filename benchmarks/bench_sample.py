@@ -4,7 +4,7 @@
     python benchmarks/bench_sample.py --steps 25       # time 25 steps and extrapolate to 250
     python benchmarks/bench_sample.py --tiny           # CPU smoke run: latent-tiny, tiny VAE, 64x64
 
-It times `diffit_eval.sample.sample_batch`, the exact per-batch path of `diffit-eval sample`
+It times `diffit_eval.generate.sample.sample_batch`, the exact per-batch path of `diffit-eval sample`
 (per-sample generators, doubled batch for guidance, VAE decode, uint8), in two configurations in
 the same process: the release's (fp32 weights with TF32 matmuls, batch 16, no compile) and bf16
 autocast of the model forward (optionally also compiled). Weights are random (speed does not
@@ -23,8 +23,10 @@ import time
 
 import torch
 
-from diffit.models import create_model, preset_info, randomize_weights
-from diffit_eval.sample import PreparedModel, matmul_precision, sample_batch, state_shape
+from diffit.models import create_model, preset_info
+from diffit.testing import randomize_weights
+
+from diffit_eval.generate.sample import PreparedModel, matmul_precision, sample_batch, state_shape
 
 FULL_STEPS = 250
 

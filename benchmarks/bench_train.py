@@ -23,6 +23,7 @@ import torch
 from diffit.augment import EDM_AUGMENT_KWARGS, AugmentPipe
 from diffit.edm import EDMLoss, EDMPrecond
 from diffit.models import create_model, parameter_count
+
 from diffit_eval.train.config import EDM_DEFAULTS, TRAIN_PRESETS
 
 

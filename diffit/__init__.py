@@ -13,9 +13,9 @@ Importable on its own (no CLI, no evaluation code):
 from diffit.checkpoint import CHECKPOINTS, load_checkpoint
 from diffit.ddpm import ddim_sampler, ddpm_sampler
 from diffit.edm import EDMPrecond, edm_loss, edm_sampler
+from diffit.errors import AssetUnavailableError, CheckpointMismatchError, CheckpointNotFoundError, DiffitError
 from diffit.guidance import cfg_scale_at, guided_ddpm_sample
 from diffit.images import to_uint8
-from diffit.errors import AssetUnavailableError, CheckpointMismatchError, CheckpointNotFoundError, DiffitError
 from diffit.presets import MODEL_PRESETS, create_model, preset_info
 from diffit.random import StackedRandomGenerator
 from diffit.vae import decode_latents, load_vae

@@ -11,7 +11,7 @@ The model is called as `model(x, t, **model_kwargs)` with `t` the *original* tim
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

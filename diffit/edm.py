@@ -8,7 +8,7 @@ EDM's `generate.py`, so a network written for EDM can be passed in unchanged.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -13,6 +13,7 @@ import torch.nn as nn
 from diffit.attention import TMSA
 from diffit.layers import DiffiTResBlock, Resample, TimestepEmbedder, timestep_embedding
 
+
 class ImageDiffiT(nn.Module):
     """Image-space DiffiT: a U-shaped stack of DiffiT ResBlocks with windowed TMSA (SPEC 3).
 

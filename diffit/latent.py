@@ -12,6 +12,7 @@ import torch.nn as nn
 from diffit.guidance import Guidance
 from diffit.layers import DiffiTBlock, FinalLayer, LabelEmbedder, PatchEmbed, TimestepEmbedder
 
+
 def sincos_pos_embed_2d(embed_dim: int, grid_size: int) -> torch.Tensor:
     """Fixed 2-D sin-cos table (1, G^2, D) in DiT's layout: first half the column, second half the row."""
     def one_axis(dim: int, pos: torch.Tensor) -> torch.Tensor:

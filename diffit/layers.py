@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from diffit.attention import TMSA
 
+
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoid of t, cos half first, f_i = exp(-ln(max_period) * i / (dim/2)); float32 (SPEC 2)."""
     half = dim // 2

@@ -9,7 +9,8 @@ Each idea has its own module; this one only gathers them for callers that want o
 - :mod:`diffit.guidance` the classifier-free guidance ramp and the :class:`Guidance` setting;
 - :mod:`diffit.latent` :class:`LatentDiffiT`; :mod:`diffit.image` :class:`ImageDiffiT`;
 - :mod:`diffit.presets` model names, :func:`create_model`, :func:`parameter_count`;
-- :mod:`diffit.testing` random weights (stand-ins for tests and demos).
+
+Random weights (stand-ins for tests and demos) are in :mod:`diffit.testing`, not here.
 """
 
 from diffit.attention import TMSA, get_attention_impl, relative_position_index, set_attention_impl
@@ -17,12 +18,19 @@ from diffit.guidance import Guidance
 from diffit.image import ImageDiffiT
 from diffit.latent import LatentDiffiT
 from diffit.layers import DiffiTBlock, DiffiTResBlock
-from diffit.presets import MODEL_PRESETS, PRESET_ALIASES, ModelPreset, create_model, parameter_count, preset_info, resolve_preset
-from diffit.testing import randomize_weights
+from diffit.presets import (
+    MODEL_PRESETS,
+    PRESET_ALIASES,
+    ModelPreset,
+    create_model,
+    parameter_count,
+    preset_info,
+    resolve_preset,
+)
 
 __all__ = [
     "TMSA", "DiffiTBlock", "DiffiTResBlock", "LatentDiffiT", "ImageDiffiT", "Guidance",
     "ModelPreset", "MODEL_PRESETS", "PRESET_ALIASES", "create_model", "preset_info",
     "resolve_preset", "parameter_count", "set_attention_impl", "get_attention_impl",
-    "randomize_weights", "relative_position_index",
+    "relative_position_index",
 ]

@@ -6,14 +6,15 @@ A preset is data (:class:`ModelPreset`); :func:`create_model` builds one with fr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 
 from diffit.guidance import Guidance
-from diffit.image import DiffiT_CIFAR10, DiffiT_FFHQ64, DiffiT_image_tiny
+from diffit.image import DiffiT_CIFAR10, DiffiT_FFHQ64, DiffiT_image_tiny, ImageDiffiT
 from diffit.latent import DiffiT_tiny, DiffiT_XL_2
 
 __all__ = ["MODEL_PRESETS", "PRESET_ALIASES", "ModelPreset", "create_model", "parameter_count", "preset_info",
@@ -86,6 +87,16 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
         description="Tiny image-space DiffiT (32x32, channels 32/64/64) for tests and demos",
     ),
 }
+
+# The demo model (docs/DEMO.md): trained on scikit-learn's digits with `diffit-eval train`, weights shipped
+# in the package as diffit/weights/digits.safetensors (the checkpoint name "digits").
+MODEL_PRESETS["digits"] = ModelPreset(
+    kind="image", factory=ImageDiffiT,
+    config=dict(img_resolution=16, channels=(32, 64, 64), blocks=(1, 1, 1), window_size=4, head_channels=16),
+    latent_size=None, img_resolution=16, num_classes=0, sampler="edm", steps=18, guidance=None,
+    checkpoint="digits", licence="BSD-3-Clause (scikit-learn digits; weights trained by this project, shipped)",
+    description="Small image-space DiffiT (16x16, channels 32/64/64) trained on scikit-learn digits; the demo",
+)
 
 PRESET_ALIASES: dict[str, str] = {alias: name for name, p in MODEL_PRESETS.items() for alias in p.aliases}
 

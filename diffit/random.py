@@ -7,7 +7,7 @@ sample is a function of its own seed alone.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 

@@ -17,9 +17,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 
-from diffit_eval import __version__
 from diffit.errors import DiffitError
 
+from diffit_eval import __version__
 from diffit_eval.errors import Interrupted, UserError, user_error
 
 app = typer.Typer(

@@ -10,13 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diffit_eval.errors import UserError
-from diffit_eval.extract import FeatureSet, extract_features
+from diffit_eval.features.extract import FeatureSet, extract_features
+from diffit_eval.features.run_features import run_folder_features
 from diffit_eval.fid import frechet_distance_by
+from diffit_eval.generate.shards import RunSource
 from diffit_eval.inception_score import inception_score
+from diffit_eval.io.sources import open_samples
 from diffit_eval.prc import K, precision_recall
+from diffit_eval.protocol import DEFAULT_RESIZE, METRIC_GROUPS
 from diffit_eval.provenance import device_description, now_iso, package_versions
-from diffit_eval.reference import METRICS, Reference, load_reference
-from diffit_eval.sources import open_samples
+from diffit_eval.references.store import Reference, load_reference
 
 # precision/recall: ADM's float16 distances (the protocol); *_exact: float64 distances (diffit_eval/prc.py)
 VALUE_KEYS = ("fid", "sfid", "is", "is_std", "precision", "recall", "precision_exact", "recall_exact")
@@ -34,9 +37,9 @@ def parse_metrics(text: str | None) -> list[str] | None:
     if text is None or text.strip() in ("", "all"):
         return None
     names = [m.strip().lower() for m in text.split(",") if m.strip()]
-    bad = [m for m in names if m not in METRICS]
+    bad = [m for m in names if m not in METRIC_GROUPS]
     if bad:
-        raise UserError(f"unknown metric(s) {', '.join(bad)}; choose from {','.join(METRICS)}")
+        raise UserError(f"unknown metric(s) {', '.join(bad)}; choose from {','.join(METRIC_GROUPS)}")
     return names
 
 
@@ -54,7 +57,7 @@ def evaluate(samples: FeatureSet, ref: Reference, metrics: list[str] | None = No
     if samples.count < 2:
         raise UserError(f"need at least 2 samples for statistics, got {samples.count}")
     res = MetricsResult(num_samples=samples.count)
-    wanted = list(METRICS) if metrics is None else metrics
+    wanted = list(METRIC_GROUPS) if metrics is None else metrics
     for m in wanted:
         reason = ref.unsupported(m)
         if reason:
@@ -84,8 +87,7 @@ def evaluate(samples: FeatureSet, ref: Reference, metrics: list[str] | None = No
 
 def sample_features(source, net, *, limit: int | None, batch_size: int, keep_rows: bool, progress: bool) -> FeatureSet:
     """A run folder's saved per-shard features when they match the network; else extract from images."""
-    cached = getattr(source, "cached_features", None)
-    fs = cached(net, limit) if cached else None
+    fs = run_folder_features(source, net, limit) if isinstance(source, RunSource) else None
     if fs is None:
         fs = extract_features(source, net, batch_size=batch_size, limit=limit, keep_rows=keep_rows, progress=progress)
     return fs
@@ -93,11 +95,11 @@ def sample_features(source, net, *, limit: int | None, batch_size: int, keep_row
 
 def run_metrics(samples_path: str | Path, ref_spec: str, *, metrics: list[str] | None = None,
                 num_samples: int | None = None, weights: str | None = None, device: str | None = None,
-                batch_size: int | None = None, resize: str = "legacy-tf", allow_download: bool = True,
+                batch_size: int | None = None, resize: str = DEFAULT_RESIZE, allow_download: bool = True,
                 label: str | None = None, progress: bool = True, allow_resolution_mismatch: bool = False,
                 fid_method: str = "eigh") -> dict:
     """The whole `diffit-eval metrics` job as a library call; returns the JSON-ready record."""
-    from diffit_eval.features import default_batch_size, load_feature_network
+    from diffit_eval.features.network import default_batch_size, load_feature_network
 
     t0 = time.time()
     if num_samples is not None and num_samples < 2:
@@ -122,7 +124,7 @@ def run_metrics(samples_path: str | Path, ref_spec: str, *, metrics: list[str] |
     fs = sample_features(source, net, limit=num_samples, batch_size=batch_size, keep_rows=wanted_pr, progress=progress)
     res = evaluate(fs, ref, metrics, net=net, batch_size=batch_size, device=device, progress=progress,
                    fid_method=fid_method)
-    manifest = getattr(source, "manifest", None) or {}
+    manifest = source.manifest if isinstance(source, RunSource) else {}
     return {
         **res.values,
         "num_samples": res.num_samples,

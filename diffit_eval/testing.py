@@ -1,12 +1,12 @@
 """Evaluation-side stand-ins: a seeded random InceptionV3 for tests, the demo and the golden suite.
 
-Whatever these produce is labelled STAND-IN (:data:`diffit_eval.features.STANDIN_LABEL`), never
+Whatever these produce is labelled STAND-IN (:data:`diffit_eval.features.network.STANDIN_LABEL`), never
 InceptionV3: a network with random weights measures nothing about image quality, it only lets
 the whole evaluation path run offline, byte for byte the same on every CPU. The model-side
 stand-ins (random DiffiT weights, the tiny VAE) are in :mod:`diffit.testing`.
 
 Only entry points that are about stand-ins import this module: the test suite, `diffit-eval demo`
-and the golden regression suite (:mod:`diffit_eval.golden`); library code that measures never does.
+and the golden regression suite (:mod:`diffit_eval.report.golden`); library code that measures never does.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffit_eval.features import FEATURE_NETWORK, _extractor_class
+from diffit_eval.features.network import _extractor_class
+from diffit_eval.protocol import FEATURE_NETWORK
 
 __all__ = ["STANDIN_GRID_BITS", "STANDIN_LOGIT_STD", "STANDIN_PROBE_IMAGES", "make_standin_weights"]
 
@@ -91,7 +92,7 @@ def make_standin_weights(path: str | os.PathLike, seed: int = 0) -> Path:
                 m.bias.copy_(seeded.uniform(gen, m.bias.shape, 0.1 * 3 ** 0.5).double())
         _calibrate_standin(net, seed)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
-    from diffit_eval.cache import atomic_path
+    from diffit_eval.assets.cache import atomic_path
 
     # Through a buffer: torch.save names its zip records after the file, and the temporary
     # file's name is random, so saving to it directly would change the bytes run to run.

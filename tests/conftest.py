@@ -61,8 +61,8 @@ def metrics_images() -> dict:
 @pytest.fixture(scope="session")
 def metrics_features(standin_weights, metrics_images) -> dict:
     """Our FeatureSet of each set in `metrics_images`, each extracted in one batch, pool rows kept."""
-    from diffit_eval.extract import FeatureSet, extract_batch
-    from diffit_eval.features import InceptionFeatures
+    from diffit_eval.features.extract import FeatureSet, extract_batch
+    from diffit_eval.features.network import InceptionFeatures
 
     net = InceptionFeatures(standin_weights)
     out = {}

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from diffit_eval.cache import atomic_path, download
+from diffit_eval.assets.cache import atomic_path, download
 from diffit_eval.errors import MissingAssetError, UserError
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB

@@ -241,8 +241,8 @@ def test_table_of_only_unusable_files_fails(tmp_path):
 
 
 def test_small_runs_keep_no_feature_files_and_metrics_still_work(tmp_path, standin_weights):
-    from diffit_eval.extract import ROW_BYTES
-    from diffit_eval.sample import keep_features
+    from diffit_eval.generate.plan import keep_features
+    from diffit_eval.protocol import ROW_BYTES
 
     assert keep_features(32, None) is False and keep_features(64, None) is False
     assert keep_features(256, None) is True and keep_features(32, True) is True
@@ -343,7 +343,7 @@ def test_offline_regress_lists_every_missing_asset(tmp_path):
 
 
 def test_grid_has_gaps_between_tiles(tmp_path):
-    from diffit_eval import shards
+    from diffit_eval.generate import shards
 
     manifest = {"num_samples": 3, "config": {"seeds": "0-2", "shard_size": 3, "num_classes": 0}}
     shards.write_shard(shards.shard_path(tmp_path, 0), np.zeros((3, 4, 5, 3), np.uint8), None, [0, 1, 2])

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffit_eval import golden
-from diffit_eval import regress as rg
+from diffit_eval.protocol import METRIC_KEYS
+from diffit_eval.report import golden
+from diffit_eval.report import regress as rg
 
 REPO = Path(__file__).resolve().parents[1]
 SUITES = REPO / "results" / "suites.toml"
@@ -26,8 +27,8 @@ SUITES = REPO / "results" / "suites.toml"
 DIGESTS = r"""
 import hashlib, sys, tempfile, torch
 from pathlib import Path
-from diffit.models import create_model, randomize_weights
-from diffit.testing import tiny_vae
+from diffit.models import create_model
+from diffit.testing import randomize_weights, tiny_vae
 from diffit_eval.testing import make_standin_weights
 
 def digest(module):
@@ -100,7 +101,7 @@ def test_repo_golden_is_recorded_for_the_suites_sets():
     sets = golden.golden_sets(suite.settings)
     assert {f"images.{s.name}" for s in sets} <= names
     assert {f"{stage}.{s.name}.{m}" for stage in ("metrics", "e2e") for s in sets if s.ref
-            for m in golden.METRICS} <= names
+            for m in METRIC_KEYS} <= names
     images, sketches = golden.load_arrays(golden.arrays_file(suite.settings, SUITES))
     assert set(images) == {s.name for s in sets} and set(sketches) == {s.name for s in sets}
     assert images["edm"].shape == (32, 32, 32, 3) and images["ddpm"].shape == (32, 64, 64, 3)

@@ -15,13 +15,13 @@ import torch
 from PIL import Image
 
 from diffit_eval.errors import UserError
-from diffit_eval.extract import FeatureSet, extract_batch
-from diffit_eval.features import InceptionFeatures
+from diffit_eval.features.extract import FeatureSet, extract_batch
+from diffit_eval.features.network import InceptionFeatures
+from diffit_eval.features.stats import RunningStats
 from diffit_eval.fid import FID_METHODS, frechet_distance, frechet_distance_by, frechet_distance_sqrtm
 from diffit_eval.inception_score import inception_score
+from diffit_eval.io.sources import FolderSource, NpzMember, NpzSource, open_samples
 from diffit_eval.prc import manifold_radii, pairwise_sq_distances, precision_recall
-from diffit_eval.sources import FolderSource, NpzMember, NpzSource, open_samples
-from diffit_eval.stats import RunningStats
 
 
 def rel(a: float, b: float) -> float:
@@ -400,7 +400,7 @@ def test_precision_recall_needs_more_than_k_points():
 def test_evaluate_reports_pr_unavailable_for_k_or_fewer_points():
     """3 samples give FID and IS, and P/R as n/a with the reason (not a crash in manifold_radii)."""
     from diffit_eval.evaluate import evaluate
-    from diffit_eval.reference import Reference
+    from diffit_eval.references.store import Reference
 
     rng = np.random.default_rng(0)
     pool = rng.random((20, 2048)).astype(np.float32)
@@ -433,7 +433,7 @@ def test_running_stats_merged_from_batches_and_files_equal_one_shot(tmp_path):
     np.testing.assert_allclose(one.cov, want_cov, rtol=1e-10, atol=1e-10 * np.abs(want_cov).max())
 
     # "Files" (a run's shards): float32 rows saved, loaded and replayed in order give the same bits.
-    from diffit_eval.extract import load_feature_rows, save_feature_rows
+    from diffit_eval.features.extract import load_feature_rows, save_feature_rows
 
     merged, direct = FeatureSet(), FeatureSet()
     for i, (lo, hi) in enumerate([(0, 400), (400, 401), (401, 1000)]):

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffit_eval.cache import sha256_file
-from diffit_eval.features import INCEPTION_URL
+from diffit_eval.assets.cache import sha256_file
+from diffit_eval.assets.inception import INCEPTION_URL
 from diffit_eval.fid import frechet_distance, frechet_distance_sqrtm
 from diffit_eval.inception_score import inception_score
 from diffit_eval.prc import precision_recall

@@ -15,9 +15,19 @@ import torch.nn.functional as F
 
 from diffit.checkpoint import CHECKPOINTS, CheckpointMismatchError, load_checkpoint
 from diffit.models import (
-    MODEL_PRESETS, TMSA, Guidance, ImageDiffiT, LatentDiffiT, create_model, get_attention_impl, parameter_count,
-    preset_info, randomize_weights, relative_position_index, set_attention_impl,
+    MODEL_PRESETS,
+    TMSA,
+    Guidance,
+    ImageDiffiT,
+    LatentDiffiT,
+    create_model,
+    get_attention_impl,
+    parameter_count,
+    preset_info,
+    relative_position_index,
+    set_attention_impl,
 )
+from diffit.testing import randomize_weights
 
 
 @pytest.fixture

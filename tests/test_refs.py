@@ -23,9 +23,9 @@ import pytest
 import torch
 from PIL import Image
 
-from diffit_eval import refs
 from diffit_eval.errors import MissingAssetError, UserError
-from diffit_eval.preprocess import CROPS, adm_center_crop, edm_center_crop, load_preprocessed, open_image_set
+from diffit_eval.io.preprocess import CROPS, adm_center_crop, edm_center_crop, load_preprocessed, open_image_set
+from diffit_eval.references import registry as refs
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC_URLS = {  # SPEC 5 and the issue text
@@ -134,10 +134,10 @@ def offline_env(cache: Path) -> dict[str, str]:
 
 def test_build_then_metrics_same_folder_fid_zero(built, folders, weights):
     from diffit_eval.evaluate import evaluate, run_metrics
-    from diffit_eval.extract import extract_features
-    from diffit_eval.features import InceptionFeatures
-    from diffit_eval.reference import load_reference
-    from diffit_eval.sources import open_samples
+    from diffit_eval.features.extract import extract_features
+    from diffit_eval.features.network import InceptionFeatures
+    from diffit_eval.io.sources import open_samples
+    from diffit_eval.references.store import load_reference
 
     meta = refs.read_meta(built)
     assert meta["count"] == N_IMAGES and meta["pr_images"] == 7 and meta["crop"] == "adm" and meta["resolution"] == 32

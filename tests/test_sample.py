@@ -31,9 +31,11 @@ import numpy as np
 import pytest
 import torch
 
-from diffit_eval import shards
 from diffit_eval.errors import UserError
-from diffit_eval.sample import SampleConfig, generate
+from diffit_eval.features.run_features import run_folder_features
+from diffit_eval.generate import shards
+from diffit_eval.generate.runner import generate
+from diffit_eval.generate.sample import SampleConfig
 
 # latent-tiny: 8x8x4 latents, tiny random VAE -> 64x64 images, guided DDPM (doubled batch), 1000 classes.
 BASE = dict(model="latent-tiny", steps=3, seeds="0-23", shard_size=8, features=False, verbose=False)
@@ -115,9 +117,11 @@ def test_npz_loads_as_adm_evaluator_expects(baseline):
 
 def test_sample_is_a_function_of_its_seed(baseline):
     """Seeds 13, 9, 8 sampled alone, in another order, give the baseline's samples 13, 9, 8."""
-    from diffit.models import create_model, randomize_weights
+    from diffit.models import create_model
+    from diffit.testing import randomize_weights
     from diffit.vae import load_vae
-    from diffit_eval.sample import PreparedModel, sample_batch
+
+    from diffit_eval.generate.sample import PreparedModel, sample_batch
 
     model = PreparedModel(randomize_weights(create_model("latent-tiny"), seed=0).eval())
     images, labels = sample_batch(model, "latent-tiny", [13, 9, 8], steps=3, vae=load_vae("tiny"))
@@ -250,7 +254,7 @@ def inception(standin_weights) -> Path:
 
 def test_metrics_of_run_equal_metrics_of_npz(tmp_path, inception):
     from diffit_eval.evaluate import run_metrics
-    from diffit_eval.features import load_feature_network
+    from diffit_eval.features.network import load_feature_network
 
     # Sampled without features, then the same command with features: the shards get them, no image is redone.
     run = generate(SampleConfig(**{**BASE, "seeds": "0-15"}, batch_size=8, out=tmp_path / "run"))
@@ -262,13 +266,13 @@ def test_metrics_of_run_equal_metrics_of_npz(tmp_path, inception):
     for k in range(2):
         assert shards.features_path(run, k, net.weights_sha256, "legacy-tf").is_file()
     source = shards.RunSource(run)
-    assert source.cached_features(net, None).count == 16
-    assert source.cached_features(net, 10) is None  # a prefix is re-extracted from the images
+    assert run_folder_features(source, net, None).count == 16
+    assert run_folder_features(source, net, 10) is None  # a prefix is re-extracted from the images
     other = SimpleNamespace(weights_sha256="0" * 64, resize="legacy-tf")
-    assert source.cached_features(other, None) is None  # features of another network are never used
+    assert run_folder_features(source, other, None) is None  # features of another network are never used
 
     # Each shard's float32 rows are 20,316 bytes an image, no float64 sums (these are 64x64 shards of 8).
-    from diffit_eval.extract import ROW_BYTES
+    from diffit_eval.protocol import ROW_BYTES
 
     assert ROW_BYTES == 4 * (2048 + 2023 + 1008)
     for k in range(2):
@@ -294,10 +298,10 @@ def offline(*args, **kwargs):
 
 
 def test_features_without_inception_weights_offline(tmp_path, isolated_cache, monkeypatch, capsys):
-    import diffit_eval.cache
+    import diffit_eval.assets.cache
     from diffit_eval.cli import main
 
-    monkeypatch.setattr(diffit_eval.cache.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(diffit_eval.assets.cache.urllib.request, "urlopen", offline)
     with pytest.raises(SystemExit) as e:
         main(["sample", "--model", "latent-tiny", "--seeds", "0-3", "--features", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip()
@@ -307,10 +311,10 @@ def test_features_without_inception_weights_offline(tmp_path, isolated_cache, mo
 
 
 def test_released_checkpoint_offline_names_url_and_ckpt(tmp_path, isolated_cache, monkeypatch, capsys):
-    import diffit_eval.cache
+    import diffit_eval.assets.cache
     from diffit_eval.cli import main
 
-    monkeypatch.setattr(diffit_eval.cache.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(diffit_eval.assets.cache.urllib.request, "urlopen", offline)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
         main(["sample", "--model", "latent", "--steps", "250"])

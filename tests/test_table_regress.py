@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import csv
 import io
 import json
@@ -15,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from diffit_eval import regress as rg
-from diffit_eval import table as tb
+from diffit_eval.protocol import METRIC_KEYS
+from diffit_eval.report import regress as rg
+from diffit_eval.report import table as tb
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "results" / "published.csv"
@@ -108,7 +108,7 @@ def test_table_csv_reproduces_published_values_exactly(view, source):
     by_key = {(o["model"], o["source"]): o for o in out}
     for p in expected:
         row = by_key[(p["model"], source)]
-        for m in tb.METRICS:
+        for m in METRIC_KEYS:
             assert row[f"{p['resolution']}_{m}"] == p[m], (p["model"], m)  # as strings: no float drift
     assert len(out) == len({p["model"] for p in expected})
 
@@ -210,7 +210,7 @@ def test_regress_pass_exit_0(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "pass" in r.stdout and not r.stderr.strip()
     rep = json.loads(report.read_text())
-    assert rep["verdict"] == "pass" and {c["metric"] for c in rep["checks"]} == set(rg.METRICS)
+    assert rep["verdict"] == "pass" and {c["metric"] for c in rep["checks"]} == set(METRIC_KEYS)
 
 
 def test_regress_regression_exit_1(tmp_path):

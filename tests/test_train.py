@@ -22,8 +22,10 @@ from safetensors.torch import load_file
 
 from diffit.augment import EDM_AUGMENT_KWARGS, AugmentPipe
 from diffit.edm import EDMLoss, EDMPrecond
-from diffit.models import create_model, parameter_count, randomize_weights
+from diffit.models import create_model, parameter_count
 from diffit.random import BatchRandom
+from diffit.testing import randomize_weights
+
 from diffit_eval.train import TrainConfig, train
 from diffit_eval.train.loop import ema_beta, learning_rate
 
@@ -285,7 +287,7 @@ def test_kill_then_resume_is_bit_exact(dataset, tmp_path):
 
 
 def test_refuses_another_config_a_used_folder_and_a_locked_one(dataset, tmp_path):
-    from diffit_eval.shards import RunLock
+    from diffit_eval.generate.shards import RunLock
 
     run = tmp_path / "run"
     train(TrainConfig(data=str(dataset), out=str(run), **{**QUICK, "iterations": 1}))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from diffit_eval.weights import registry
+from diffit_eval.assets.weights import registry
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["inception", "diffit-256", "diffit-512", "sd-vae-ft-ema", "sd-vae-ft-mse"]

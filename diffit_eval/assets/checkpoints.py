@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from diffit.checkpoint import CHECKPOINTS, load_checkpoint, local_checkpoint
+
 from diffit_eval.errors import diffit_errors
 
 __all__ = ["load_released", "resolve_checkpoint"]
@@ -22,7 +23,7 @@ def resolve_checkpoint(source: str | os.PathLike) -> Path:
     Offline, a name raises MissingAssetError with the URL and `--ckpt PATH`; an unknown name or a
     missing path is a UserError (exit 1).
     """
-    from diffit_eval.cache import cache_dir, download
+    from diffit_eval.assets.cache import cache_dir, download
 
     name = str(source)
     if name in CHECKPOINTS and not Path(source).expanduser().is_file():

@@ -11,7 +11,9 @@ from urllib.parse import urlparse
 import torch
 
 from diffit.errors import AssetUnavailableError
-from diffit.vae import LOCAL_HINT, load_vae as load_local_vae, prepare_vae, vae_repo
+from diffit.vae import LOCAL_HINT, prepare_vae, vae_repo
+from diffit.vae import load_vae as load_local_vae
+
 from diffit_eval.errors import MissingAssetError, diffit_errors
 
 if TYPE_CHECKING:

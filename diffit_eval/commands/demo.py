@@ -20,7 +20,7 @@ STANDIN_SEED = 0
 
 def standin_weights_path() -> Path:
     """The demo's stand-in Inception weights, made once in the cache."""
-    from diffit_eval.cache import cache_dir
+    from diffit_eval.assets.cache import cache_dir
     from diffit_eval.testing import make_standin_weights
 
     path = cache_dir() / "weights" / f"standin-inception-seed{STANDIN_SEED}.pth"
@@ -31,7 +31,8 @@ def standin_weights_path() -> Path:
 
 def run_demo(out: Path, num_samples: int, steps: int, verbose: bool = True) -> dict:
     from diffit_eval.evaluate import run_metrics
-    from diffit_eval.sample import SampleConfig, generate
+    from diffit_eval.generate.runner import generate
+    from diffit_eval.generate.sample import SampleConfig
 
     weights = standin_weights_path()
     runs = {}
@@ -56,9 +57,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from rich.console import Console
 
-        from diffit_eval.cache import check_writable, write_json_atomic
+        from diffit_eval.assets.cache import check_writable, write_json_atomic
         from diffit_eval.commands.metrics import print_result
-        from diffit_eval.table import make_table, render
+        from diffit_eval.report.table import make_table, render
 
         check_writable(out / "metrics.json", f"--out {out}")  # before a minute of sampling
         for name in ("samples", "reference"):

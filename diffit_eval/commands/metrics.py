@@ -8,7 +8,6 @@ from typing import Optional
 
 import typer
 
-
 METRICS_HELP = "Comma list of fid,sfid,is,pr (default: all the reference supports)."
 
 
@@ -25,7 +24,7 @@ PR_ARITH_NOTE = {"adm-fp16": "ADM float16 distances (the protocol)", "exact": "e
 
 def rank_deficiency_warning(record: dict) -> str | None:
     """One line when the samples are fewer than a Frechet distance's feature dimension, else None."""
-    from diffit_eval.extract import POOL_DIM, SPATIAL_DIM
+    from diffit_eval.features.extract import POOL_DIM, SPATIAL_DIM
 
     n = record["num_samples"]
     short = [f"{name} ({dim}-d)" for name, dim in (("FID", POOL_DIM), ("sFID", SPATIAL_DIM))
@@ -97,7 +96,7 @@ def register(app: typer.Typer) -> None:
             False, "--allow-resolution-mismatch", help="Compute even when samples and reference differ in size "
                                                       "(every output then says so)."),
     ) -> None:
-        from diffit_eval.cache import check_writable, write_json_atomic
+        from diffit_eval.assets.cache import check_writable, write_json_atomic
         from diffit_eval.errors import UserError
         from diffit_eval.evaluate import parse_metrics
         from diffit_eval.fid import FID_METHODS
@@ -111,7 +110,7 @@ def register(app: typer.Typer) -> None:
         if json_path is not None:  # before computing anything: at 50K images a late failure loses the run
             check_writable(json_path, f"--json {json_path}")
         if samples is None:
-            from diffit_eval.shards import latest_run
+            from diffit_eval.generate.shards import latest_run
 
             samples = str(latest_run())
             print(f"diffit-eval: using the most recent run: {samples}", file=sys.stderr)

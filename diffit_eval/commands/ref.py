@@ -1,4 +1,4 @@
-"""`diffit-eval ref list|show|fetch|build`: named reference statistics (see :mod:`diffit_eval.refs`)."""
+"""`diffit-eval ref list|show|fetch|build`: named reference statistics (see :mod:`diffit_eval.references.registry`)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def print_list(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from diffit_eval.refs import refs_dir
+    from diffit_eval.references.registry import refs_dir
 
     t = Table(title="reference statistics", title_justify="left", caption=f"cache: {refs_dir()}", caption_justify="left")
     for col, justify in (("name", "left"), ("dataset", "left"), ("res", "right"), ("resize", "left"),
@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
 
     @ref.command("list", short_help="Registry entries and built references: cached or not.", help="Every registry entry and every reference built into the cache. " + CACHE_HELP)
     def list_() -> None:
-        from diffit_eval.refs import list_references
+        from diffit_eval.references.registry import list_references
 
         print_list(list_references())
 
@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
                               "Exit 1 when a sanity check fails.")
     def show(spec: str = typer.Argument(..., metavar="NAME|PATH")) -> None:
         from diffit_eval.errors import UserError
-        from diffit_eval.refs import show_reference
+        from diffit_eval.references.registry import show_reference
 
         report = show_reference(spec)
         print_show(report)
@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Argument(..., help="A name from `diffit-eval ref list`."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
-        from diffit_eval.refs import fetch_reference, read_record
+        from diffit_eval.references.registry import fetch_reference, read_record
 
         path, what = fetch_reference(name, progress=not quiet)
         typer.echo(f"{name}: {what}: {path} (sha256 {(read_record(name) or {}).get('sha256', '?')})")
@@ -149,7 +149,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from diffit_eval.cli import command_line
         from diffit_eval.errors import Interrupted
-        from diffit_eval.refs import build_reference
+        from diffit_eval.references.registry import build_reference
 
         try:
             path = build_reference(data, name=name, resolution=resolution, crop=crop, dataset=dataset, resize=resize,

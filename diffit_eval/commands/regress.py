@@ -19,7 +19,7 @@ def _print_checks(report) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from diffit_eval.regress import FAIL, MISSING_VALUE, PASS
+    from diffit_eval.report.regress import FAIL, MISSING_VALUE, PASS
 
     style = {PASS: "green", FAIL: "bold red", MISSING_VALUE: "bold red"}
     t = Table(title=f"regress {report.suite} ({report.kind}): {report.verdict}")
@@ -51,7 +51,7 @@ def _list_suites(suites_path: Optional[Path]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from diffit_eval.regress import load_suites
+    from diffit_eval.report.regress import load_suites
 
     t = Table(title="regression suites")
     for name in ("suite", "kind", "expected", "description"):
@@ -87,11 +87,11 @@ def regress(
     suites_path: Optional[Path] = typer.Option(None, "--suites", help="Suites file instead of results/suites.toml."),
 ) -> None:
     """Run a regression suite and compare its metrics with the expected values."""
-    from diffit_eval.cache import write_json_atomic
+    from diffit_eval.assets.cache import write_json_atomic
     from diffit_eval.errors import UserError
-    from diffit_eval.regress import RunOptions
-    from diffit_eval.regress import regress as run_regress
-    from diffit_eval.regress import update_golden as record
+    from diffit_eval.report.regress import RunOptions
+    from diffit_eval.report.regress import regress as run_regress
+    from diffit_eval.report.regress import update_golden as record
 
     if list_:
         _list_suites(suites_path)
@@ -101,7 +101,7 @@ def regress(
     opts = RunOptions(workdir=workdir, samples=samples, ref=ref, ckpt=ckpt, inception_weights=inception_weights,
                       batch_size=batch_size, launcher=shlex.split(launcher) if launcher else None)
     if fetch_only:
-        from diffit_eval.regress import CouldNotRun, fetch_assets, get_suite
+        from diffit_eval.report.regress import CouldNotRun, fetch_assets, get_suite
 
         left = fetch_assets(get_suite(suite, suites_path), opts)
         if left:

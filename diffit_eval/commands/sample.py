@@ -1,4 +1,4 @@
-"""`diffit-eval sample`: the sharded, resumable 50K-sample generator (a thin layer over diffit_eval.sample)."""
+"""`diffit-eval sample`: the sharded, resumable 50K-sample generator (a thin layer over diffit_eval.generate.sample)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="cuda, cpu ... (default: each rank's GPU, else the CPU)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     ) -> None:
-        from diffit_eval.sample import SampleConfig, generate
+        from diffit_eval.generate.runner import generate
+        from diffit_eval.generate.sample import SampleConfig
 
         generate(SampleConfig(
             model=model, ckpt=ckpt, vae=vae, steps=steps, cfg_scale=cfg_scale, num_samples=num_samples,

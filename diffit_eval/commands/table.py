@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -11,7 +11,7 @@ FORMATS = ("rich", "md", "csv", "latex")
 
 
 def table(
-    results: Optional[List[Path]] = typer.Argument(
+    results: Optional[list[Path]] = typer.Argument(
         None, metavar="[RESULTS]...",
         help="`metrics --json` files to add as measured rows (placed by their `dataset` and `resolution`, "
              "named by their `label`). Regression reports and golden files are skipped.",
@@ -40,7 +40,7 @@ def table(
     published: Optional[Path] = typer.Option(None, "--published", help="Use this CSV instead of results/published.csv."),
 ) -> None:
     """Print Table S.1 (or Table 1/2) from results/published.csv, plus measured rows."""
-    from diffit_eval.table import make_table, render
+    from diffit_eval.report.table import make_table, render
 
     t = make_table(
         results or (), view=dataset, baseline=baseline, all_sources=all_sources, published=published,

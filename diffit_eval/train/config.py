@@ -49,6 +49,10 @@ TRAIN_PRESETS: dict[str, dict] = {
     # Tests and demos: the same recipe, sized for a CPU.
     "cifar10-tiny": dict(batch=64, lr=1e-3, iterations=2_000, lr_rampup_kimg=10, ema_halflife_kimg=5,
                          dropout=0.0, tick_kimg=1.0, snapshot_ticks=10, state_ticks=10),
+    # The shipped demo model (docs/DEMO.md): a CPU-sized run on sklearn-digits. No augmentation (EDM's pipe
+    # mirrors and rotates, which turns digits into other digits), short ramp-up and EMA for a short run.
+    "digits": dict(batch=64, lr=2e-3, iterations=1_000, lr_rampup_kimg=2, ema_halflife_kimg=4, dropout=0.0,
+                   augment=0.0, tick_kimg=2.0, snapshot_ticks=2, state_ticks=5),
 }
 
 PRECISIONS = ("fp32", "tf32", "bf16")

@@ -1,6 +1,6 @@
 """Training data: any image source held in memory, and the order in which training visits it.
 
-The source is opened through :func:`diffit_eval.sources.open_samples` (EDM's zip or folder of
+The source is opened through :func:`diffit_eval.io.sources.open_samples` (EDM's zip or folder of
 PNGs with an optional dataset.json, an ADM npz, or a built-in dataset such as `sklearn-digits`)
 and read once into a uint8 array, as EDM caches its datasets in memory (CIFAR-10 is 150 MB).
 
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from diffit_eval.errors import UserError
-from diffit_eval.sources import BUILTIN_SOURCES, open_samples
+from diffit_eval.io.sources import BUILTIN_SOURCES, open_samples
 
 READ_BATCH = 1_000  # images per read while loading a source into memory
 

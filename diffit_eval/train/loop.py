@@ -225,8 +225,9 @@ def train(config: cfg.TrainConfig) -> Path | None:
 
     from diffit.edm import EDMLoss, EDMPrecond
     from diffit.random import BatchRandom
+
+    from diffit_eval.generate.sample import matmul_precision
     from diffit_eval.provenance import device_description, now_iso
-    from diffit_eval.sample import matmul_precision
 
     d = distributed.init(config.device, timeout=COLLECTIVE_TIMEOUT)
     device = torch.device(distributed.device_for(d, config.device))
@@ -419,7 +420,7 @@ def train(config: cfg.TrainConfig) -> Path | None:
             plan.manifest["sessions"] = [*plan.manifest.get("sessions", []), session]
             plan.manifest["complete"] = nimg >= total_nimg
             plan.manifest["updated"] = now_iso()
-            from diffit_eval.cache import write_json_atomic
+            from diffit_eval.assets.cache import write_json_atomic
 
             write_json_atomic(plan.run_dir / st.MANIFEST, plan.manifest)
             if config.verbose:

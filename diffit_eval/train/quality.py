@@ -1,7 +1,7 @@
 """Periodic quality during training: FID of samples from the EMA network, features on the fly.
 
 The samples are made exactly as `diffit-eval sample` makes them (the preset's sampler and steps,
-seeds 0 .. N-1, the release's truncating uint8 rule; :func:`diffit_eval.sample.sample_batch`) and
+seeds 0 .. N-1, the release's truncating uint8 rule; :func:`diffit_eval.generate.sample.sample_batch`) and
 scored by the metrics library against the reference given with --ref, so a number logged during
 training is the number `sample` + `metrics` would give for that snapshot with the same seeds.
 """
@@ -20,8 +20,8 @@ class FIDProbe:
     """Loads the feature network and the reference once (before training starts), then measures on request."""
 
     def __init__(self, preset: str, ref: str, num_samples: int, weights: str | None, device: str) -> None:
-        from diffit_eval.features import load_feature_network
-        from diffit_eval.reference import load_reference
+        from diffit_eval.features.network import load_feature_network
+        from diffit_eval.references.store import load_reference
 
         self.preset, self.num_samples, self.device = preset, num_samples, device
         self.net = load_feature_network(weights, device=device)
@@ -43,8 +43,8 @@ class FIDProbe:
     def measure(self, ema: torch.nn.Module) -> float:
         """FID of `num_samples` EMA samples (seeds 0 .. N-1) against the reference."""
         from diffit_eval.evaluate import evaluate
-        from diffit_eval.extract import FeatureSet, extract_batch
-        from diffit_eval.sample import sample_batch
+        from diffit_eval.features.extract import FeatureSet, extract_batch
+        from diffit_eval.generate.sample import sample_batch
 
         was_training = ema.training
         ema.eval()

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from diffit_eval.cache import atomic_path, write_json_atomic
+from diffit_eval.assets.cache import atomic_path, write_json_atomic
 from diffit_eval.errors import UserError
-from diffit_eval.shards import RunLock, config_differences, remove_stale_temporaries
+from diffit_eval.generate.shards import RunLock, config_differences, remove_stale_temporaries
 from diffit_eval.train.config import COMPARED, FORMAT
 
 MANIFEST = "manifest.json"

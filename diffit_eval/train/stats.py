@@ -10,7 +10,7 @@ import math
 import os
 from pathlib import Path
 
-from diffit_eval.cache import atomic_path
+from diffit_eval.assets.cache import atomic_path
 
 PLOT_SIZE = (720, 360)       # width, height of each panel in pixels
 MARGIN = (64, 24, 24, 40)    # left, top, right, bottom

@@ -40,7 +40,7 @@ class RunningStats:
         self.sum += block.sum(0)
         self.sum_outer += block.T @ block
 
-    def update(self, x: np.ndarray | torch.Tensor) -> "RunningStats":
+    def update(self, x: np.ndarray | torch.Tensor) -> RunningStats:
         """Add a batch of rows [N, D]."""
         x64 = self._as_float64(x)
         if x64.ndim != 2 or x64.shape[1] != self.dim:
@@ -68,7 +68,7 @@ class RunningStats:
             self._totals = (s, so)
         return self._totals
 
-    def merge(self, other: "RunningStats") -> "RunningStats":
+    def merge(self, other: RunningStats) -> RunningStats:
         """Add another set's totals (exact to rounding; a sequence of updates is what is bit-reproducible)."""
         if other.dim != self.dim:
             raise ValueError(f"cannot merge statistics of dimension {other.dim} into {self.dim}")

@@ -10,7 +10,7 @@
 - `ref build` streams a dataset through the feature network into float64 running sums, split
   into fixed chunks of images so that any number of processes writes the same bytes.
 
-:mod:`diffit_eval.reference` uses :func:`is_registry_name`, :func:`registry_entry` and
+:mod:`diffit_eval.references.store` uses :func:`is_registry_name`, :func:`registry_entry` and
 :func:`resolve_reference` to turn `--ref NAME` into a file.
 """
 
@@ -29,13 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from diffit_eval.shipped import shipped_dir
 from diffit_eval import distributed
-from diffit_eval.cache import atomic_path, cache_dir, check_writable, download, sha256_file, write_json_atomic
+from diffit_eval.assets.cache import atomic_path, cache_dir, check_writable, download, sha256_file, write_json_atomic
 from diffit_eval.errors import Interrupted, MissingAssetError, UserError
-from diffit_eval.extract import POOL_DIM, SPATIAL_DIM, FeatureSet, extract_batch
+from diffit_eval.features.extract import FeatureSet, extract_batch
+from diffit_eval.features.stats import RunningStats
+from diffit_eval.protocol import DEFAULT_RESIZE, POOL_DIM, RESIZE_MODES, SPATIAL_DIM
 from diffit_eval.provenance import now_iso, package_versions
-from diffit_eval.stats import RunningStats
+from diffit_eval.shipped import shipped_dir
 
 try:
     import tomllib
@@ -60,7 +61,6 @@ class CorruptReferenceError(UserError):
 
 
 def _validate_entry(name: str, entry: dict, where: Path) -> None:
-    from diffit_eval.features import RESIZE_MODES
 
     def bad(why: str) -> UserError:
         return UserError(f"{where}: entry {name!r} {why}")
@@ -86,7 +86,7 @@ def _validate_entry(name: str, entry: dict, where: Path) -> None:
         raise bad("needs an https:// url")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_registry(path: Path) -> dict[str, dict]:
     """Parse and validate a registry file: name -> entry (with `name` and `built: False` added)."""
     try:
@@ -121,7 +121,7 @@ def record_path(name: str) -> Path:
 
 
 def part_path(name: str) -> Path:
-    """Where :func:`diffit_eval.cache.download` keeps an unfinished download of `name`."""
+    """Where :func:`diffit_eval.assets.cache.download` keeps an unfinished download of `name`."""
     path = cached_path(name)
     return path.with_name(f".{path.name}.part")
 
@@ -203,7 +203,7 @@ def verify_cached(name: str, *, full: bool = False) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
-# The contract used by diffit_eval.reference: names -> entries -> files
+# The contract used by diffit_eval.references.store: names -> entries -> files
 
 
 def is_registry_name(name: str) -> bool:
@@ -225,7 +225,7 @@ def registry_entry(name: str) -> dict:
         return {
             "name": name, "built": True, "url": None,
             "dataset": meta.get("dataset"), "resolution": meta.get("resolution"),
-            "resize": meta.get("resize", "legacy-tf"), "holds": meta.get("holds", ["fid"]),
+            "resize": meta.get("resize", DEFAULT_RESIZE), "holds": meta.get("holds", ["fid"]),
             **({"pr_images": pr} if pr else {}),
             "content": f"built by `diffit-eval ref build` from {meta.get('source', 'unknown data')}"
                        if meta.get("source") else "a reference placed in the cache by hand",
@@ -427,7 +427,7 @@ class _ChunkWorker:
         self.batch_size, self.pr_positions, self.threads, self.advance = batch_size, pr_positions, threads, advance
 
     def _load(self, index: int) -> np.ndarray:
-        from diffit_eval.preprocess import load_preprocessed
+        from diffit_eval.io.preprocess import load_preprocessed
 
         return load_preprocessed(self.images, index, self.resolution, self.crop)
 
@@ -453,7 +453,7 @@ class _ChunkWorker:
 
 
 def build_reference(data: str | os.PathLike, *, name: str, resolution: int, crop: str = "adm",
-                    dataset: str | None = None, resize: str = "legacy-tf", pr_images: int = 10_000, seed: int = 0,
+                    dataset: str | None = None, resize: str = DEFAULT_RESIZE, pr_images: int = 10_000, seed: int = 0,
                     out: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,
                     device: str | None = None, batch_size: int | None = None, chunk_size: int = 1000, workers: int = 4,
                     allow_download: bool = True, progress: bool = True) -> Path:
@@ -468,8 +468,9 @@ def build_reference(data: str | os.PathLike, *, name: str, resolution: int, crop
     gives each one thread; set OMP_NUM_THREADS=1 for a single process to match), on GPU the same
     GPU model and deterministic cuDNN choices.
     """
-    from diffit_eval.features import RESIZE_MODES, InceptionFeatures, default_batch_size, resolve_inception_weights
-    from diffit_eval.preprocess import check_crop, open_image_set
+    from diffit_eval.assets.inception import resolve_inception_weights
+    from diffit_eval.features.network import InceptionFeatures, default_batch_size
+    from diffit_eval.io.preprocess import check_crop, open_image_set
     from diffit_eval.progress import progress_bar
 
     if not NAME_PATTERN.match(name):

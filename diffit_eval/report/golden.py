@@ -1,6 +1,6 @@
 """The golden CPU suite: seeded tiny runs checked stage by stage, so a failure says where drift began.
 
-Four seeded sample sets are drawn through the library (`diffit_eval.sample.generate`): `edm`
+Four seeded sample sets are drawn through the library (`diffit_eval.generate.runner.generate`): `edm`
 (cifar10-tiny, EDM Heun) scored against `edm_ref` (the same model on other seeds), and `ddpm`
 (latent-tiny: respaced DDPM, classifier-free guidance, tiny VAE) against `ddpm_ref`. A set is never
 scored against itself, which would give FID 0 and exercise nothing. Each stage is
@@ -33,12 +33,12 @@ from typing import Any
 import numpy as np
 
 from diffit_eval.errors import UserError
+from diffit_eval.protocol import DEFAULT_RESIZE, METRIC_KEYS
 
 SKETCH_DIM = 16
 SKETCH_SEED = 1_000_003  # the projection's PCG64 seed; fixed, so sketches recorded once stay comparable
 FEATURE_KINDS = ("pool", "spatial", "logits")
-METRICS = ("fid", "sfid", "is", "precision", "recall")
-STAGE_METRICS = (*METRICS, "fid16")
+STAGE_METRICS = (*METRIC_KEYS, "fid16")
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,9 @@ def sketch_matrix(dim: int) -> np.ndarray:
 
 def sample_set(s: GoldenSet, out: Path, batch_size: int) -> np.ndarray:
     """The set's images (uint8 NHWC), drawn afresh into `out` (a resumable run is never reused)."""
-    from diffit_eval.sample import SampleConfig, generate
-    from diffit_eval.sources import open_samples
+    from diffit_eval.generate.runner import generate
+    from diffit_eval.generate.sample import SampleConfig
+    from diffit_eval.io.sources import open_samples
 
     shutil.rmtree(out, ignore_errors=True)
     run = generate(SampleConfig(model=s.model, seeds=s.seeds, steps=s.steps, cfg_scale=s.cfg_scale, out=out,
@@ -132,20 +133,20 @@ def e2e_metrics(run: Path, ref_run: Path, weights: Path, settings: dict[str, Any
 
     args = ["metrics", str(run), "--ref", str(ref_run), "--json", str(out_json), "--metrics", "fid,sfid,is,pr",
             "--inception-weights", str(weights), "--batch-size", str(settings.get("feature_batch", 64)),
-            "--resize", str(settings.get("resize", "legacy-tf")), "--device", "cpu", "--quiet"]
+            "--resize", str(settings.get("resize", DEFAULT_RESIZE)), "--device", "cpu", "--quiet"]
     try:
         main(args)
     except SystemExit as e:
         if e.code not in (0, None):
             raise UserError(f"`diffit-eval {' '.join(args)}` exited with {e.code}") from None
     obj = json.loads(out_json.read_text())
-    return {m: float(obj[m]) for m in METRICS}
+    return {m: float(obj[m]) for m in METRIC_KEYS}
 
 
 def measure(settings: dict[str, Any], workdir: Path, golden_images: dict[str, np.ndarray] | None = None,
             inception_weights: Path | None = None) -> dict[str, Any]:
     """Run every stage; features (stage 2-3) come from `golden_images` when given, else this run's."""
-    from diffit_eval.features import load_feature_network
+    from diffit_eval.features.network import load_feature_network
     from diffit_eval.testing import make_standin_weights
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +155,7 @@ def measure(settings: dict[str, Any], workdir: Path, golden_images: dict[str, np
                                                         seed=int(settings.get("standin_seed", 0)))
     batch = int(settings.get("batch_size", 64))
     images = {s.name: sample_set(s, workdir / s.name, batch) for s in sets}
-    net = load_feature_network(weights, device="cpu", resize=str(settings.get("resize", "legacy-tf")),
+    net = load_feature_network(weights, device="cpu", resize=str(settings.get("resize", DEFAULT_RESIZE)),
                                allow_download=False)
     fb = int(settings.get("feature_batch", 64))
     source = golden_images if golden_images is not None else images
@@ -176,7 +177,7 @@ def arrays_file(settings: dict[str, Any], suites_file: Path) -> Path:
 
 
 def save_arrays(path: Path, measured: dict[str, Any]) -> None:
-    from diffit_eval.cache import atomic_path
+    from diffit_eval.assets.cache import atomic_path
 
     arrays = {f"images/{n}": a for n, a in measured["images"].items()}
     arrays.update({f"sketch/{n}/{k}": v for n, sk in measured["sketch"].items() for k, v in sk.items()})

@@ -16,8 +16,8 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from diffit_eval.errors import MissingAssetError, UserError
 

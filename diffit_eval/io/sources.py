@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -293,7 +294,7 @@ def open_samples(path: str | Path, resolution: int | None = None) -> SampleSourc
     if not path.exists():
         raise UserError(f"no such file or folder: {path}")
     if is_run_folder(path):
-        from diffit_eval.shards import RunSource
+        from diffit_eval.generate.shards import RunSource
 
         return RunSource(path)
     if path.is_dir():

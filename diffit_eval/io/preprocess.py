@@ -23,15 +23,15 @@ from __future__ import annotations
 import io
 import threading
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
 from diffit_eval.errors import UserError
-from diffit_eval.sources import IMAGE_SUFFIXES, NpzMember, _check_image_array
-
+from diffit_eval.io.sources import IMAGE_SUFFIXES, NpzMember, _check_image_array
 
 # --------------------------------------------------------------------------------------------
 # Crops

@@ -11,21 +11,21 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pandas as pd
 
-from diffit_eval.shipped import shipped_dir
 from diffit_eval.errors import UserError
+from diffit_eval.protocol import METRIC_KEYS
+from diffit_eval.shipped import shipped_dir
 
 RESULTS_DIR = shipped_dir("results")
 PUBLISHED_CSV = RESULTS_DIR / "published.csv"
 
 # The nine columns every consumer may rely on, in this order; `notes` may follow.
 PUBLISHED_COLUMNS = ("model", "dataset", "resolution", "fid", "sfid", "is", "precision", "recall", "source")
-METRICS = ("fid", "sfid", "is", "precision", "recall")
 
 # Where each `source` key in published.csv comes from (SPEC sections 1 and 6).
 SOURCES: dict[str, str] = {
@@ -107,7 +107,7 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
         raise UserError(f"{path} lacks column(s) {', '.join(missing)}")
     unknown = sorted(set(df["source"]) - set(SOURCES))
     if unknown:
-        raise UserError(f"{path} has unknown source(s) {', '.join(unknown)}; add them to diffit_eval.table.SOURCES")
+        raise UserError(f"{path} has unknown source(s) {', '.join(unknown)}; add them to diffit_eval.report.table.SOURCES")
     return df
 
 
@@ -132,7 +132,7 @@ class Measured:
 
 
 def is_metrics_json(obj: object) -> bool:
-    return isinstance(obj, dict) and any(k in obj for k in METRICS) and "suite" not in obj
+    return isinstance(obj, dict) and any(k in obj for k in METRIC_KEYS) and "suite" not in obj
 
 
 def load_measured(paths: Iterable[str | Path]) -> tuple[list[Measured], list[str]]:
@@ -162,7 +162,7 @@ def load_measured(paths: Iterable[str | Path]) -> tuple[list[Measured], list[str
             label=str(obj.get("label") or p.stem),
             dataset=canonical_dataset(str(obj["dataset"])) if obj.get("dataset") else None,
             resolution=int(res) if res is not None else None,
-            values={m: (None if obj.get(m) is None else float(obj[m])) for m in METRICS},
+            values={m: (None if obj.get(m) is None else float(obj[m])) for m in METRIC_KEYS},
             num_samples=obj.get("num_samples"),
             network=str(net.get("name") or "feature network unknown"),
             standin=bool(net.get("standin", False)),
@@ -209,9 +209,9 @@ def build_table(
     """Lay out one view: rows = (model, source), column groups = resolutions, cells = metrics."""
     v = view if isinstance(view, View) else resolve_view(view)
     metrics = tuple(metrics) if metrics else v.metrics
-    bad = [m for m in metrics if m not in METRICS]
+    bad = [m for m in metrics if m not in METRIC_KEYS]
     if bad:
-        raise UserError(f"unknown metric(s) {', '.join(bad)}; choose from {', '.join(METRICS)}")
+        raise UserError(f"unknown metric(s) {', '.join(bad)}; choose from {', '.join(METRIC_KEYS)}")
     warnings: list[str] = []
 
     pub = published[published["dataset"] == v.dataset]
@@ -227,7 +227,7 @@ def build_table(
         res = int(rec["resolution"])
         resolutions.add(res)
         cells = rows.setdefault((rec["model"], rec["source"]), {})
-        for m in METRICS:
+        for m in METRIC_KEYS:
             cells[(res, m)] = (rec[m], rec[m] or MISSING)
     # Table S.1 repeats Table 1's rows; with every source shown, print such copies once.
     seen: list[tuple[str, dict]] = []

@@ -3,7 +3,7 @@
 A :class:`FeatureSet` is everything the metrics need from one set of images, and nothing more:
 float64 running statistics of pool_3 and of the sFID features, the unbiased logits (IS) and,
 when precision/recall are wanted, the pool_3 rows themselves. The statistics are reduced in
-fixed blocks of rows (:mod:`diffit_eval.stats`), so they depend on the rows and their order only.
+fixed blocks of rows (:mod:`diffit_eval.features.stats`), so they depend on the rows and their order only.
 
 A run's shards keep their features as float32 rows (:func:`save_feature_rows`): 2048 pool_3 +
 2023 sFID + 1008 logits = 20,316 bytes an image, whatever the shard size. Replayed in seed order
@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffit_eval.cache import atomic_path
+from diffit_eval.assets.cache import atomic_path
 from diffit_eval.errors import UserError
-from diffit_eval.features import InceptionFeatures
-from diffit_eval.stats import RunningStats
-
-POOL_DIM, LOGITS_DIM, SPATIAL_DIM = 2048, 1008, 2023
+from diffit_eval.features.network import InceptionFeatures
+from diffit_eval.features.stats import RunningStats
+from diffit_eval.protocol import LOGITS_DIM, POOL_DIM, ROW_DIMS, SPATIAL_DIM
 
 
 def _float32(x) -> np.ndarray:
@@ -52,7 +51,7 @@ class FeatureSet:
         if keep_rows:
             self.pool_rows.append(_float32(pool))
 
-    def merge(self, other: "FeatureSet") -> "FeatureSet":
+    def merge(self, other: FeatureSet) -> FeatureSet:
         self.pool.merge(other.pool)
         self.spatial.merge(other.spatial)
         self.logits.extend(other.logits)
@@ -70,8 +69,7 @@ class FeatureSet:
         self.add(rows["pool"], rows["logits"], rows["spatial"], keep_rows=keep_rows)
 
 
-ROW_KEYS = {"pool": POOL_DIM, "spatial": SPATIAL_DIM, "logits": LOGITS_DIM}
-ROW_BYTES = 4 * sum(ROW_KEYS.values())  # float32 bytes a shard stores per image
+ROW_KEYS = ROW_DIMS  # the row layout of a shard's feature file (diffit_eval.protocol)
 
 
 def save_feature_rows(path: str | os.PathLike, rows: dict[str, np.ndarray]) -> None:
@@ -116,7 +114,7 @@ def batch_features(net: InceptionFeatures, images_nhwc: np.ndarray | torch.Tenso
 
 def extract_features(source, net: InceptionFeatures, *, batch_size: int = 64, limit: int | None = None,
                      keep_rows: bool = True, progress: bool = True, description: str | None = None) -> FeatureSet:
-    """Extract a :class:`FeatureSet` from a sample source (see :mod:`diffit_eval.sources`)."""
+    """Extract a :class:`FeatureSet` from a sample source (see :mod:`diffit_eval.io.sources`)."""
     from diffit_eval.progress import progress_bar
 
     total = source.num_images if limit is None else min(limit, source.num_images)

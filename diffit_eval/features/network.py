@@ -23,19 +23,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from diffit_eval.cache import cache_dir, download, md5_file, sha256_file
-from diffit_eval.errors import MissingAssetError, UserError
+from diffit_eval.assets.cache import md5_file, sha256_file
+from diffit_eval.assets.inception import INCEPTION_MD5_PREFIX, resolve_inception_weights
+from diffit_eval.errors import UserError
+from diffit_eval.protocol import DEFAULT_RESIZE, FEATURE_NETWORK, RESIZE_MODES, SPATIAL_CHANNELS
 
-FEATURE_NETWORK = "inception-v3-compat"
-INCEPTION_URL = (
-    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
-)
-# torch-fidelity names its weights file after the md5 of its bytes; this is how the real
-# network is told apart from any other file with the same layout.
-INCEPTION_MD5_PREFIX = "6726825d"
-INCEPTION_ENV = "DIFFIT_EVAL_INCEPTION_WEIGHTS"
-RESIZE_MODES = ("legacy-tf", "clean")
-SPATIAL_CHANNELS = 7  # ADM keeps the first 7 of mixed_6/conv's 192 channels: 17 * 17 * 7 = 2023
 STANDIN_LABEL = "STAND-IN (random weights, not InceptionV3)"
 
 
@@ -43,29 +35,6 @@ class Features(NamedTuple):
     pool: torch.Tensor     # [N, 2048] float32
     logits: torch.Tensor   # [N, 1008] float32, no bias
     spatial: torch.Tensor  # [N, 2023] float32
-
-
-def default_weights_path() -> Path:
-    return cache_dir() / "weights" / INCEPTION_URL.rsplit("/", 1)[1]
-
-
-def resolve_inception_weights(path: str | os.PathLike | None = None, *, allow_download: bool = True) -> Path:
-    """Find the Inception weights: `path`, else `$DIFFIT_EVAL_INCEPTION_WEIGHTS`, else the cache, else download."""
-    explicit = path or os.environ.get(INCEPTION_ENV)
-    if explicit:
-        p = Path(explicit).expanduser()
-        if not p.is_file():
-            raise UserError(f"Inception weights file not found: {p}")
-        return p
-    p = default_weights_path()
-    if p.is_file():
-        return p
-    if not allow_download:
-        raise MissingAssetError(f"Inception weights are not cached at {p} and downloads are off; run "
-                                f"`diffit-eval weights fetch inception` or pass --inception-weights PATH")
-    return download(
-        INCEPTION_URL, p, what="Inception weights", alternative="--inception-weights PATH", md5_prefix=INCEPTION_MD5_PREFIX
-    )
 
 
 def _extractor_class():
@@ -77,7 +46,7 @@ def _extractor_class():
 class InceptionFeatures(torch.nn.Module):
     """torch-fidelity's `inception-v3-compat` returning pool_3, unbiased logits and sFID features at once."""
 
-    def __init__(self, weights_path: str | os.PathLike, resize: str = "legacy-tf") -> None:
+    def __init__(self, weights_path: str | os.PathLike, resize: str = DEFAULT_RESIZE) -> None:
         super().__init__()
         if resize not in RESIZE_MODES:
             raise UserError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
@@ -103,7 +72,7 @@ class InceptionFeatures(torch.nn.Module):
 
     def _to_299(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW at any size -> float32 NCHW at 299, in [0, 255]."""
-        if self.resize == "legacy-tf":
+        if self.resize == "legacy-tf":  # RESIZE_MODES[0]
             from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
             return interpolate_bilinear_2d_like_tensorflow1x(images.float(), size=(299, 299), align_corners=False)
@@ -150,7 +119,7 @@ def default_batch_size(device: str | None = None) -> int:
 
 
 def load_feature_network(weights: str | os.PathLike | None = None, *, device: str | None = None,
-                         resize: str = "legacy-tf", allow_download: bool = True) -> InceptionFeatures:
+                         resize: str = DEFAULT_RESIZE, allow_download: bool = True) -> InceptionFeatures:
     """Resolve the weights (see :func:`resolve_inception_weights`) and build the network on `device`."""
     path = resolve_inception_weights(weights, allow_download=allow_download)
     return InceptionFeatures(path, resize=resize).to(device or default_device())

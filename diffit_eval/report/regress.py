@@ -16,17 +16,18 @@ import json
 import math
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from diffit_eval.shipped import shipped_dir
-from diffit_eval.cache import cache_dir, download, write_json_atomic
+from diffit_eval.assets.cache import cache_dir, download, write_json_atomic
 from diffit_eval.errors import UserError
+from diffit_eval.protocol import METRIC_KEYS
+from diffit_eval.shipped import shipped_dir
 
 try:
     import tomllib
@@ -35,7 +36,6 @@ except ModuleNotFoundError:  # Python 3.10
 
 SUITES_VERSION = 1
 SUITES_TOML = shipped_dir("results") / "suites.toml"
-METRICS = ("fid", "sfid", "is", "precision", "recall")
 # `metrics --metrics` names precision and recall together as `pr`.
 METRIC_FLAG = {"fid": "fid", "sfid": "sfid", "is": "is", "precision": "pr", "recall": "pr"}
 UNAVAILABLE_KEY = {"fid": "fid", "sfid": "sfid", "is": "is", "precision": "pr", "recall": "pr"}
@@ -88,13 +88,13 @@ class Suite:
         return (self.suites_file.parent / name) if name else None
 
     def metric_flags(self) -> str:
-        wanted = list(self.expected) or list(self.settings.get("metrics", METRICS))
+        wanted = list(self.expected) or list(self.settings.get("metrics", METRIC_KEYS))
         return ",".join(dict.fromkeys(METRIC_FLAG[m] for m in wanted))
 
 
 def _expectation(metric: str, spec: Any, where: str) -> Expectation:
-    if metric not in METRICS:
-        raise CouldNotRun(f"{where}: unknown metric {metric!r} (known: {', '.join(METRICS)})")
+    if metric not in METRIC_KEYS:
+        raise CouldNotRun(f"{where}: unknown metric {metric!r} (known: {', '.join(METRIC_KEYS)})")
     if isinstance(spec, (int, float)):
         raise CouldNotRun(f"{where}.{metric}: give a tolerance, e.g. {{ value = {spec}, tol = 0.01 }}")
     try:
@@ -108,7 +108,7 @@ def load_golden(suite: Suite) -> dict[str, Expectation]:
     """The recorded golden values as expectations with the suite's tolerances ({} if none recorded).
 
     Golden values are stage-named (`images.edm`, `features.pool`, `metrics.edm.fid`, `e2e.ddpm.is`,
-    see :mod:`diffit_eval.golden`); stage 1 and 2 record differences, so their expected value is 0.
+    see :mod:`diffit_eval.report.golden`); stage 1 and 2 record differences, so their expected value is 0.
     """
     path = suite.expected_file
     if path is None or not path.is_file():
@@ -229,7 +229,7 @@ def required_assets(suite: Suite, opts: RunOptions | None = None) -> list[Asset]
         assets.append(Asset("Inception weights (--inception-weights)", Path(opts.inception_weights),
                             "check the --inception-weights path"))
     elif suite.kind in ("metrics", "sample") and not os.environ.get("DIFFIT_EVAL_INCEPTION_WEIGHTS"):
-        from diffit_eval.features import INCEPTION_URL, default_weights_path
+        from diffit_eval.assets.inception import INCEPTION_URL, default_weights_path
 
         assets.append(Asset("Inception weights", default_weights_path(), "diffit-eval weights fetch inception",
                             INCEPTION_URL))
@@ -316,8 +316,8 @@ def load_measured(path: str | Path) -> dict[str, Any]:
     obj = _read_json(Path(path))
     if "suite" in obj and isinstance(obj.get("measured"), dict):
         obj = obj["measured"]
-    if not any(m in obj for m in METRICS):
-        raise CouldNotRun(f"{path} is not a `diffit-eval metrics --json` file (none of {', '.join(METRICS)})")
+    if not any(m in obj for m in METRIC_KEYS):
+        raise CouldNotRun(f"{path} is not a `diffit-eval metrics --json` file (none of {', '.join(METRIC_KEYS)})")
     return obj
 
 
@@ -377,12 +377,12 @@ def run_sample_suite(suite: Suite, opts: RunOptions) -> dict[str, Any]:
 
 def run_golden_cpu(workdir: str | Path, settings: dict[str, Any], suites_file: Path,
                    inception_weights: str | Path | None = None, record: bool = False) -> dict[str, Any]:
-    """The golden CPU run (:mod:`diffit_eval.golden`) as a flat dict of stage values.
+    """The golden CPU run (:mod:`diffit_eval.report.golden`) as a flat dict of stage values.
 
     Checking feeds the recorded images to stages 2-3; recording (`record`) uses this run's own and
     writes them, with their feature sketches, to the suite's arrays file.
     """
-    from diffit_eval import golden
+    from diffit_eval.report import golden
 
     arrays = golden.arrays_file(settings, suites_file)
     golden_images, golden_sketch = ({}, {}) if record or not arrays.is_file() else golden.load_arrays(arrays)

@@ -7,9 +7,9 @@ line naming the URL and the flag or path that replaces it (exit 2).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from diffit_eval.errors import MissingAssetError, UserError
 
@@ -23,7 +23,7 @@ class Weights:
 
 
 def _inception() -> Path:
-    from diffit_eval.features import resolve_inception_weights
+    from diffit_eval.assets.inception import resolve_inception_weights
 
     return resolve_inception_weights(None)
 
@@ -57,7 +57,7 @@ def registry() -> dict[str, Weights]:
     from diffit.checkpoint import CHECKPOINTS
     from diffit.vae import VAE_SOURCES, vae_url
 
-    from diffit_eval.features import INCEPTION_URL
+    from diffit_eval.assets.inception import INCEPTION_URL
 
     out = {"inception": Weights("InceptionV3 (torch-fidelity inception-v3-compat)", INCEPTION_URL,
                                 "--inception-weights PATH", _inception)}

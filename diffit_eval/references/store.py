@@ -4,7 +4,7 @@ A reference is one of:
 - an ADM reference batch (`mu`, `sigma`, `mu_s`, `sigma_s`, `arr_0` with the P/R images);
 - a statistics file with only `mu`/`sigma` (EDM fid-refs, clean-fid): FID only;
 - another sample source (npz, folder, run folder): everything is computed from its images;
-- a registry name (`imagenet256`, ...), resolved through :mod:`diffit_eval.refs`.
+- a registry name (`imagenet256`, ...), resolved through :mod:`diffit_eval.references.registry`.
 
 Files written by `diffit-eval ref build` carry a `meta` entry (JSON) saying how they were made;
 files without one are taken to follow the ADM/EDM protocol (legacy TF resize).
@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from diffit_eval.cache import atomic_path, cache_dir, sha256_file
+from diffit_eval.assets.cache import atomic_path, cache_dir, sha256_file
 from diffit_eval.errors import UserError
-from diffit_eval.extract import POOL_DIM, SPATIAL_DIM, FeatureSet, extract_features
-from diffit_eval.sources import NpzMember, NpzSource, _check_image_array, open_samples
-
-METRICS = ("fid", "sfid", "is", "pr")
+from diffit_eval.features.extract import FeatureSet, extract_features
+from diffit_eval.io.sources import NpzMember, NpzSource, _check_image_array, open_samples
+from diffit_eval.protocol import DEFAULT_RESIZE, POOL_DIM, SPATIAL_DIM
 
 
 @dataclass
@@ -37,7 +36,7 @@ class Reference:
     pr_images: NpzMember | None = None     # arr_0 of a reference batch, read on demand
     path: Path | None = None
     sha256: str | None = None
-    resize: str = "legacy-tf"
+    resize: str = DEFAULT_RESIZE
     meta: dict = field(default_factory=dict)
     spec: str | None = None                # what the user passed as --ref: the name every message uses
     resolution_note: str | None = None     # set when samples of another resolution were allowed
@@ -141,7 +140,7 @@ def load_statistics_file(path: Path, name: str | None = None) -> Reference:
                 mu=z["mu"].astype(np.float64), sigma=z["sigma"].astype(np.float64),
                 mu_s=z["mu_s"].astype(np.float64) if "mu_s" in keys else None,
                 sigma_s=z["sigma_s"].astype(np.float64) if "sigma_s" in keys else None,
-                path=path, resize=meta.get("resize", "legacy-tf"), meta=meta,
+                path=path, resize=meta.get("resize", DEFAULT_RESIZE), meta=meta,
             )
         except Exception as e:  # pickled objects, non-numeric arrays, truncated members, bad meta JSON
             raise UserError(f"{path}: cannot read the reference statistics ({type(e).__name__}: {e})") from None
@@ -186,7 +185,7 @@ def load_reference(spec: str, *, net=None, batch_size: int = 64, keep_rows: bool
         return ref
 
     if not path.exists():
-        from diffit_eval import refs
+        from diffit_eval.references import registry as refs
 
         if refs.is_registry_name(spec):
             path = refs.resolve_reference(spec, allow_download=allow_download)

@@ -21,12 +21,12 @@ import json
 import math
 import os
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from diffit_eval.cache import atomic_path, write_json_atomic
+from diffit_eval.assets.cache import atomic_path, write_json_atomic
 from diffit_eval.errors import UserError
 
 MANIFEST = "manifest.json"
@@ -196,7 +196,7 @@ class RunLock:
         self.path = Path(run_dir) / LOCK
         self._file = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         f = open(self.path, "a+")
         try:
@@ -220,7 +220,7 @@ class RunLock:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
@@ -308,7 +308,7 @@ def write_grid(run_dir: Path, manifest: dict) -> list[int] | None:
 
 
 # ----------------------------------------------------------------------------
-# A run folder as a sample source (diffit_eval.sources.SampleSource).
+# A run folder as a sample source (diffit_eval.io.sources.SampleSource).
 
 
 class RunSource:
@@ -354,23 +354,6 @@ class RunSource:
         if self.manifest["config"]["num_classes"] == 0:
             return None
         return np.concatenate([shard["labels"] for shard in iter_shards(self.path, self.manifest)])
-
-    def cached_features(self, net, limit: int | None = None, keep_rows: bool = True):
-        """The per-shard feature rows replayed in seed order into one FeatureSet, when every shard has
-        them for `net`'s weights and resize mode and the whole run is wanted; else None (the caller
-        extracts from the images). The statistics equal those of extracting the images again bit for
-        bit whenever the float32 features do (see :mod:`diffit_eval.stats`)."""
-        from diffit_eval.extract import FeatureSet, load_feature_rows
-
-        if limit is not None and limit != self.num_images:
-            return None
-        paths = [features_path(self.path, k, net.weights_sha256, net.resize) for k in range(self.num_shards)]
-        if not all(p.is_file() for p in paths):
-            return None
-        merged = FeatureSet()
-        for k, p in enumerate(paths):
-            merged.add_rows(load_feature_rows(p, len(shard_seeds(self.seeds, k, self.shard_size))), keep_rows=keep_rows)
-        return merged
 
 
 def latest_run(root: str | os.PathLike = RUNS_ROOT) -> Path:

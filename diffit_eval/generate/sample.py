@@ -1,0 +1,225 @@
+"""The sharded sample generator behind `diffit-eval sample`, as a library call.
+
+`generate(SampleConfig(model="latent-256"))` follows the paper's protocol for the preset unless
+told otherwise: 50,000 samples, the preset's sampler and steps (latent: DDPM 250 with the
+preset's guidance; image space: EDM Heun), classes drawn uniformly per sample, the released
+checkpoint, sd-vae-ft-ema, and the release's truncating uint8 rule.
+
+Randomness follows EDM: sample i draws its class, its initial noise and every per-step noise, in
+that order, from its own generator seeded with i (:class:`diffit.random.StackedRandomGenerator`),
+so the images do not depend on the world size, the batch size or where a run was resumed.
+
+Work is split by shard: shard k holds seeds[k*S:(k+1)*S]; under torchrun or srun each rank takes
+its share of the shard indices (:func:`diffit_eval.distributed.my_share`) and holds at most its
+current batch and one shard of images. Finished shards are skipped on a re-run; rank 0 holds the
+run lock, checks the manifest, and at the end streams the shards into the ADM npz (see
+:mod:`diffit_eval.generate.shards` for the folder layout).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+
+from diffit_eval.generate import shards
+from diffit_eval.protocol import DEFAULT_RESIZE
+
+TEST_PRESETS = ("latent-tiny", "cifar10-tiny")  # no checkpoint: seeded random weights by default
+PRECISIONS = ("fp32", "tf32", "bf16")
+DEFAULT_PRECISION = "tf32"                      # the release: fp32 weights, TF32 matmuls (DiT's sample_ddp.py)
+DEFAULT_BATCH = {"latent": 16, "image": 64}     # per GPU
+DEFAULT_NUM_SAMPLES = 50_000
+DEFAULT_SHARD_SIZE = 1_000
+DEFAULT_QUANTIZE = "truncate"                   # the DiffiT release's uint8 rule (SPEC 2, "Pixels")
+FEATURE_BATCH = 64                              # images per Inception forward for the on-the-fly features
+RESIZE = DEFAULT_RESIZE                         # the published protocol's resize (docs/PROTOCOL.md)
+LATENT_CHANNELS = 4                             # SD VAE latents
+# How long a rank may wait for the others (rank 0 downloading the checkpoint, a rank finishing one
+# more shard than the rest, rank 0 writing the npz); torch's NCCL default of 10 minutes is too short.
+COLLECTIVE_TIMEOUT = timedelta(hours=12)
+
+
+@dataclass
+class SampleConfig:
+    """Everything `diffit-eval sample` takes; None means the preset's (the paper's) choice."""
+
+    model: str                                  # Preset name or alias (diffit.models.MODEL_PRESETS).
+    ckpt: str | None = None                     # Checkpoint name or path, "random" or "random:SEED".
+    vae: str | None = None                      # ema | mse | tiny | PATH (latent models only).
+    steps: int | None = None                    # Sampler steps (DDPM respaced steps, EDM N).
+    cfg_scale: float | None = None              # Guidance scale s (guided presets only); 1 = unguided.
+    num_samples: int | None = None              # Samples with seeds 0..N-1 (default 50,000).
+    seeds: str | None = None                    # "0-49999", "0-9,20-29"; overrides num_samples.
+    batch_size: int | None = None               # Samples per forward on each device.
+    shard_size: int = DEFAULT_SHARD_SIZE        # Samples per shard file.
+    out: str | Path | None = None               # Run folder (default runs/<model>-<sampler><steps>-...).
+    precision: str = DEFAULT_PRECISION          # fp32 | tf32 | bf16 (autocast of the model forward).
+    quantize: str | None = None                 # uint8 rule: truncate | round.
+    compile: bool = False                       # torch.compile the model.
+    features: bool | None = None                # Inception features per shard, for `metrics`; None: auto.
+    inception_weights: str | None = None        # Local Inception weights for the features.
+    device: str | None = None                   # Default: this rank's GPU, else the CPU.
+    verbose: bool = True                        # Progress bar and summary line on rank 0 (stderr).
+
+
+@dataclass
+class RunPlan:
+    """A SampleConfig resolved against the preset and the disk: what every rank needs (picklable)."""
+
+    preset: str
+    run_dir: Path
+    seeds: list[int]
+    shard_size: int
+    batch_size: int
+    steps: int
+    cfg_scale: float | None
+    quantize: str
+    precision: str
+    compile: bool
+    weights: tuple[str, object, str | None]     # ("random", seed, None) or ("file", path, name or path given)
+    vae: str | None
+    inception_weights: str | None               # path resolved on rank 0; None = no features
+    inception_source: str | None = None         # what was given (None: env / cache), for ranks on other nodes
+    manifest: dict = field(default_factory=dict)
+    todo: list[int] = field(default_factory=list)  # shards missing when the run started (set by claim_run_dir)
+
+    @property
+    def num_shards(self) -> int:
+        return shards.num_shards(len(self.seeds), self.shard_size)
+
+
+# ----------------------------------------------------------------------------
+# One batch: the sampler registry.
+
+
+def _sample_ddpm(model, noise, labels, steps, cfg_scale, randn_like):
+    """Latent models: ADM's ancestral DDPM on the respaced schedule, with the preset's guidance."""
+    from diffit.guidance import guided_ddpm_sample
+
+    return guided_ddpm_sample(model, noise, labels, cfg_scale, num_steps=steps, randn_like=randn_like)
+
+
+def _sample_edm(model, noise, labels, steps, cfg_scale, randn_like):
+    """Image-space models: EDM's deterministic Heun sampler (x_0 = noise * sigma_0 happens inside)."""
+    from diffit.edm import EDMPrecond, edm_sampler
+
+    return edm_sampler(EDMPrecond(model), noise, class_labels=labels, randn_like=randn_like, num_steps=steps)
+
+
+# preset.sampler -> fn(model, noise, labels, steps, cfg_scale, randn_like) -> final state (latents or pixels).
+SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
+    "ddpm": _sample_ddpm,
+    "edm": _sample_edm,
+}
+
+
+def _preset(preset):
+    from diffit.models import MODEL_PRESETS, resolve_preset
+
+    return MODEL_PRESETS[resolve_preset(preset)] if isinstance(preset, str) else preset
+
+
+def state_shape(preset) -> tuple[int, int, int]:
+    """C, H, W of the sampler's state: SD latents for latent presets, RGB pixels otherwise."""
+    p = _preset(preset)
+    if p.kind == "latent":
+        return (LATENT_CHANNELS, p.latent_size, p.latent_size)
+    return (3, p.img_resolution, p.img_resolution)
+
+
+@torch.no_grad()
+def sample_batch(model: torch.nn.Module, preset, seeds: list[int], *, steps: int | None = None,
+                 cfg_scale: float | None = None, vae=None, quantize: str = DEFAULT_QUANTIZE,
+                 device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Images for `seeds`, one per seed: (uint8 NHWC tensor, int64 labels or None if unconditional).
+
+    `model` is the preset's network in eval mode (latent: with `forward_with_cfg`); `preset` a
+    name or a ModelPreset; `vae` decodes latent presets. Sample i draws from generator seeds[i]
+    only: its class first, then its initial noise, then the sampler's per-step noise.
+    """
+    from diffit.images import to_uint8
+    from diffit.random import StackedRandomGenerator
+
+    p = _preset(preset)
+    if device is None:
+        device = next(model.parameters()).device
+    if cfg_scale is None and p.guidance is not None:
+        cfg_scale = p.guidance.scale
+    rnd = StackedRandomGenerator(device, seeds)
+    n = len(seeds)
+    labels = rnd.randint(p.num_classes, size=[n], device=device) if p.num_classes else None
+    noise = rnd.randn([n, *state_shape(p)], device=device)
+    x = SAMPLERS[p.sampler](model, noise, labels, steps or p.steps, cfg_scale, rnd.randn_like)
+    if p.kind == "latent":
+        from diffit.vae import decode_latents
+
+        if vae is None:
+            raise ValueError("a latent preset needs a VAE to decode its samples")
+        x = decode_latents(vae, x)
+    return to_uint8(x, quantize), labels
+
+
+# ----------------------------------------------------------------------------
+# The network as it is sampled: precision and compilation.
+
+
+class PreparedModel(torch.nn.Module):
+    """A preset's network in eval mode, its forward under bf16 autocast (`bf16`) and/or torch.compile.
+
+    The output is returned in float32, so the samplers' arithmetic never runs in bf16. For latent
+    models, `forward_with_cfg` is the model class's own guidance code run on this wrapper, so the
+    guided forward passes go through the same autocast and compiled forward.
+    """
+
+    def __init__(self, net: torch.nn.Module, precision: str = "fp32", compile: bool = False) -> None:
+        super().__init__()
+        self.net = net
+        self.call = torch.compile(net) if compile else net
+        self.autocast = precision == "bf16"
+        self.guidance = getattr(net, "guidance", None)
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        if not self.autocast:
+            return self.call(*args, **kwargs)
+        device_type = next(self.net.parameters()).device.type
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            out = self.call(*args, **kwargs)
+        return out.float()
+
+    def forward_with_cfg(self, x, t, y, cfg_scale=None):
+        return type(self.net).forward_with_cfg(self, x, t, y, cfg_scale)
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str):
+    """fp32: no TF32 anywhere; tf32 (and bf16, outside autocast): TF32 matmuls and convolutions. Restored after."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    allow = precision != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def build_model(plan: RunPlan, device: torch.device | str) -> PreparedModel:
+    """The preset's network with the plan's weights, on `device`, ready to sample."""
+    from diffit.presets import create_model
+    from diffit.testing import randomize_weights
+
+    from diffit_eval.assets.checkpoints import load_released
+
+    model = create_model(plan.preset)
+    kind, arg, given = plan.weights
+    if kind == "random":
+        randomize_weights(model, seed=int(arg))
+    else:
+        # A rank on another node may not see rank 0's cache; it then resolves the name itself.
+        load_released(model, arg if Path(arg).is_file() else given)
+    model = model.to(device).eval().requires_grad_(False)
+    return PreparedModel(model, plan.precision, compile=plan.compile)

@@ -1,0 +1,2 @@
+"""Reports: the Table S.1 comparison (:mod:`diffit_eval.report.table`), the regression suites
+(:mod:`diffit_eval.report.regress`) and the golden CPU suite (:mod:`diffit_eval.report.golden`)."""
