@@ -1,6 +1,6 @@
 """DDPM ancestral sampling as in ADM/DiT (Ho et al. 2020; Nichol & Dhariwal 2021), plus DDIM.
 
-Only what sampling needs (SPEC.md section 4): the 1000-step linear beta schedule, ADM's
+Only what sampling needs (docs/PROTOCOL.md, "DDPM"; Dhariwal & Nichol 2021): the 1000-step linear beta schedule, ADM's
 respacing to fewer steps, the learned-range variance, the ancestral step and the DDIM step.
 Schedule terms are computed in float64 NumPy and gathered per step to float32 (float64 when the
 state is float64), as ADM's `_extract_into_tensor` does, so each step's arithmetic is ADM's.
@@ -12,6 +12,7 @@ The model is called as `model(x, t, **model_kwargs)` with `t` the *original* tim
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ def space_timesteps(num_timesteps: int, num_steps: int) -> list[int]:
     """ADM's `space_timesteps(T, str(num_steps))`: evenly strided original indices, first 0, last T-1.
 
     Rule: a float cursor starts at 0 and advances by (T-1)/(num_steps-1); each kept index is
-    Python's round() of the cursor. For 250 of 1000 this is i_k = round(k * 999/249) of SPEC.md
+    Python's round() of the cursor. For 250 of 1000 this is i_k = round(k * 999/249) of docs/PROTOCOL.md, "DDPM"
     section 4 (no k*999/249 lies within float error of a .5 tie, so both readings agree).
     """
     if not 1 <= num_steps <= num_timesteps:
@@ -44,6 +45,19 @@ def space_timesteps(num_timesteps: int, num_steps: int) -> list[int]:
         taken.append(round(cur_idx))
         cur_idx += frac_stride
     return taken
+
+
+class StepTerms(NamedTuple):
+    """The schedule's terms at the current step, each broadcast against x (ADM's names)."""
+
+    alphas_cumprod: torch.Tensor
+    alphas_cumprod_prev: torch.Tensor
+    sqrt_recip_alphas_cumprod: torch.Tensor
+    sqrt_recipm1_alphas_cumprod: torch.Tensor
+    log_betas: torch.Tensor
+    posterior_log_variance_clipped: torch.Tensor
+    posterior_mean_coef1: torch.Tensor
+    posterior_mean_coef2: torch.Tensor
 
 
 class RespacedSchedule:
@@ -78,18 +92,19 @@ class RespacedSchedule:
         self.posterior_log_variance_clipped = np.log(np.append(self.posterior_variance[1], self.posterior_variance[1:]))
         self.posterior_mean_coef1 = self.betas * np.sqrt(self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
         self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - self.alphas_cumprod)
-        self._tables: dict[tuple[str, torch.device], torch.Tensor] = {}
+        self._tables: dict[torch.device, StepTerms] = {}
 
-    def gather(self, name: str, k: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Term `name` at step indices k, shaped to broadcast against x.
+    def at(self, k: torch.Tensor, x: torch.Tensor) -> StepTerms:
+        """Every term at step indices k, shaped to broadcast against x: `sched.at(k, x).log_betas`.
 
         Float32 as ADM's `_extract_into_tensor` (`.float()`), unless x is float64.
         """
         dtype = torch.promote_types(torch.float32, x.dtype)
-        key = (name, x.device)
-        if key not in self._tables:  # Copy each float64 table to the device once.
-            self._tables[key] = torch.from_numpy(getattr(self, name)).to(x.device)
-        return self._tables[key][k].to(dtype).reshape(-1, *[1] * (x.ndim - 1))
+        if x.device not in self._tables:  # Copy the float64 tables to the device once.
+            self._tables[x.device] = StepTerms(*(torch.from_numpy(getattr(self, name)).to(x.device)
+                                                 for name in StepTerms._fields))
+        shape = (-1, *[1] * (x.ndim - 1))
+        return StepTerms(*(table[k].to(dtype).reshape(shape) for table in self._tables[x.device]))
 
 
 # ----------------------------------------------------------------------------
@@ -115,9 +130,9 @@ def _steps(num_steps: int, progress: bool):
     return steps
 
 
-def _predict_xstart(sched: RespacedSchedule, k: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, clip: bool) -> torch.Tensor:
+def _predict_xstart(at: StepTerms, x: torch.Tensor, eps: torch.Tensor, clip: bool) -> torch.Tensor:
     """x_0 = sqrt(1/abar) x_t - sqrt(1/abar - 1) eps, optionally clamped to [-1, 1]."""
-    pred_xstart = sched.gather("sqrt_recip_alphas_cumprod", k, x) * x - sched.gather("sqrt_recipm1_alphas_cumprod", k, x) * eps
+    pred_xstart = at.sqrt_recip_alphas_cumprod * x - at.sqrt_recipm1_alphas_cumprod * eps
     return pred_xstart.clamp(-1, 1) if clip else pred_xstart
 
 
@@ -143,16 +158,17 @@ def ddpm_sampler(
     for i in _steps(num_steps, progress):
         k = torch.full((x.shape[0],), i, dtype=torch.int64, device=x.device)
         eps, var_values = _split_output(model(x, timesteps[k], **model_kwargs), x, need_variance=True)
+        at = sched.at(k, x)
 
         # Learned range: interpolate the log variance between the posterior's and beta's.
-        min_log = sched.gather("posterior_log_variance_clipped", k, x)
-        max_log = sched.gather("log_betas", k, x)
+        min_log = at.posterior_log_variance_clipped
+        max_log = at.log_betas
         frac = (var_values + 1) / 2
         model_log_variance = frac * max_log + (1 - frac) * min_log
 
         # Predict x_0 from eps, then take the posterior mean at that x_0.
-        pred_xstart = _predict_xstart(sched, k, x, eps, clip_denoised)
-        model_mean = sched.gather("posterior_mean_coef1", k, x) * pred_xstart + sched.gather("posterior_mean_coef2", k, x) * x
+        pred_xstart = _predict_xstart(at, x, eps, clip_denoised)
+        model_mean = at.posterior_mean_coef1 * pred_xstart + at.posterior_mean_coef2 * x
 
         # Ancestral step; no noise at the last step.
         z = randn_like(x)
@@ -180,14 +196,15 @@ def ddim_sampler(
     for i in _steps(num_steps, progress):
         k = torch.full((x.shape[0],), i, dtype=torch.int64, device=x.device)
         eps, _ = _split_output(model(x, timesteps[k], **model_kwargs), x, need_variance=False)
+        at = sched.at(k, x)
 
         # Predict x_0, then re-derive eps from it (they differ only when x_0 is clipped).
-        pred_xstart = _predict_xstart(sched, k, x, eps, clip_denoised)
-        eps = (sched.gather("sqrt_recip_alphas_cumprod", k, x) * x - pred_xstart) / sched.gather("sqrt_recipm1_alphas_cumprod", k, x)
+        pred_xstart = _predict_xstart(at, x, eps, clip_denoised)
+        eps = (at.sqrt_recip_alphas_cumprod * x - pred_xstart) / at.sqrt_recipm1_alphas_cumprod
 
         # DDIM step (Song et al. 2021, Eq. 12).
-        alpha_bar = sched.gather("alphas_cumprod", k, x)
-        alpha_bar_prev = sched.gather("alphas_cumprod_prev", k, x)
+        alpha_bar = at.alphas_cumprod
+        alpha_bar_prev = at.alphas_cumprod_prev
         sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
         z = randn_like(x)
         mean_pred = pred_xstart * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev - sigma ** 2) * eps

@@ -2,7 +2,7 @@
 
 Preconditioning (Table 1, "Ours"), the training loss (Eq. 2 with the log-normal sigma density, :class:`EDMLoss`)
 and the deterministic 2nd-order sampler (Algorithm 2, with Algorithm 2's optional churn). Used
-for the image-space DiffiT models (SPEC.md section 4). The sampler's signature is the one of
+for the image-space DiffiT models (docs/PROTOCOL.md, "EDM"; Karras et al. 2022). The sampler's signature is the one of
 EDM's `generate.py`, so a network written for EDM can be passed in unchanged.
 """
 

@@ -15,7 +15,7 @@ from diffit.layers import DiffiTResBlock, Resample, TimestepEmbedder, timestep_e
 
 
 class ImageDiffiT(nn.Module):
-    """Image-space DiffiT: a U-shaped stack of DiffiT ResBlocks with windowed TMSA (SPEC 3).
+    """Image-space DiffiT: a U-shaped stack of DiffiT ResBlocks with windowed TMSA (docs/PROTOCOL.md, "Image-space DiffiT").
 
     The raw network F(x, c_noise) of EDM: the preconditioning lives in :mod:`diffit.edm`.
     Layout (appendix Tables S.2/S.3): Conv3x3 tokenizer to channels[0]; encoder stage i runs

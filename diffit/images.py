@@ -1,6 +1,6 @@
-"""The one float -> uint8 quantisation of generated images (SPEC.md section 2, "Pixels").
+"""The one float -> uint8 quantisation of generated images (docs/PROTOCOL.md, "Pixels").
 
-The rule moves FID measurably (SPEC.md section 7), so it is always named by the caller's preset.
+The rule moves FID measurably (docs/PROTOCOL.md, "Known traps"), so it is always named by the caller's preset.
 """
 
 from __future__ import annotations

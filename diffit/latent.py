@@ -27,7 +27,7 @@ def sincos_pos_embed_2d(embed_dim: int, grid_size: int) -> torch.Tensor:
 
 
 class LatentDiffiT(nn.Module):
-    """Latent DiffiT: patch tokens, DiffiT blocks with global TMSA, class-conditional (SPEC 2)."""
+    """Latent DiffiT: patch tokens, DiffiT blocks with global TMSA, class-conditional (docs/PROTOCOL.md, "Latent DiffiT")."""
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ from diffit.attention import TMSA
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoid of t, cos half first, f_i = exp(-ln(max_period) * i / (dim/2)); float32 (SPEC 2)."""
+    """Sinusoid of t, cos half first, f_i = exp(-ln(max_period) * i / (dim/2)); float32 (docs/PROTOCOL.md, "Model layout")."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     args = t[:, None].float() * freqs[None]

@@ -45,7 +45,7 @@ class ModelPreset:
         return self.latent_size * 8 if self.kind == "latent" else self.img_resolution
 
 
-# Weights are downloaded at the user's request and never shipped (SPEC 2).
+# Weights are downloaded at the user's request and never shipped (docs/PROTOCOL.md, "Checkpoints").
 _RELEASE_LICENCE = "CC-BY-NC-SA-4.0 (README) / NSCLv1 (model card)"
 _NO_WEIGHTS = "no released weights"
 _TEST_ONLY = "test model, random weights"

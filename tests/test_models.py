@@ -1,4 +1,4 @@
-"""DiffiT models against SPEC.md sections 2 and 3: state_dict contract, forward pass, guidance, checkpoints."""
+"""DiffiT models against docs/PROTOCOL.md, "Latent DiffiT" and "Image-space DiffiT": state_dict contract, forward pass, guidance, checkpoints."""
 
 from __future__ import annotations
 
@@ -44,11 +44,11 @@ def tiny_latent(seed: int = 0, **overrides) -> LatentDiffiT:
 
 
 # --------------------------------------------------------------------------------------------
-# 1. State-dict contract (SPEC 2 table), relative position index, parameter counts
+# 1. State-dict contract (docs/PROTOCOL.md, "Model layout"), relative position index, parameter counts
 # --------------------------------------------------------------------------------------------
 
 def spec_state_dict(grid: int, depth: int = 28) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-    """The SPEC 2 table written out: key -> (shape, dtype)."""
+    """The state-dict table of docs/PROTOCOL.md written out: key -> (shape, dtype)."""
     f32, n = torch.float32, grid * grid
     table = {
         "pos_embed": ((1, n, 1152), f32),
@@ -126,11 +126,11 @@ def test_pos_embed_is_dit_sincos():
 
 
 # --------------------------------------------------------------------------------------------
-# 2. The forward pass against an independent re-implementation of SPEC 2
+# 2. The forward pass against an independent re-implementation of docs/PROTOCOL.md, "Model layout"
 # --------------------------------------------------------------------------------------------
 
 def spec_forward(sd: dict, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, heads: int, patch: int = 2):
-    """SPEC 2's latent forward, written with plain ops from a state_dict (one head at a time)."""
+    """The latent forward of docs/PROTOCOL.md, "Model layout",, written with plain ops from a state_dict (one head at a time)."""
     tok = F.conv2d(x, sd["x_embedder.proj.weight"], sd["x_embedder.proj.bias"], stride=patch)
     N, D, G, _ = tok.shape
     tok = tok.flatten(2).transpose(1, 2) + sd["pos_embed"]

@@ -28,7 +28,7 @@ from diffit_eval.io.preprocess import CROPS, adm_center_crop, edm_center_crop, l
 from diffit_eval.references import registry as refs
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC_URLS = {  # SPEC 5 and the issue text
+PROTOCOL_URLS = {  # docs/PROTOCOL.md, "Reference files"
     "imagenet64": "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/ref_batches/imagenet/64/VIRTUAL_imagenet64_labeled.npz",
     "imagenet128": "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/ref_batches/imagenet/128/VIRTUAL_imagenet128_labeled.npz",
     "imagenet256": "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/ref_batches/imagenet/256/VIRTUAL_imagenet256_labeled.npz",
@@ -280,13 +280,13 @@ def test_build_odd_sizes_needs_a_crop(weights, tmp_path):
 
 def test_registry_file_validates():
     entries = refs.load_registry(refs.REGISTRY_PATH)
-    assert set(SPEC_URLS) <= set(entries)
+    assert set(PROTOCOL_URLS) <= set(entries)
     for name, e in entries.items():
         assert e["url"].startswith("https://") and isinstance(e["resolution"], int) and e["content"], name
         assert e["resize"] in ("legacy-tf", "clean") and e["protocol"] and e["source"] and e["licence"], name
         if "sha256" in e:
             assert len(e["sha256"]) == 64 and int(e["sha256"], 16) >= 0
-    for name, url in SPEC_URLS.items():
+    for name, url in PROTOCOL_URLS.items():
         assert entries[name]["url"] == url
     assert entries["imagenet256"]["pr_images"] == 10000 and entries["imagenet256"]["holds"] == ["fid", "sfid", "pr"]
     assert entries["cifar10"]["holds"] == ["fid"] and entries["cifar10-cleanfid-clean"]["resize"] == "clean"
@@ -311,7 +311,7 @@ def test_registry_rejects_bad_entries(tmp_path):
 def test_list_and_show_render(built, capsys):
     code, out, _ = run_cli(capsys, "ref", "list")
     assert code == 0
-    for name in list(SPEC_URLS) + ["mine"]:
+    for name in list(PROTOCOL_URLS) + ["mine"]:
         assert name in out
     assert "built" in out and "fid,sfid,pr" in out
     code, out, _ = run_cli(capsys, "ref", "show", "mine")
@@ -319,7 +319,7 @@ def test_list_and_show_render(built, capsys):
     assert f"statistics over: {N_IMAGES} images" in out and "FAIL" not in out and "positive semi-definite" in out
     assert str(built) in out and "crop=adm" in out and refs.read_record("mine")["sha256"] in out
     code, out, _ = run_cli(capsys, "ref", "show", "imagenet256")
-    assert code == 0 and "not cached" in out and SPEC_URLS["imagenet256"][:40] in out
+    assert code == 0 and "not cached" in out and PROTOCOL_URLS["imagenet256"][:40] in out
     code, _, err = run_cli(capsys, "ref", "show", "no-such-ref")
     assert code == 1 and "unknown reference" in err and "imagenet256" in err
 
@@ -473,6 +473,6 @@ def test_offline_is_one_line_exit_2(command, folders, weights, tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert SPEC_URLS["imagenet256"] in lines[0] and "--ref PATH" in lines[0]
+    assert PROTOCOL_URLS["imagenet256"] in lines[0] and "--ref PATH" in lines[0]
     left = [p for p in (cache / "refs").rglob("*")] if (cache / "refs").exists() else []
     assert left == [], left

@@ -1,6 +1,6 @@
 """Samplers, schedules, guidance helper, per-sample randomness, VAE decoding and uint8 quantisation.
 
-The reference values here are computed independently from SPEC.md section 4 in NumPy, or in
+The reference values here are computed independently from docs/PROTOCOL.md, "Samplers", in NumPy, or in
 closed form for Gaussian data, where the optimal denoiser and the exact sampling maps are known.
 """
 
@@ -33,7 +33,7 @@ def one_thread():
 
 
 # ----------------------------------------------------------------------------
-# Independent NumPy schedule (SPEC.md section 4).
+# Independent NumPy schedule (docs/PROTOCOL.md, "DDPM").
 
 
 def spec_alphas_cumprod() -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The feature network of the ADM evaluation protocol (SPEC 5).
+"""The feature network of the ADM evaluation protocol (docs/PROTOCOL.md, "Feature network").
 
 The 2015-12-05 TensorFlow InceptionV3, as ported by torch-fidelity (`inception-v3-compat`). One
 forward pass gives the three feature sets every metric needs:

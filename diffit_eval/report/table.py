@@ -27,7 +27,7 @@ PUBLISHED_CSV = RESULTS_DIR / "published.csv"
 # The nine columns every consumer may rely on, in this order; `notes` may follow.
 PUBLISHED_COLUMNS = ("model", "dataset", "resolution", "fid", "sfid", "is", "precision", "recall", "source")
 
-# Where each `source` key in published.csv comes from (SPEC sections 1 and 6).
+# Where each `source` key in published.csv comes from (docs/PROTOCOL.md, "Published numbers" and "Regression values").
 SOURCES: dict[str, str] = {
     "appendix-table-s1": "DiffiT appendix, Table S.1",
     "paper-table-1": "DiffiT paper, Table 1 (ImageNet, class-conditional)",
