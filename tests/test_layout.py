@@ -1,0 +1,116 @@
+"""The layout is enforced, not only described: import layers (import-linter), lint (ruff), the
+architecture page against the tree, protocol citations against docs/PROTOCOL.md."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LINT_IMPORTS = shutil.which("lint-imports")
+RUFF = shutil.which("ruff")
+
+
+def _lint_imports(cwd: Path) -> subprocess.CompletedProcess:
+    # PYTHONPATH first: the editable install's finder comes after the path, so a copy in `cwd` wins.
+    env = {"PYTHONPATH": str(cwd), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"}
+    return subprocess.run([LINT_IMPORTS, "--no-cache"], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(LINT_IMPORTS is None, reason="import-linter is in the test extra: pip install -e '.[test]'")
+def test_import_layers_hold():
+    result = _lint_imports(REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "BROKEN" not in result.stdout and result.stdout.count("KEPT") >= 5
+
+
+def _copy_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "tree"
+    for package in ("diffit", "diffit_eval"):
+        shutil.copytree(REPO / package, root / package, ignore=shutil.ignore_patterns("__pycache__", "*.safetensors"))
+    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+    return root
+
+
+@pytest.mark.skipif(LINT_IMPORTS is None, reason="import-linter is in the test extra: pip install -e '.[test]'")
+@pytest.mark.parametrize("module, line, contract", [
+    # the cache (assets, the bottom layer) reaching up to the table (the top of the data path)
+    ("diffit_eval/assets/cache.py", "import diffit_eval.report.table", "diffit_eval follows the data path"),
+    # the sampler reaching forward into the feature network
+    ("diffit_eval/generate/sample.py", "import diffit_eval.features.network", "diffit_eval follows the data path"),
+    # the models importing the evaluation package
+    ("diffit/vae.py", "import diffit_eval.errors", "diffit stands alone: it never imports diffit_eval"),
+    # a metric importing the evaluation stand-ins
+    ("diffit_eval/features/extract.py", "import diffit_eval.testing", "Library code never imports the evaluation stand-ins"),
+])
+def test_a_reversed_import_breaks_the_contract(tmp_path, module, line, contract):
+    root = _copy_tree(tmp_path)
+    assert _lint_imports(root).returncode == 0  # the unmodified copy passes
+    path = root / module
+    path.write_text(path.read_text() + f"\n{line}  # deliberately reversed\n")
+    result = _lint_imports(root)
+    assert result.returncode != 0
+    assert f"{contract} BROKEN" in result.stdout, result.stdout[-3000:]
+
+
+@pytest.mark.skipif(RUFF is None, reason="ruff is in the test extra: pip install -e '.[test]'")
+def test_ruff_check_is_clean():
+    result = subprocess.run([RUFF, "check", "--no-cache", "diffit", "diffit_eval", "tests", "benchmarks"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_diffit_imports_with_diffit_eval_absent():
+    code = "import sys; sys.modules['diffit_eval'] = None; import diffit; diffit.create_model('cifar10-tiny')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_no_mock_in_library_code():
+    hits = [f"{p.relative_to(REPO)}:{i}" for package in ("diffit", "diffit_eval") for p in (REPO / package).rglob("*.py")
+            for i, text in enumerate(p.read_text().splitlines(), 1) if "unittest.mock" in text or "from unittest import" in text]
+    assert hits == []
+
+
+def _architecture_paths() -> list[str]:
+    text = (REPO / "docs" / "ARCHITECTURE.md").read_text()
+    return sorted(set(re.findall(r"`((?:diffit|diffit_eval)/[\w/]*\w(?:\.py)?/?)`", text)))
+
+
+def test_architecture_names_only_modules_that_exist():
+    paths = _architecture_paths()
+    assert len(paths) >= 40, paths  # the page draws the whole layout, module by module
+    missing = [p for p in paths if not (REPO / p).exists()]
+    assert missing == [], f"docs/ARCHITECTURE.md names modules that do not exist: {missing}"
+
+
+def test_architecture_draws_every_module():
+    named = set(_architecture_paths())
+    modules = [str(p.relative_to(REPO)) for package in ("diffit", "diffit_eval") for p in (REPO / package).rglob("*.py")
+               if p.name not in ("__init__.py", "__main__.py") and "_shipped" not in p.parts]
+    undrawn = [m for m in sorted(modules) if m not in named]
+    assert undrawn == [], f"modules missing from docs/ARCHITECTURE.md: {undrawn}"
+
+
+def test_protocol_citations_name_sections_that_exist():
+    headings = {m.strip() for m in re.findall(r"^#+ (.+)$", (REPO / "docs" / "PROTOCOL.md").read_text(), re.M)}
+    cited: dict[str, list[str]] = {}
+    for package in ("diffit", "diffit_eval", "tests", "benchmarks"):
+        for p in (REPO / package).rglob("*.py"):
+            for section in re.findall(r'PROTOCOL\.md, "([^"]+)"', p.read_text()):
+                cited.setdefault(section, []).append(str(p.relative_to(REPO)))
+    assert len(cited) >= 8
+    unknown = {s: files for s, files in cited.items() if s not in headings}
+    assert unknown == {}, f"citations of sections docs/PROTOCOL.md does not have: {unknown}"
+
+
+def test_no_comment_cites_a_file_outside_the_repository():
+    hits = [f"{p.relative_to(REPO)}:{i}" for package in ("diffit", "diffit_eval", "tests", "benchmarks")
+            for p in (REPO / package).rglob("*.py") for i, text in enumerate(p.read_text().splitlines(), 1)
+            if re.search(r"\bSPEC(\.md)?\b", text) and p.name != "test_layout.py"]
+    assert hits == []
