@@ -130,7 +130,7 @@ def test_pos_embed_is_dit_sincos():
 # --------------------------------------------------------------------------------------------
 
 def spec_forward(sd: dict, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, heads: int, patch: int = 2):
-    """The latent forward of docs/PROTOCOL.md, "Model layout",, written with plain ops from a state_dict (one head at a time)."""
+    """The latent forward of docs/PROTOCOL.md ("Model layout"), in plain ops from a state_dict, one head at a time."""
     tok = F.conv2d(x, sd["x_embedder.proj.weight"], sd["x_embedder.proj.bias"], stride=patch)
     N, D, G, _ = tok.shape
     tok = tok.flatten(2).transpose(1, 2) + sd["pos_embed"]
@@ -323,13 +323,136 @@ def test_diffit_imports_without_diffit_eval():
 # 4. Image-space models
 # --------------------------------------------------------------------------------------------
 
+def image_spec_forward(sd: dict, x: torch.Tensor, c_noise: torch.Tensor, blocks: tuple[int, ...], window: int,
+                       resample: str = "conv") -> torch.Tensor:
+    """Image-space DiffiT (docs/PROTOCOL.md, "Image-space DiffiT") in plain float64 ops from a state_dict.
+
+    Written from the description, not from diffit/image.py: windows are cut by explicit pixel
+    coordinates, each pair's bias row is computed from its offsets, one head at a time.
+    """
+    sd = {k: v.double() for k, v in sd.items()}
+    x = x.double()
+
+    def conv(h, name, stride=1, padding=1):
+        return F.conv2d(h, sd[f"{name}.weight"], sd.get(f"{name}.bias"), stride=stride, padding=padding)
+
+    def group_norm(h, name):
+        C = h.shape[1]
+        return F.group_norm(h, 32 if C % 32 == 0 else math.gcd(C, 32), sd[f"{name}.weight"], sd[f"{name}.bias"], eps=1e-6)
+
+    def linear(h, name):
+        return h @ sd[f"{name}.weight"].T + sd[f"{name}.bias"]
+
+    # Time token: 256-d sinusoid of c_noise (cos half first), Linear, Swish, Linear.
+    f = torch.exp(-math.log(10000) * torch.arange(128, dtype=torch.float64) / 128)
+    arg = c_noise.double()[:, None] * f
+    temb = torch.cat([torch.cos(arg), torch.sin(arg)], dim=1)
+    temb = linear(F.silu(linear(temb, "t_embedder.mlp.0")), "t_embedder.mlp.2")
+
+    def tmsa(u, p, w):  # u: (N, H, W, C) normalised tokens
+        N, H, W, C = u.shape
+        heads = sd[f"{p}.relative_position_bias_table"].shape[1]
+        hd = C // heads
+        qkv = linear(u, f"{p}.qkv") + linear(temb, f"{p}.qkv_temb")[:, None, None]
+        out = torch.zeros(N, H, W, C, dtype=torch.float64)
+        coords = [(i, j) for i in range(w) for j in range(w)]  # row-major inside a window
+        bias_row = torch.tensor([[(a[0] - b[0] + w - 1) * (2 * w - 1) + (a[1] - b[1] + w - 1) for b in coords]
+                                 for a in coords])
+        for wy in range(0, H, w):
+            for wx in range(0, W, w):
+                tok = qkv[:, wy:wy + w, wx:wx + w].reshape(N, w * w, 3 * C)
+                outs = []
+                for h in range(heads):
+                    q = tok[..., h * hd:(h + 1) * hd]
+                    k = tok[..., C + h * hd:C + (h + 1) * hd]
+                    v = tok[..., 2 * C + h * hd:2 * C + (h + 1) * hd]
+                    bias = sd[f"{p}.relative_position_bias_table"][bias_row, h]
+                    outs.append(torch.softmax(q @ k.transpose(1, 2) / math.sqrt(hd) + bias, dim=-1) @ v)
+                out[:, wy:wy + w, wx:wx + w] = torch.cat(outs, -1).reshape(N, w, w, C)
+        return linear(out, f"{p}.proj")
+
+    def res_block(h, p, resolution):
+        w = min(window, resolution)
+        y = conv(F.silu(group_norm(h, f"{p}.norm")), f"{p}.conv").permute(0, 2, 3, 1)  # (N, H, W, C)
+        C = y.shape[-1]
+        y = y + tmsa(F.layer_norm(y, (C,), eps=1e-6), f"{p}.block.attn", w)
+        hidden = F.gelu(linear(F.layer_norm(y, (C,), eps=1e-6), f"{p}.block.mlp.fc1"), approximate="tanh")
+        y = (y + linear(hidden, f"{p}.block.mlp.fc2")).permute(0, 3, 1, 2)
+        skip = conv(h, f"{p}.skip", padding=0) if f"{p}.skip.weight" in sd else h
+        return y + skip
+
+    def down(h, i):
+        if resample == "bilinear":
+            return F.interpolate(h, scale_factor=0.5, mode="bilinear", align_corners=False)
+        return conv(h, f"down.{i}.conv", stride=2)
+
+    def up(h, i):
+        if resample == "bilinear":
+            return F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return conv(F.interpolate(h, scale_factor=2.0, mode="nearest"), f"up.{i}.conv")
+
+    res = x.shape[-1]
+    h = conv(x, "tokenizer")
+    skips = []
+    for i, n in enumerate(blocks):  # encoder: stage i at res / 2^i, entered by a down-sampler
+        if i > 0:
+            h = down(h, i - 1)
+        for j in range(n):
+            h = res_block(h, f"encoder.{i}.{j}", res >> i)
+        skips.append(h)
+    for d, i in enumerate(reversed(range(len(blocks) - 1))):  # decoder: up, concatenate the skip, blocks
+        h = torch.cat([up(h, d), skips[i]], dim=1)
+        for j in range(blocks[i]):
+            h = res_block(h, f"decoder.{d}.{j}", res >> i)
+    return conv(F.silu(group_norm(h, "head.0")), "head.2")
+
+
+# Narrow versions of every preset option (the full widths take minutes in float64 on 2 CPU cores).
+NARROW = dict(channels=(32, 64, 64), head_channels=16)
+NARROW4 = dict(channels=(32, 64, 64, 64), head_channels=16)
+
+
+@pytest.mark.parametrize("name, options", [
+    ("cifar10-tiny", {}),
+    ("cifar10", dict(NARROW, blocks="I.1")), ("cifar10", dict(NARROW, blocks="H.1")),
+    ("cifar10", dict(NARROW, blocks=(1, 3, 2), resample="bilinear")),
+    ("ffhq64", dict(NARROW4, blocks="I.1")), ("ffhq64", dict(NARROW4, blocks=(1, 1, 1, 1), window_size=4)),
+])
+def test_image_forward_matches_an_independent_reference(name, options):
+    model = randomize_weights(create_model(name, **options).eval(), seed=3)
+    res = model.img_resolution
+    x = torch.randn(2, 3, res, res, generator=torch.Generator().manual_seed(0))
+    c_noise = torch.tensor([-1.2, 0.7])
+    with torch.no_grad():
+        out = model(x, c_noise).double()  # the model runs in float32 (its time sinusoid is float32)
+    expected = image_spec_forward(model.state_dict(), x, c_noise, model.blocks, model.window_size,
+                                  options.get("resample", "conv"))
+    scale = expected.abs().max().item()
+    assert expected.abs().mean() > 0.1 * scale > 0  # random weights, a non-trivial output
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-4 * scale)
+    # A wrong window bias or head split moves the output far beyond float32 rounding.
+    assert (out - expected).abs().max() < 1e-4 * scale
+
+
 @pytest.mark.parametrize("name, res", [("cifar10", 32), ("ffhq64", 64), ("cifar10-tiny", 32)])
 def test_image_presets_keep_the_shape(name, res):
-    model = randomize_weights(create_model(name).eval(), seed=0)
-    x = torch.randn(1, 3, res, res)
+    # A fresh model has EDM's zeroed head: F(x) = 0 exactly, whatever x and the noise level.
+    fresh = create_model(name).eval()
+    x = torch.randn(2, 3, res, res, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        out = model(x, torch.tensor([0.3]))
+        assert torch.equal(fresh(x, torch.tensor([0.3, -2.0])), torch.zeros_like(x))
+    model = randomize_weights(fresh, seed=0)
+    c_noise = torch.tensor([0.3, -2.0])
+    with torch.no_grad():
+        out = model(x, c_noise)
+        alone = model(x[1:], c_noise[1:])
     assert out.shape == x.shape and torch.isfinite(out).all()
+    # The full-width preset against the independent float64 reference, and each image on its own.
+    expected = image_spec_forward(model.state_dict(), x, c_noise, model.blocks, model.window_size)
+    scale = expected.abs().max().item()
+    assert scale > 0
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-4 * scale)
+    torch.testing.assert_close(out[1:], alone, rtol=0, atol=1e-5 * scale)
     print(f"{name}: {parameter_count(model)[0]:,} parameters")
 
 
@@ -339,11 +462,21 @@ def test_image_presets_keep_the_shape(name, res):
     ("cifar10", dict(blocks=(1, 3, 2))), ("ffhq64", dict(blocks=(1, 1, 1, 1), window_size=4)),
 ])
 def test_image_options_on_meta(name, options):
+    # Full width on the meta device (no memory, no compute): the options reach the layout. Their
+    # values are checked at narrow width by test_image_forward_matches_an_independent_reference.
     with torch.device("meta"):
         model = create_model(name, **options)
         res = model.img_resolution
         out = model(torch.empty(2, 3, res, res), torch.empty(2))
     assert out.shape == (2, 3, res, res)
+    named = {"H.1": (4,) * len(model.channels), "I.1": {"cifar10": (2, 2, 2), "ffhq64": (1, 2, 2, 2)}[name]}
+    blocks = options.get("blocks", "I.1")
+    assert model.blocks == (named[blocks] if isinstance(blocks, str) else tuple(blocks))
+    assert [len(stage) for stage in model.encoder] == list(model.blocks)
+    resamplers = [*model.down, *model.up]
+    assert all(hasattr(r, "conv") == (options.get("resample", "conv") == "conv") for r in resamplers)
+    windows = {m.window_size for m in model.modules() if isinstance(m, TMSA)}
+    assert max(windows) == options.get("window_size", model.window_size)
     print(f"{name} {options}: {parameter_count(model)[0]:,} parameters")
 
 
