@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from diffit.errors import CheckpointMismatchError, CheckpointNotFoundError
+from diffit.weights import SHIPPED_WEIGHTS, shipped_weights
 
 __all__ = [
     "CHECKPOINTS", "CheckpointSource", "CheckpointMismatchError", "CheckpointNotFoundError",
@@ -55,10 +56,13 @@ def local_checkpoint(source: str | os.PathLike) -> Path:
     if path.is_file():
         return path
     name = str(source)
+    shipped = shipped_weights(name)
+    if shipped is not None and shipped.is_file():  # weights inside the package (diffit/weights)
+        return shipped
     if name in CHECKPOINTS:
         raise CheckpointNotFoundError(f"checkpoint {name} is a released name, not a file: download "
                                       f"{CHECKPOINTS[name].url} (diffit-eval weights fetch {name}) and pass its path")
-    raise CheckpointNotFoundError(f"checkpoint not found: {name} (not a file, nor one of {', '.join(CHECKPOINTS)})")
+    raise CheckpointNotFoundError(f"checkpoint not found: {name} (not a file, nor one of {', '.join([*CHECKPOINTS, *SHIPPED_WEIGHTS])})")
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:

@@ -14,6 +14,7 @@ PARAMETER_COUNTS = {
     "ffhq64": (23_853_615, 0),
     "latent-tiny": (74_596, 512),
     "cifar10-tiny": (625_779, 0),
+    "digits": (625_779, 0),
 }
 
 
