@@ -110,4 +110,6 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"{e.strerror or type(e).__name__}: {e.filename or e}", 1)
     except MemoryError:
         fail("out of memory; use fewer samples or a smaller --batch-size", 1)
+    if rc == 130:  # the same Ctrl-C, when click hands typer's Exit(130) back as a return code
+        print(f"diffit-eval: interrupted before anything was written; run again: {command_line()}", file=sys.stderr)
     raise SystemExit(rc if isinstance(rc, int) else 0)
