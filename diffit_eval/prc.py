@@ -223,3 +223,25 @@ def precision_recall(ref_feats, sample_feats, *, arith: str = "adm-fp16", k: int
     sam_in, ref_in = _covered(ref, sam, ref_norms, sam_norms, ref_radii, sam_radii, block, arith)
     # Shares as float64, as ADM's np.mean(status.astype(np.float64)) (a float32 mean gives 0.93333334).
     return sam_in.sum().item() / len(sam), ref_in.sum().item() / len(ref)
+
+
+def precision_recall_literal(ref_feats, sample_feats, *, k: int = K) -> tuple[float, float]:
+    """The definition, written literally (Kynkaanniemi et al. 2019, Eq. 1-2) in float64.
+
+    Full distance matrices and `(d <= r).any()`: O(N M) memory, for checking
+    :func:`precision_recall` (the blocked, fused form the protocol runs) on small sets.
+    """
+    ref = np.asarray(ref_feats, np.float64)
+    sam = np.asarray(sample_feats, np.float64)
+    if min(len(ref), len(sam)) <= k:
+        raise ValueError(f"precision/recall need more than {k} points per set, got {len(ref)} and {len(sam)}")
+
+    def sq_dist(u: np.ndarray, v: np.ndarray) -> np.ndarray:  # ||u_i - v_j||^2, by differences
+        return ((u[:, None, :] - v[None, :, :]) ** 2).sum(-1)
+
+    r_ref = np.sort(sq_dist(ref, ref), axis=1)[:, k]  # k-th neighbour; column 0 is the point itself
+    r_sam = np.sort(sq_dist(sam, sam), axis=1)[:, k]
+    d = sq_dist(ref, sam)                              # D(reference, samples)
+    precision = (d <= r_ref[:, None]).any(axis=0).mean()  # a sample inside some reference ball
+    recall = (d <= r_sam[None, :]).any(axis=1).mean()     # a reference point inside some sample ball
+    return float(precision), float(recall)

@@ -21,7 +21,7 @@ from diffit_eval.features.stats import RunningStats
 from diffit_eval.fid import FID_METHODS, frechet_distance, frechet_distance_by, frechet_distance_sqrtm
 from diffit_eval.inception_score import inception_score
 from diffit_eval.io.sources import FolderSource, NpzMember, NpzSource, open_samples
-from diffit_eval.prc import manifold_radii, pairwise_sq_distances, precision_recall
+from diffit_eval.prc import manifold_radii, pairwise_sq_distances, precision_recall, precision_recall_literal
 
 
 def rel(a: float, b: float) -> float:
@@ -357,6 +357,26 @@ def test_exact_precision_recall_equal_float64_brute_force_on_inception_like_feat
     assert 0 < want[0] < 1 and 0 < want[1] < 1
     assert precision_recall(ref, sam, arith="exact", device="cpu") == want
     assert precision_recall(ref, sam, arith="exact", block=9, device="cpu") == want
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fused_precision_recall_equals_the_literal_definition(seed):
+    """prc's literal `(d <= r).any()` beside the blocked, fused one: equal on tied integer data and
+    on pool_3-like rows, and equal to this file's brute force (written apart from both)."""
+    rng = np.random.default_rng(seed)
+    tied = rng.integers(0, 4, (50, 6)).astype(np.float32), rng.integers(0, 4, (41, 6)).astype(np.float32)
+    basis = rng.standard_normal((8, 64))
+    rows = tuple(np.maximum(rng.standard_normal((n, 8)) @ basis + rng.standard_normal((n, 64)) - s, 0).astype(np.float32)
+                 for n, s in ((60, 0.3), (75, 0.1)))
+    for ref, sam in (tied, rows):
+        literal = precision_recall_literal(ref, sam)
+        assert 0 < literal[0] < 1 or 0 < literal[1] < 1
+        assert literal == brute_force_pr(ref, sam)
+        assert precision_recall(ref, sam, arith="exact", block=11, device="cpu") == literal
+    # Small integers are exact in float16, so ADM's arithmetic gives the literal answer there too.
+    assert precision_recall(*tied, device="cpu") == precision_recall_literal(*tied)
+    with pytest.raises(ValueError, match="more than 3 points"):
+        precision_recall_literal(tied[0][:3], tied[1])
 
 
 def test_precision_recall_blocking_does_not_change_results():
