@@ -5,6 +5,7 @@ Nothing is written before every check passed; a refusal leaves no folder and no 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from diffit_eval.errors import MissingAssetError, UserError
@@ -102,19 +103,8 @@ def default_run_dir(preset: str, sampler: str, steps: int, cfg_scale: float | No
 def _command(config: SampleConfig, plan_seeds: str, run_dir: Path, steps: int, cfg: float | None) -> str:
     import shlex
 
-    args = ["diffit-eval", "sample", "--model", config.model]
-    if config.ckpt is not None:
-        args += ["--ckpt", config.ckpt]
-    if config.vae is not None:
-        args += ["--vae", config.vae]
-    args += ["--steps", str(steps)]
-    if cfg is not None:
-        args += ["--cfg-scale", str(cfg)]
-    args += ["--seeds", plan_seeds, "--shard-size", str(config.shard_size), "--precision", config.precision]
-    if config.quantize is not None:
-        args += ["--quantize", config.quantize]
-    args += ["--out", str(run_dir)]
-    return shlex.join(args)
+    resolved = replace(config, steps=steps, cfg_scale=cfg, seeds=plan_seeds, num_samples=None, out=run_dir)
+    return shlex.join(["diffit-eval", *resolved.cli_args()])
 
 
 def plan_run(config: SampleConfig) -> tuple[RunPlan, object | None]:

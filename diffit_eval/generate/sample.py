@@ -66,6 +66,17 @@ class SampleConfig:
     device: str | None = None                   # Default: this rank's GPU, else the CPU.
     verbose: bool = True                        # Progress bar and summary line on rank 0 (stderr).
 
+    def cli_args(self) -> list[str]:
+        """The `diffit-eval sample` arguments that ask for this configuration's images (built here
+        once, for the manifest's resume command and for `regress`). Fields left None keep the
+        preset's choice; how the images are computed (batch, device, compile, features) is not
+        part of what they are, so it is not repeated."""
+        flags = [("--model", self.model), ("--ckpt", self.ckpt), ("--vae", self.vae), ("--steps", self.steps),
+                 ("--cfg-scale", self.cfg_scale), ("--num-samples", self.num_samples), ("--seeds", self.seeds),
+                 ("--shard-size", self.shard_size), ("--precision", self.precision), ("--quantize", self.quantize),
+                 ("--out", self.out)]
+        return ["sample", *(a for flag, value in flags if value is not None for a in (flag, str(value)))]
+
 
 @dataclass
 class RunPlan:

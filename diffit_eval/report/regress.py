@@ -341,14 +341,11 @@ def run_sample(model: str, out_dir: Path, *, seeds: str, num_samples: int | None
                steps: int | None = None, ckpt: str | None = None, extra: list[str] = (),
                launcher: list[str] | None = None) -> Path:
     """`diffit-eval sample --model MODEL --seeds A-B --out DIR`; returns the run folder."""
-    args = ["sample", "--model", model, "--seeds", seeds, "--out", str(out_dir)]
-    if num_samples is not None:
-        args += ["--num-samples", str(num_samples)]
-    if steps is not None:
-        args += ["--steps", str(steps)]
-    if ckpt is not None:
-        args += ["--ckpt", str(ckpt)]
-    _call([*args, *extra], launcher)
+    from diffit_eval.generate.sample import SampleConfig
+
+    config = SampleConfig(model=model, ckpt=None if ckpt is None else str(ckpt), steps=steps, num_samples=num_samples,
+                          seeds=seeds, out=out_dir)
+    _call([*config.cli_args(), *extra], launcher)
     return out_dir
 
 
