@@ -34,6 +34,11 @@ def _env_int(*names: str) -> int | None:
     return None
 
 
+def env_rank() -> int:
+    """This process's rank as torchrun or srun set it (0 for a plain process), without joining a group."""
+    return _env_int("RANK", "SLURM_PROCID") or 0
+
+
 def init(device: str | None = None, timeout: timedelta | None = None) -> Dist:
     """Join the process group described by the environment (idempotent); return this process's place.
 
@@ -42,7 +47,7 @@ def init(device: str | None = None, timeout: timedelta | None = None) -> Dist:
     world = _env_int("WORLD_SIZE", "SLURM_NTASKS") or 1
     if world == 1:
         return Dist()
-    rank = _env_int("RANK", "SLURM_PROCID") or 0
+    rank = env_rank()
     local = _env_int("LOCAL_RANK", "SLURM_LOCALID") or 0
     if not dist.is_initialized():
         os.environ.setdefault("RANK", str(rank))

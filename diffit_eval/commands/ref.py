@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -29,10 +28,6 @@ def _console():
 
     console = Console()
     return console if console.is_terminal else Console(width=max(console.width, 120))
-
-
-def distributed_rank() -> int:
-    return int(os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or 0)
 
 
 def print_list(rows: list[dict]) -> None:
@@ -161,5 +156,7 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:  # while the weights or the images were being opened
             raise Interrupted(f"before any image went through the network; nothing was written; "
                               f"run again: {command_line()}") from None
-        if distributed_rank() == 0:  # under torchrun every rank returns the path; say it once
+        from diffit_eval.distributed import env_rank
+
+        if env_rank() == 0:  # under torchrun every rank returns the path; say it once
             typer.echo(f"{name}: wrote {path}")
