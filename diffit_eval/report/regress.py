@@ -191,10 +191,6 @@ class Asset:
     url: str | None = None  # for a manual download
 
 
-def ref_path(name: str) -> Path:
-    return cache_dir() / "refs" / f"{name}.npz"
-
-
 def sample_batch_path(url: str) -> Path:
     return cache_dir() / "sample_batches" / url.rsplit("/", 1)[-1]
 
@@ -216,7 +212,9 @@ def required_assets(suite: Suite, opts: RunOptions | None = None) -> list[Asset]
         if _looks_like_path(ref):
             assets.append(Asset("reference (--ref)", Path(ref), "check the --ref path"))
         else:
-            assets.append(Asset(f"reference {ref}", ref_path(ref), f"diffit-eval ref fetch {ref}"))
+            from diffit_eval.references.registry import cached_path
+
+            assets.append(Asset(f"reference {ref}", cached_path(ref), f"diffit-eval ref fetch {ref}"))
     if s.get("requires_ckpt") and opts.samples is None:
         if opts.ckpt is None:
             assets.append(Asset("checkpoint (no weights were released for this model)", None,
@@ -311,7 +309,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     return obj
 
 
-def load_measured(path: str | Path) -> dict[str, Any]:
+def read_measured(path: str | Path) -> dict[str, Any]:
     """A `metrics --json` file, or the `measured` part of an earlier `regress --json` report."""
     obj = _read_json(Path(path))
     if "suite" in obj and isinstance(obj.get("measured"), dict):
@@ -330,14 +328,14 @@ def _common(opts: RunOptions) -> list[str]:
     return out
 
 
-def run_metrics(samples: str | Path, ref: str | Path, out_json: Path, *, metrics: str,
+def call_metrics(samples: str | Path, ref: str | Path, out_json: Path, *, metrics: str,
                 extra: list[str] = ()) -> dict[str, Any]:
     """`diffit-eval metrics SAMPLES --ref REF --json OUT`, then the JSON it wrote."""
     _call(["metrics", str(samples), "--ref", str(ref), "--json", str(out_json), "--metrics", metrics, *extra])
     return _read_json(out_json)
 
 
-def run_sample(model: str, out_dir: Path, *, seeds: str, num_samples: int | None = None,
+def call_sample(model: str, out_dir: Path, *, seeds: str, num_samples: int | None = None,
                steps: int | None = None, ckpt: str | None = None, extra: list[str] = (),
                launcher: list[str] | None = None) -> Path:
     """`diffit-eval sample --model MODEL --seeds A-B --out DIR`; returns the run folder."""
@@ -359,16 +357,16 @@ def run_metrics_suite(suite: Suite, opts: RunOptions) -> dict[str, Any]:
     samples = opts.samples or sample_batch_path(suite.settings["sample_batch_url"])
     ref = opts.ref or suite.settings["ref"]
     wd = _workdir(suite, opts)
-    return run_metrics(samples, ref, wd / "metrics.json", metrics=suite.metric_flags(), extra=_common(opts))
+    return call_metrics(samples, ref, wd / "metrics.json", metrics=suite.metric_flags(), extra=_common(opts))
 
 
 def run_sample_suite(suite: Suite, opts: RunOptions) -> dict[str, Any]:
     s, wd = suite.settings, _workdir(suite, opts)
     # --samples: an existing run folder (e.g. from a torchrun job) is measured as it is.
-    run = Path(opts.samples) if opts.samples is not None else run_sample(s["model"], wd / "samples", seeds=s["seeds"], num_samples=s.get("num_samples"),
+    run = Path(opts.samples) if opts.samples is not None else call_sample(s["model"], wd / "samples", seeds=s["seeds"], num_samples=s.get("num_samples"),
                      steps=s.get("steps"), ckpt=opts.ckpt or s.get("ckpt"), extra=_common(opts),
                      launcher=opts.launcher)
-    return run_metrics(run, opts.ref or s["ref"], wd / "metrics.json", metrics=suite.metric_flags(),
+    return call_metrics(run, opts.ref or s["ref"], wd / "metrics.json", metrics=suite.metric_flags(),
                        extra=_common(opts))
 
 
@@ -549,7 +547,7 @@ def regress(
             if suite.kind == "golden":
                 raise CouldNotRun(f"suite {suite.name} is checked stage by stage from its own run; "
                                   "drop --measured")
-            return evaluate_measured(suite, load_measured(measured), str(measured))
+            return evaluate_measured(suite, read_measured(measured), str(measured))
         if not suite.expected and suite.kind == "golden":
             return evaluate_measured(suite, {}, None)  # nothing to compare with: say so before running
         if fetch:
