@@ -27,6 +27,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from unittest import mock  # benchmarks may patch; production code never does
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 SPREAD = {  # name -> (environment, settings overrides); the recorded run is avx2, 2 threads, batch 64
     "default": ({"ATEN_CPU_CAPABILITY": "default"}, {}),
@@ -77,18 +79,51 @@ def _patches(variant: str, settings: dict) -> list:
     return []
 
 
+SAMPLER_CHANGES = ("rho", "sigma_max", "guidance", "timestep")
+
+
 def run_variant(variant: str, overrides: dict) -> dict:
-    """The stage values of one golden run against the recorded golden (this process)."""
-    from diffit_eval import regress
+    """The stage values of one golden run against the recorded golden (this process).
+
+    Spread variants ("none") run every stage. A sensitivity variant runs only the stages its change
+    reaches first, since that is where the suite catches it: sampler changes stages 0-1 (sampler output, images),
+    the resize mode stage 2 (features), P/R's k stage 3 (metrics from the recorded images).
+    """
+    from diffit_eval.report import golden
+    from diffit_eval.report import regress
 
     suite = regress.get_suite("golden-cpu")
     settings = json.loads(json.dumps(suite.settings))
     settings.update(overrides)
+    expected = {e.metric: e.value for e in suite.expected.values()}
+    images, sketches = golden.load_arrays(golden.arrays_file(settings, suite.suites_file))
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="golden-spread-") as wd:
         for p in _patches(variant, settings):
             stack.enter_context(p)
-        values = regress.run_golden_cpu(wd, settings, suite.suites_file)
-    expected = {e.metric: e.value for e in suite.expected.values()}
+        if variant == "none":
+            values = regress.run_golden_cpu(wd, settings, suite.suites_file)
+        elif variant in SAMPLER_CHANGES:
+            drawn = {s.name: golden.sample_set(s, Path(wd) / s.name, int(settings["batch_size"]))
+                     for s in golden.golden_sets(settings)}
+            values = {f"images.{n}": float(np.count_nonzero(a != images[n])) for n, a in drawn.items()}
+            for st in golden.golden_sets(settings):
+                if st.ref:
+                    ref = sketches[st.name][golden.SAMPLER_KEY]
+                    values[f"sampler.{st.name}"] = float(np.abs(golden.sampler_state(st) - ref).max() / np.abs(ref).max())
+        else:
+            from diffit_eval.features.network import load_feature_network
+            from diffit_eval.testing import make_standin_weights
+
+            weights = make_standin_weights(Path(wd) / "w.pth", seed=int(settings["standin_seed"]))
+            net = load_feature_network(weights, device="cpu", resize=settings["resize"], allow_download=False)
+            feats = {n: golden.extract(net, a, int(settings["feature_batch"])) for n, a in images.items()}
+            measured = {"images": images, "sketch": {n: golden.sketch(f) for n, f in feats.items()}}
+            values = {k: v for k, v in golden.stage_values(measured, images, sketches).items()
+                      if k.startswith("features.")}
+            for s in golden.golden_sets(settings):
+                if s.ref:
+                    values.update({f"metrics.{s.name}.{k}": v for k, v in
+                                   golden.metrics_from_features(feats[s.name], feats[s.ref]).items()})
     return {k: abs(float(v) - expected.get(k, 0.0)) for k, v in values.items() if isinstance(v, (int, float))}
 
 
@@ -123,7 +158,7 @@ def main() -> None:
         for name in SENSITIVITY:
             print(f"sensitivity {name} ...", file=sys.stderr, flush=True)
             sens[name] = _subprocess(name, {}, {})
-    from diffit_eval import regress
+    from diffit_eval.report import regress
 
     suite = regress.get_suite("golden-cpu")
     rows = []

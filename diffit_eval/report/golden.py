@@ -6,6 +6,8 @@ Four seeded sample sets are drawn through the library (`diffit_eval.generate.run
 scored against itself, which would give FID 0 and exercise nothing. Each stage is
 compared with arrays and values recorded in `results/golden-cpu.npz` / `golden-cpu.json`:
 
+0. `sampler.<set>`: the sampler's float output (before VAE and uint8) for the set's first 4 seeds,
+   max |difference| relative to its scale: sub-pixel changes (guidance scale) show here.
 1. `images.<set>`: uint8 pixels that differ from the recorded images (sampler, model, VAE, pixels).
 2. `features.<pool|spatial|logits>`: the feature network on the *recorded* images, through a fixed
    16-d random projection (a "sketch"), max |difference| relative to the sketch's scale. Feeding
@@ -87,6 +89,39 @@ def sample_set(s: GoldenSet, out: Path, batch_size: int) -> np.ndarray:
     return np.concatenate(list(open_samples(run).iter_batches(256)))
 
 
+SAMPLER_KEY = "sampler_state"
+SAMPLER_SEEDS = 4  # samples whose float sampler output (before the VAE and uint8) stage 0 records
+
+
+def sampler_state(s: GoldenSet) -> np.ndarray:
+    """Stage 0: the sampler's final float state (latents or pixels) for the set's first seeds.
+
+    uint8 pixels hide changes below one level (a guidance scale 4.4 -> 4.41 on a random tiny
+    model moves no pixel), so the sampler's own output is compared before any rounding.
+    """
+    import torch
+    from diffit.presets import MODEL_PRESETS, resolve_preset
+    from diffit.random import StackedRandomGenerator
+    from diffit.testing import randomize_weights
+
+    from diffit_eval.generate.sample import SAMPLERS, PreparedModel, state_shape
+    from diffit_eval.generate.shards import parse_seeds
+
+    p = MODEL_PRESETS[resolve_preset(s.model)]
+    from diffit.presets import create_model
+
+    net = randomize_weights(create_model(s.model), seed=0).eval().requires_grad_(False)
+    model = PreparedModel(net)
+    seeds = parse_seeds(s.seeds)[:SAMPLER_SEEDS]
+    rnd = StackedRandomGenerator("cpu", seeds)
+    labels = rnd.randint(p.num_classes, size=[len(seeds)]) if p.num_classes else None
+    noise = rnd.randn([len(seeds), *state_shape(p)])
+    cfg = s.cfg_scale if s.cfg_scale is not None else (p.guidance.scale if p.guidance is not None else None)
+    with torch.no_grad():
+        x = SAMPLERS[p.sampler](model, noise, labels, s.steps, cfg, rnd.randn_like)
+    return x.double().cpu().numpy()
+
+
 def extract(net, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
     """pool / spatial / logits (float32 rows) of `images` through the feature network."""
     import torch
@@ -155,6 +190,7 @@ def measure(settings: dict[str, Any], workdir: Path, golden_images: dict[str, np
                                                         seed=int(settings.get("standin_seed", 0)))
     batch = int(settings.get("batch_size", 64))
     images = {s.name: sample_set(s, workdir / s.name, batch) for s in sets}
+    states = {s.name: sampler_state(s) for s in sets if s.ref is not None}
     net = load_feature_network(weights, device="cpu", resize=str(settings.get("resize", DEFAULT_RESIZE)),
                                allow_download=False)
     fb = int(settings.get("feature_batch", 64))
@@ -164,7 +200,7 @@ def measure(settings: dict[str, Any], workdir: Path, golden_images: dict[str, np
     stage3 = {s.name: metrics_from_features(feats[s.name], feats[s.ref]) for s in scored}
     stage4 = {s.name: e2e_metrics(workdir / s.name, workdir / s.ref, weights, settings,
                                   workdir / f"{s.name}-metrics.json") for s in scored}
-    return {"images": images, "sketch": {name: sketch(f) for name, f in feats.items()},
+    return {"images": images, "states": states, "sketch": {name: sketch(f) for name, f in feats.items()},
             "metrics": stage3, "e2e": stage4, "weights": weights}
 
 
@@ -181,6 +217,8 @@ def save_arrays(path: Path, measured: dict[str, Any]) -> None:
 
     arrays = {f"images/{n}": a for n, a in measured["images"].items()}
     arrays.update({f"sketch/{n}/{k}": v for n, sk in measured["sketch"].items() for k, v in sk.items()})
+    # stage 0's float sampler output rides with the set's sketches (same per-set layout)
+    arrays.update({f"sketch/{n}/{SAMPLER_KEY}": v for n, v in measured["states"].items()})
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
 
@@ -201,8 +239,13 @@ def load_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, dict[str, 
 
 def stage_values(measured: dict[str, Any], golden_images: dict[str, np.ndarray],
                  golden_sketch: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
-    """Stage 1 and 2 numbers: differing pixels per set, relative sketch difference per feature kind."""
+    """Stage 0-2 numbers: relative sampler-output difference and differing pixels per set, relative
+    sketch difference per feature kind."""
     out: dict[str, float] = {}
+    for name, state in measured.get("states", {}).items():
+        ref = golden_sketch.get(name, {}).get(SAMPLER_KEY)
+        out[f"sampler.{name}"] = (float("inf") if ref is None or ref.shape != state.shape
+                                  else float(np.abs(state - ref).max() / np.abs(ref).max()))
     for name, img in measured["images"].items():
         ref = golden_images.get(name)
         out[f"images.{name}"] = float(img.size if ref is None or ref.shape != img.shape
