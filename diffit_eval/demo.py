@@ -40,6 +40,7 @@ LABELS = {
     "untrained": "DiffiT digits (untrained)",
 }
 DEFAULT_NUM_SAMPLES = 256             # per row; at most the 297 held-out digits
+MIN_SAMPLES = 16                      # precision/recall need more than k = 3 neighbours; covariances many more
 
 
 def to_gray8(images: np.ndarray) -> np.ndarray:
@@ -144,12 +145,15 @@ def run_demo(out: Path, num_samples: int = DEFAULT_NUM_SAMPLES, *, steps: int | 
     """
     from diffit_eval.assets.cache import write_json_atomic
     from diffit_eval.io.sources import sklearn_digits
+
+    if ceiling_samples is not None and ceiling_samples < MIN_SAMPLES:
+        raise UserError(f"ceiling_samples must be at least {MIN_SAMPLES}, got {ceiling_samples}")
     from diffit_eval.provenance import device_description, now_iso, package_versions
 
     t0 = time.time()
     heldout, _ = sklearn_digits("heldout", 16)
-    if not 2 <= num_samples <= len(heldout):
-        raise UserError(f"--num-samples must be between 2 and {len(heldout)} (the held-out digits), got {num_samples}")
+    if not MIN_SAMPLES <= num_samples <= len(heldout):
+        raise UserError(f"--num-samples must be between {MIN_SAMPLES} and {len(heldout)} (the held-out digits), got {num_samples}")
     net = digit_features(16)
     train, _ = sklearn_digits("train", 16)
     ref_hidden, _ = net(train)

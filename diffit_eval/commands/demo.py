@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
                               "beside held-out real digits (floor) and the untrained model (ceiling); writes grid.png.")
     def demo(
         out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the two sample runs, the metrics JSONs and grid.png."),
-        num_samples: int = typer.Option(256, "--num-samples", min=2, max=297, help="Images per row (seeds 0..N-1; at most the 297 held-out digits)."),
+        num_samples: int = typer.Option(256, "--num-samples", min=16, max=297, help="Images per row (seeds 0..N-1; at most the 297 held-out digits)."),
         steps: int = typer.Option(18, "--steps", min=2, help="EDM Heun steps (2N-1 network calls)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     ) -> None:
