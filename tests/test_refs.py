@@ -25,6 +25,7 @@ from PIL import Image
 
 from diffit_eval.errors import MissingAssetError, UserError
 from diffit_eval.io.preprocess import CROPS, adm_center_crop, edm_center_crop, load_preprocessed, open_image_set
+from diffit_eval.references import build
 from diffit_eval.references import registry as refs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,7 +100,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def built(cache, folders, weights) -> Path:
     """`ref build` of folder a into the cache under the name `mine`."""
-    path = refs.build_reference(folders[0], name="mine", resolution=32, weights=weights, **FIXTURE_BUILD)
+    path = build.build_reference(folders[0], name="mine", resolution=32, weights=weights, **FIXTURE_BUILD)
     assert path == cache / "refs" / "mine.npz"
     return path
 
@@ -189,7 +190,7 @@ def test_build_is_deterministic_across_world_sizes(cache, folders, weights, tmp_
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        again = refs.build_reference(data, name="again", out=tmp_path / "again.npz", resolution=32, weights=weights,
+        again = build.build_reference(data, name="again", out=tmp_path / "again.npz", resolution=32, weights=weights,
                                      batch_size=3, chunk_size=4, pr_images=5, seed=1, workers=0, progress=False)
     finally:
         torch.set_num_threads(threads)
@@ -199,7 +200,7 @@ def test_build_is_deterministic_across_world_sizes(cache, folders, weights, tmp_
     assert a["mu"].dtype == np.float64 and a["sigma"].shape == (2048, 2048) and a["sigma_s"].shape == (2023, 2023)
     # arr_0 holds the seeded subset of the (sorted) images, in index order
     files = sorted(p.relative_to(data).as_posix() for p in data.rglob("*.png"))
-    expect = np.stack([np.asarray(Image.open(data / files[i]).convert("RGB")) for i in refs.pr_subset(10, 5, seed=1)])
+    expect = np.stack([np.asarray(Image.open(data / files[i]).convert("RGB")) for i in build.pr_subset(10, 5, seed=1)])
     assert a["arr_0"].shape == (5, 32, 32, 3) and np.array_equal(a["arr_0"], expect)
     assert not list(tmp_path.glob(".*"))  # no scratch or temporary files left
 
@@ -263,9 +264,9 @@ def test_folder_zip_and_npz_inputs_agree(folders, tmp_path):
 def test_build_odd_sizes_needs_a_crop(weights, tmp_path):
     odd = write_images(tmp_path / "odd", 4, seed=5, shift=0, sizes=[(45, 37), (37, 61), (70, 70)])
     with pytest.raises(UserError, match="not 32x32"):
-        refs.build_reference(odd, name="odd", out=tmp_path / "odd.npz", resolution=32, crop="none",
+        build.build_reference(odd, name="odd", out=tmp_path / "odd.npz", resolution=32, crop="none",
                              weights=weights, pr_images=0, progress=False)
-    path = refs.build_reference(odd, name="odd", out=tmp_path / "odd.npz", resolution=32, crop="edm",
+    path = build.build_reference(odd, name="odd", out=tmp_path / "odd.npz", resolution=32, crop="edm",
                                 weights=weights, pr_images=0, progress=False)
     with np.load(path) as z:
         meta = json.loads(str(z["meta"]))

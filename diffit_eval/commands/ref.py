@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
 
     @ref.command("list", short_help="Registry entries and built references: cached or not.", help="Every registry entry and every reference built into the cache. " + CACHE_HELP)
     def list_() -> None:
-        from diffit_eval.references.registry import list_references
+        from diffit_eval.references.inspect import list_references
 
         print_list(list_references())
 
@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
                               "Exit 1 when a sanity check fails.")
     def show(spec: str = typer.Argument(..., metavar="NAME|PATH")) -> None:
         from diffit_eval.errors import UserError
-        from diffit_eval.references.registry import show_reference
+        from diffit_eval.references.inspect import show_reference
 
         report = show_reference(spec)
         print_show(report)
@@ -144,7 +144,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from diffit_eval.cli import command_line
         from diffit_eval.errors import Interrupted
-        from diffit_eval.references.registry import build_reference
+        from diffit_eval.references.build import build_reference
 
         try:
             path = build_reference(data, name=name, resolution=resolution, crop=crop, dataset=dataset, resize=resize,
