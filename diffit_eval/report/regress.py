@@ -387,7 +387,7 @@ def run_golden_cpu(workdir: str | Path, settings: dict[str, Any], suites_file: P
     m = golden.measure(settings, Path(workdir), None if record else golden_images, weights)
     if record:
         golden.save_arrays(arrays, m)
-        golden_images, golden_sketch = m["images"], m["sketch"]
+        golden_images, golden_sketch = golden.load_arrays(arrays)  # as a later check will read them
     values = golden.stage_values(m, golden_images, golden_sketch)
     for stage in ("metrics", "e2e"):
         values.update({f"{stage}.{name}.{k}": v for name, ms in m[stage].items() for k, v in ms.items()})
