@@ -63,7 +63,7 @@ def main() -> None:
 
     import torch
 
-    from diffit_eval.fid import frechet_distance, frechet_distance_sqrtm
+    from diffit_eval.metrics.fid import frechet_distance, frechet_distance_sqrtm
 
     g = torch.Generator().manual_seed(0)
     mu1, s1 = stats(g, args.rows, args.dim, args.rank, 0.0)

@@ -43,7 +43,7 @@ def main() -> None:
 
     import torch
 
-    from diffit_eval.prc import precision_recall
+    from diffit_eval.metrics.prc import precision_recall
 
     rng = np.random.default_rng(0)
     # Generated in chunks straight into float32, so making the inputs does not set the peak.

@@ -3,7 +3,7 @@
     python benchmarks/bench_prc_band.py            # 50,000 samples x 10,000 reference, 2048-d
     python benchmarks/bench_prc_band.py --quick    # 5,000 x 2,000: a try-out in seconds
 
-ADM's evaluator takes squared distances in float16 (`diffit_eval/prc.py`). Where the result
+ADM's evaluator takes squared distances in float16 (`diffit_eval/metrics/prc.py`). Where the result
 depends on how a GPU kernel accumulated (the half row sums |x|^2), the published numbers came
 from an order we cannot know, so this script measures how far P/R move across plausible float16
 rules and against exact (float64) distances. The spread is the band within which a published
@@ -134,7 +134,7 @@ def main() -> None:
     if bad:
         p.error(f"unknown variant(s) {', '.join(bad)}; choose from {','.join(VARIANTS)}")
 
-    from diffit_eval.prc import half_sq_norms, precision_recall
+    from diffit_eval.metrics.prc import half_sq_norms, precision_recall
 
     ref, sam = make_sets(args.n_samples, args.n_ref, args.dim, args.seed)
     sq = (ref.astype(np.float64) ** 2).sum(1)

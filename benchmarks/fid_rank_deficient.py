@@ -34,7 +34,7 @@ def main() -> None:
     p.add_argument("--sizes", default="100,500,1000,2000,4000")
     args = p.parse_args()
 
-    from diffit_eval.fid import frechet_distance, frechet_distance_sqrtm
+    from diffit_eval.metrics.fid import frechet_distance, frechet_distance_sqrtm
 
     sizes = [int(s) for s in args.sizes.split(",")]
     ref, sam = make_sets(max(sizes), args.n_ref, args.dim, seed=0)

@@ -50,7 +50,8 @@ def cpu_has_avx512() -> bool:
 def _patches(variant: str, settings: dict) -> list:
     import diffit.ddpm
     import diffit.edm
-    import diffit_eval.prc
+
+    import diffit_eval.metrics.prc
 
     if variant == "rho":
         return [mock.patch.object(diffit.edm, "edm_sampler", functools.partial(diffit.edm.edm_sampler, rho=7.001))]
@@ -71,11 +72,11 @@ def _patches(variant: str, settings: dict) -> list:
     elif variant == "resize":
         settings["resize"] = "clean"
     elif variant == "pr_k":
-        import diffit_eval.evaluate
+        import diffit_eval.metrics.evaluate
 
-        pr = functools.partial(diffit_eval.prc.precision_recall, k=4)
-        return [mock.patch.object(diffit_eval.prc, "precision_recall", pr),
-                mock.patch.object(diffit_eval.evaluate, "precision_recall", pr)]
+        pr = functools.partial(diffit_eval.metrics.prc.precision_recall, k=4)
+        return [mock.patch.object(diffit_eval.metrics.prc, "precision_recall", pr),
+                mock.patch.object(diffit_eval.metrics.evaluate, "precision_recall", pr)]
     return []
 
 
@@ -89,8 +90,7 @@ def run_variant(variant: str, overrides: dict) -> dict:
     reaches first, since that is where the suite catches it: sampler changes stages 0-1 (sampler output, images),
     the resize mode stage 2 (features), P/R's k stage 3 (metrics from the recorded images).
     """
-    from diffit_eval.report import golden
-    from diffit_eval.report import regress
+    from diffit_eval.report import golden, regress
 
     suite = regress.get_suite("golden-cpu")
     settings = json.loads(json.dumps(suite.settings))

@@ -122,9 +122,9 @@ class DemoResult:
 
 def score(images: np.ndarray, ref_hidden: np.ndarray, net: DigitFeatures) -> dict:
     """FID, IS, precision and recall of `images` against the training digits' hidden features."""
-    from diffit_eval.fid import frechet_distance_by
-    from diffit_eval.inception_score import inception_score
-    from diffit_eval.prc import precision_recall
+    from diffit_eval.metrics.fid import frechet_distance_by
+    from diffit_eval.metrics.inception_score import inception_score
+    from diffit_eval.metrics.prc import precision_recall
 
     hidden, logits = net(images)
     fid = frechet_distance_by("eigh")(hidden.mean(0), np.cov(hidden, rowvar=False),

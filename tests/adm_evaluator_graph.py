@@ -1,13 +1,13 @@
 """ADM's precision/recall (guided-diffusion `evaluations/evaluator.py`) in numpy, each rounding explicit.
 
 A test transcription, written from the evaluator's TensorFlow graph and its Python loops, not
-from `diffit_eval.prc`: `DistanceBlock`, `_batch_pairwise_distances`, `ManifoldEstimator.
+from `diffit_eval.metrics.prc`: `DistanceBlock`, `_batch_pairwise_distances`, `ManifoldEstimator.
 manifold_radii` (full rows, `np.partition`), `evaluate_pr` / `less_thans` (one block D(ref,
 sample) for both directions) and `compute_prec_recall`, with ADM's 10,000-row batches.
 
 Every float16 op is computed exactly in float64 and rounded once to float16 (`_h`; numpy rounds
 a double to half directly), which is what a correctly rounded half op is. The two accumulating
-ops take the choices documented in `diffit_eval/prc.py`: the half squares summed exactly, then
+ops take the choices documented in `diffit_eval/metrics/prc.py`: the half squares summed exactly, then
 rounded; the matmul accumulated in float64 (exact to ~1e-16), then rounded. The float32 redo
 after a non-finite block is the same graph in numpy float32.
 """

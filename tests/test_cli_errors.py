@@ -307,7 +307,7 @@ def test_tables_and_help_fit_the_terminal_with_names(columns, tmp_path):
 def test_model_list_counts_match_the_networks():
     from diffit.models import MODEL_PRESETS, parameter_count
 
-    from diffit_eval.commands.models import PARAMETER_COUNTS
+    from diffit_eval.cli.models import PARAMETER_COUNTS
 
     assert set(PARAMETER_COUNTS) == set(MODEL_PRESETS)
     for name, counts in PARAMETER_COUNTS.items():

@@ -18,10 +18,10 @@ from diffit_eval.errors import UserError
 from diffit_eval.features.extract import FeatureSet, extract_batch
 from diffit_eval.features.network import InceptionFeatures
 from diffit_eval.features.stats import RunningStats
-from diffit_eval.fid import FID_METHODS, frechet_distance, frechet_distance_by, frechet_distance_sqrtm
-from diffit_eval.inception_score import inception_score
 from diffit_eval.io.sources import FolderSource, NpzMember, NpzSource, open_samples
-from diffit_eval.prc import manifold_radii, pairwise_sq_distances, precision_recall, precision_recall_literal
+from diffit_eval.metrics.fid import FID_METHODS, frechet_distance, frechet_distance_by, frechet_distance_sqrtm
+from diffit_eval.metrics.inception_score import inception_score
+from diffit_eval.metrics.prc import manifold_radii, pairwise_sq_distances, precision_recall, precision_recall_literal
 
 
 def rel(a: float, b: float) -> float:
@@ -419,7 +419,7 @@ def test_precision_recall_needs_more_than_k_points():
 
 def test_evaluate_reports_pr_unavailable_for_k_or_fewer_points():
     """3 samples give FID and IS, and P/R as n/a with the reason (not a crash in manifold_radii)."""
-    from diffit_eval.evaluate import evaluate
+    from diffit_eval.metrics.evaluate import evaluate
     from diffit_eval.references.store import Reference
 
     rng = np.random.default_rng(0)

@@ -19,9 +19,9 @@ import pytest
 
 from diffit_eval.assets.cache import sha256_file
 from diffit_eval.assets.inception import INCEPTION_URL
-from diffit_eval.fid import frechet_distance, frechet_distance_sqrtm
-from diffit_eval.inception_score import inception_score
-from diffit_eval.prc import precision_recall
+from diffit_eval.metrics.fid import frechet_distance, frechet_distance_sqrtm
+from diffit_eval.metrics.inception_score import inception_score
+from diffit_eval.metrics.prc import precision_recall
 
 JSON_KEYS = {"fid", "sfid", "is", "is_std", "precision", "recall", "precision_exact", "recall_exact", "num_samples",
              "unavailable", "label", "dataset", "resolution", "samples", "reference", "feature_network", "resize",
@@ -236,7 +236,7 @@ def test_exact_pr_beside_adm_pr_fid_method_and_the_few_samples_warning(files, st
     assert rec2["is"] == rec["is"]
 
     # Enough samples for sFID's 2023 dimensions but not FID's: the warning names FID only; none without FID.
-    from diffit_eval.commands.metrics import rank_deficiency_warning
+    from diffit_eval.cli.metrics import rank_deficiency_warning
 
     assert "of FID (2048-d):" in rank_deficiency_warning({"num_samples": 2030, "fid": 1.0, "sfid": 2.0})
     assert rank_deficiency_warning({"num_samples": 4, "fid": None, "sfid": None}) is None

@@ -555,7 +555,7 @@ def test_unknown_attention_impl():
 def test_models_command_table():
     from rich.console import Console
 
-    from diffit_eval.commands.models import models_table
+    from diffit_eval.cli.models import models_table
 
     console = Console(file=io.StringIO(), width=200)
     console.print(models_table())

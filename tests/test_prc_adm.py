@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffit_eval.prc import (
+from diffit_eval.metrics.prc import (
     half_sq_norms,
     manifold_radii,
     pairwise_sq_distances,

@@ -134,10 +134,10 @@ def offline_env(cache: Path) -> dict[str, str]:
 
 
 def test_build_then_metrics_same_folder_fid_zero(built, folders, weights):
-    from diffit_eval.evaluate import evaluate, run_metrics
     from diffit_eval.features.extract import extract_features
     from diffit_eval.features.network import InceptionFeatures
     from diffit_eval.io.sources import open_samples
+    from diffit_eval.metrics.evaluate import evaluate, run_metrics
     from diffit_eval.references.store import load_reference
 
     meta = refs.read_meta(built)

@@ -259,8 +259,8 @@ def inception(standin_weights) -> Path:
 
 
 def test_metrics_of_run_equal_metrics_of_npz(tmp_path, inception):
-    from diffit_eval.evaluate import run_metrics
     from diffit_eval.features.network import load_feature_network
+    from diffit_eval.metrics.evaluate import run_metrics
 
     # Sampled without features, then the same command with features: the shards get them, no image is redone.
     run = generate(SampleConfig(**{**BASE, "seeds": "0-15"}, batch_size=8, out=tmp_path / "run"))

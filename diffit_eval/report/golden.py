@@ -100,6 +100,7 @@ def sampler_state(s: GoldenSet) -> np.ndarray:
     model moves no pixel), so the sampler's own output is compared before any rounding.
     """
     import torch
+
     from diffit.presets import MODEL_PRESETS, resolve_preset
     from diffit.random import StackedRandomGenerator
     from diffit.testing import randomize_weights
@@ -135,7 +136,7 @@ def extract(net, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
 
 
 def _fid(a: np.ndarray, b: np.ndarray) -> float:
-    from diffit_eval import fid
+    from diffit_eval.metrics import fid
 
     a, b = a.astype(np.float64), b.astype(np.float64)
     return float(fid.frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)))
@@ -143,8 +144,8 @@ def _fid(a: np.ndarray, b: np.ndarray) -> float:
 
 def metrics_from_features(feats: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str, float]:
     """Stage 3: the ADM metrics of one set against the reference set, from features."""
-    from diffit_eval import prc
-    from diffit_eval.inception_score import inception_score
+    from diffit_eval.metrics import prc
+    from diffit_eval.metrics.inception_score import inception_score
 
     precision, recall = prc.precision_recall(ref["pool"], feats["pool"])[:2]
     return {

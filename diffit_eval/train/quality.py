@@ -42,9 +42,9 @@ class FIDProbe:
     @torch.no_grad()
     def measure(self, ema: torch.nn.Module) -> float:
         """FID of `num_samples` EMA samples (seeds 0 .. N-1) against the reference."""
-        from diffit_eval.evaluate import evaluate
         from diffit_eval.features.extract import FeatureSet, extract_batch
         from diffit_eval.generate.sample import sample_batch
+        from diffit_eval.metrics.evaluate import evaluate
 
         was_training = ema.training
         ema.eval()
