@@ -1,7 +1,7 @@
 """The `diffit-eval` command line: a thin Typer layer over the library.
 
-Each command group lives in its own module under :mod:`diffit_eval.commands` and registers
-itself on :data:`app`. :func:`main` turns every user error (and every usage error) into one
+Each command group lives in its own module in this package (`diffit_eval/cli/<command>.py`:
+options, one library call, printing) and registers itself on :data:`app`. :func:`main` turns every user error (and every usage error) into one
 line on stderr and a non-zero exit code, never a traceback. Exit codes (one meaning each, see
 :mod:`diffit_eval.errors`): 1 bad input, 2 missing asset or usage error, 130 interrupted.
 """
@@ -58,10 +58,6 @@ def _root(
     """Reproduce and extend DiffiT's Table S.1."""
 
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"diffit_eval.commands.{_name}").register(app)
-
-
 def fail(message: str, code: int = 1) -> None:
     """Print one error line on stderr and exit."""
     print(f"diffit-eval: error: {message}", file=sys.stderr)
@@ -113,3 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     if rc == 130:  # the same Ctrl-C, when click hands typer's Exit(130) back as a return code
         print(f"diffit-eval: interrupted before anything was written; run again: {command_line()}", file=sys.stderr)
     raise SystemExit(rc if isinstance(rc, int) else 0)
+
+
+# Last, so that a command module may import what is above (`command_line`, `fail`) from here.
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"diffit_eval.cli.{_name}").register(app)

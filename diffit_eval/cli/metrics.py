@@ -98,9 +98,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from diffit_eval.assets.cache import check_writable, write_json_atomic
         from diffit_eval.errors import UserError
-        from diffit_eval.evaluate import parse_metrics
-        from diffit_eval.fid import FID_METHODS
-        from diffit_eval.prc import ARITHS
+        from diffit_eval.metrics.evaluate import parse_metrics
+        from diffit_eval.metrics.fid import FID_METHODS
+        from diffit_eval.metrics.prc import ARITHS
 
         if pr_arith not in ARITHS:
             raise UserError(f"unknown --pr-arith {pr_arith!r}; choose one of {', '.join(ARITHS)}")
@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
             samples = str(latest_run())
             print(f"diffit-eval: using the most recent run: {samples}", file=sys.stderr)
         try:
-            from diffit_eval.evaluate import run_metrics
+            from diffit_eval.metrics.evaluate import run_metrics
 
             record = run_metrics(samples, ref, metrics=wanted, num_samples=num_samples, weights=inception_weights,
                                  device=device, batch_size=batch_size, resize=resize, allow_download=not no_download,

@@ -12,16 +12,16 @@ from pathlib import Path
 from diffit_eval.errors import UserError
 from diffit_eval.features.extract import FeatureSet, extract_features
 from diffit_eval.features.run_features import run_folder_features
-from diffit_eval.fid import frechet_distance_by
 from diffit_eval.generate.shards import RunSource
-from diffit_eval.inception_score import inception_score
 from diffit_eval.io.sources import open_samples
-from diffit_eval.prc import K, precision_recall
+from diffit_eval.metrics.fid import frechet_distance_by
+from diffit_eval.metrics.inception_score import inception_score
+from diffit_eval.metrics.prc import K, precision_recall
 from diffit_eval.protocol import DEFAULT_RESIZE, METRIC_GROUPS
 from diffit_eval.provenance import device_description, now_iso, package_versions
 from diffit_eval.references.store import Reference, load_reference
 
-# precision/recall: ADM's float16 distances (the protocol); *_exact: float64 distances (diffit_eval/prc.py)
+# precision/recall: ADM's float16 distances (the protocol); *_exact: float64 distances (diffit_eval/metrics/prc.py)
 VALUE_KEYS = ("fid", "sfid", "is", "is_std", "precision", "recall", "precision_exact", "recall_exact")
 
 
