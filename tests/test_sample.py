@@ -119,8 +119,8 @@ def test_sample_is_a_function_of_its_seed(baseline):
     """Seeds 13, 9, 8 sampled alone, in another order, give the baseline's samples 13, 9, 8."""
     from diffit.models import create_model
     from diffit.testing import randomize_weights
-    from diffit.vae import load_vae
 
+    from diffit_eval.assets.vae import load_vae
     from diffit_eval.generate.sample import PreparedModel, sample_batch
 
     model = PreparedModel(randomize_weights(create_model("latent-tiny"), seed=0).eval())
