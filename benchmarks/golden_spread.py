@@ -87,7 +87,7 @@ def run_variant(variant: str, overrides: dict) -> dict:
     """The stage values of one golden run against the recorded golden (this process).
 
     Spread variants ("none") run every stage. A sensitivity variant runs only the stages its change
-    reaches first, since that is where the suite catches it: sampler changes stages 0-1 (sampler output, images),
+    reaches first, since that is where the suite catches it: sampler changes stages 0-1 (sampler output, guidance gain, images),
     the resize mode stage 2 (features), P/R's k stage 3 (metrics from the recorded images).
     """
     from diffit_eval.report import golden, regress
@@ -109,7 +109,10 @@ def run_variant(variant: str, overrides: dict) -> dict:
             for st in golden.golden_sets(settings):
                 if st.ref:
                     ref = sketches[st.name][golden.SAMPLER_KEY]
-                    values[f"sampler.{st.name}"] = float(np.abs(golden.sampler_state(st) - ref).max() / np.abs(ref).max())
+                    state, gains = golden.sampler_state(st)
+                    values[f"sampler.{st.name}"] = float(np.abs(state - ref).max() / np.abs(ref).max())
+                    if gains is not None:
+                        values[f"guidance.{st.name}"] = float(np.abs(gains - sketches[st.name][golden.GAIN_KEY]).max())
         else:
             from diffit_eval.features.network import load_feature_network
             from diffit_eval.testing import make_standin_weights

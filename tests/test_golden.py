@@ -101,13 +101,34 @@ def test_repo_golden_is_recorded_for_the_suites_sets():
     sets = golden.golden_sets(suite.settings)
     assert {f"images.{s.name}" for s in sets} <= names
     assert {f"sampler.{s.name}" for s in sets if s.ref} <= names
+    assert "guidance.ddpm" in names and "guidance.edm" not in names  # the guided set's gain stage only
     assert {f"{stage}.{s.name}.{m}" for stage in ("metrics", "e2e") for s in sets if s.ref
             for m in METRIC_KEYS} <= names
     images, sketches = golden.load_arrays(golden.arrays_file(suite.settings, SUITES))
+    assert sketches["ddpm"][golden.GAIN_KEY].shape == (25,)  # one gain per respaced step
     assert set(images) == {s.name for s in sets} and set(sketches) == {s.name for s in sets}
     assert images["edm"].shape == (32, 32, 32, 3) and images["ddpm"].shape == (32, 64, 64, 3)
     # every recorded tolerance is finite and the stage 1/2 values are differences (expected 0)
     assert all(suite.expected[n].value == 0 for n in names if n.split(".")[0] in ("sampler", "images", "features"))
+
+
+def test_guidance_gain_is_the_ramped_scale_at_each_step():
+    """Stage 0's gain probe reads back s_t of the power-cosine ramp at every respaced timestep,
+    from a random network whose cond and uncond outputs differ by ~1e-3 only; the scales 4.4 and
+    4.41 differ at the last step by 0.01, beyond the suite's tolerance."""
+    from diffit.ddpm import space_timesteps
+    from diffit.guidance import cfg_scale_at
+
+    tol = rg.golden_tolerance("guidance.ddpm", rg.get_suite("golden-cpu", SUITES).settings["tolerances"])[0]
+    gains = {}
+    for scale in (4.4, 4.41):
+        state, gains[scale] = golden.sampler_state(golden.GoldenSet("ddpm", "latent-tiny", "0-3", 5, scale, "ddpm_ref"))
+        expected = [cfg_scale_at(float(t), scale, ramp=True, power=4.0) for t in reversed(space_timesteps(1000, 5))]
+        assert state.shape == (4, 4, 8, 8) and np.isfinite(state).all()
+        np.testing.assert_allclose(gains[scale], expected, atol=tol / 5)
+    assert np.abs(gains[4.41] - gains[4.4]).max() > 5 * tol
+    # an unguided preset records no gain
+    assert golden.sampler_state(golden.GoldenSet("edm", "cifar10-tiny", "0-1", 2, None, "edm_ref"))[1] is None
 
 
 def small_suite(tmp_path: Path) -> Path:

@@ -7,7 +7,10 @@ scored against itself, which would give FID 0 and exercise nothing. Each stage i
 compared with arrays and values recorded in `results/golden-cpu.npz` / `golden-cpu.json`:
 
 0. `sampler.<set>`: the sampler's float output (before VAE and uint8) for the set's first 4 seeds,
-   max |difference| relative to its scale: sub-pixel changes (guidance scale) show here.
+   max |difference| relative to its scale: sub-pixel changes (schedule, rho) show here.
+   `guidance.<set>`: for a guided set, the guidance gain realised at each sampler step (the
+   ramp's s_t, measured through the guided model; :class:`GainProbe`), max |difference|. A random
+   model's cond and uncond outputs are nearly equal, so a scale change shows here, not in pixels.
 1. `images.<set>`: uint8 pixels that differ from the recorded images (sampler, model, VAE, pixels).
 2. `features.<pool|spatial|logits>`: the feature network on the *recorded* images, through a fixed
    16-d random projection (a "sketch"), max |difference| relative to the sketch's scale. Feeding
@@ -90,18 +93,49 @@ def sample_set(s: GoldenSet, out: Path, batch_size: int) -> np.ndarray:
 
 
 SAMPLER_KEY = "sampler_state"
+GAIN_KEY = "guidance_gain"
 SAMPLER_SEEDS = 4  # samples whose float sampler output (before the VAE and uint8) stage 0 records
 
 
-def sampler_state(s: GoldenSet) -> np.ndarray:
-    """Stage 0: the sampler's final float state (latents or pixels) for the set's first seeds.
+class GainProbe:
+    """The guided model as the sampler sees it, recording the guidance gain each guided call realises.
+
+    The gain of one call is the least-squares s in guided = uncond + s (cond - uncond) over the
+    guided channels, with cond and uncond from the same network on the same inputs. It equals the
+    guidance scale at that step (the ramp's s_t) up to float rounding, whatever the network: a
+    seeded random model's cond and uncond outputs differ by ~1e-3 relative, so a scale change
+    (4.4 -> 4.41) moves its samples by less than the machine spread, but moves the gain by 0.01.
+    """
+
+    def __init__(self, model) -> None:
+        self.model, self.guidance, self.gains = model, model.guidance, []
+
+    def __call__(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+    def forward_with_cfg(self, x, t, y, cfg_scale=None):
+        import torch
+
+        guided = self.model.forward_with_cfg(x, t, y, cfg_scale)
+        if cfg_scale is not None:
+            half, k = len(x) // 2, self.guidance.channels
+            both = self.model(torch.cat([x[:half], x[:half]]), t, y)[:, :k].double()
+            cond, uncond = both[:half], both[half:]
+            d = cond - uncond
+            self.gains.append(float(((guided[:half, :k].double() - uncond) * d).sum() / (d * d).sum()))
+        return guided
+
+
+def sampler_state(s: GoldenSet) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stage 0: the sampler's final float state (latents or pixels) for the set's first seeds, and
+    for a guided set the guidance gain realised at each step (:class:`GainProbe`).
 
     uint8 pixels hide changes below one level (a guidance scale 4.4 -> 4.41 on a random tiny
     model moves no pixel), so the sampler's own output is compared before any rounding.
     """
     import torch
 
-    from diffit.presets import MODEL_PRESETS, resolve_preset
+    from diffit.presets import MODEL_PRESETS, create_model, resolve_preset
     from diffit.random import StackedRandomGenerator
     from diffit.testing import randomize_weights
 
@@ -109,18 +143,18 @@ def sampler_state(s: GoldenSet) -> np.ndarray:
     from diffit_eval.generate.shards import parse_seeds
 
     p = MODEL_PRESETS[resolve_preset(s.model)]
-    from diffit.presets import create_model
-
     net = randomize_weights(create_model(s.model), seed=0).eval().requires_grad_(False)
     model = PreparedModel(net)
+    probe = GainProbe(model) if p.guidance is not None else None
     seeds = parse_seeds(s.seeds)[:SAMPLER_SEEDS]
     rnd = StackedRandomGenerator("cpu", seeds)
     labels = rnd.randint(p.num_classes, size=[len(seeds)]) if p.num_classes else None
     noise = rnd.randn([len(seeds), *state_shape(p)])
     cfg = s.cfg_scale if s.cfg_scale is not None else (p.guidance.scale if p.guidance is not None else None)
     with torch.no_grad():
-        x = SAMPLERS[p.sampler](model, noise, labels, s.steps, cfg, rnd.randn_like)
-    return x.double().cpu().numpy()
+        x = SAMPLERS[p.sampler](probe or model, noise, labels, s.steps, cfg, rnd.randn_like)
+    gains = np.array(probe.gains, dtype=np.float64) if probe is not None and probe.gains else None
+    return x.double().cpu().numpy(), gains
 
 
 def extract(net, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
@@ -191,7 +225,9 @@ def measure(settings: dict[str, Any], workdir: Path, golden_images: dict[str, np
                                                         seed=int(settings.get("standin_seed", 0)))
     batch = int(settings.get("batch_size", 64))
     images = {s.name: sample_set(s, workdir / s.name, batch) for s in sets}
-    states = {s.name: sampler_state(s) for s in sets if s.ref is not None}
+    probed = {s.name: sampler_state(s) for s in sets if s.ref is not None}
+    states = {name: state for name, (state, _) in probed.items()}
+    gains = {name: g for name, (_, g) in probed.items() if g is not None}
     net = load_feature_network(weights, device="cpu", resize=str(settings.get("resize", DEFAULT_RESIZE)),
                                allow_download=False)
     fb = int(settings.get("feature_batch", 64))
@@ -201,7 +237,7 @@ def measure(settings: dict[str, Any], workdir: Path, golden_images: dict[str, np
     stage3 = {s.name: metrics_from_features(feats[s.name], feats[s.ref]) for s in scored}
     stage4 = {s.name: e2e_metrics(workdir / s.name, workdir / s.ref, weights, settings,
                                   workdir / f"{s.name}-metrics.json") for s in scored}
-    return {"images": images, "states": states, "sketch": {name: sketch(f) for name, f in feats.items()},
+    return {"images": images, "states": states, "gains": gains, "sketch": {name: sketch(f) for name, f in feats.items()},
             "metrics": stage3, "e2e": stage4, "weights": weights}
 
 
@@ -220,6 +256,7 @@ def save_arrays(path: Path, measured: dict[str, Any]) -> None:
     arrays.update({f"sketch/{n}/{k}": v for n, sk in measured["sketch"].items() for k, v in sk.items()})
     # stage 0's float sampler output rides with the set's sketches (same per-set layout)
     arrays.update({f"sketch/{n}/{SAMPLER_KEY}": v for n, v in measured["states"].items()})
+    arrays.update({f"sketch/{n}/{GAIN_KEY}": v for n, v in measured.get("gains", {}).items()})
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
 
@@ -247,6 +284,10 @@ def stage_values(measured: dict[str, Any], golden_images: dict[str, np.ndarray],
         ref = golden_sketch.get(name, {}).get(SAMPLER_KEY)
         out[f"sampler.{name}"] = (float("inf") if ref is None or ref.shape != state.shape
                                   else float(np.abs(state - ref).max() / np.abs(ref).max()))
+    for name, gain in measured.get("gains", {}).items():
+        ref = golden_sketch.get(name, {}).get(GAIN_KEY)
+        out[f"guidance.{name}"] = (float("inf") if ref is None or ref.shape != gain.shape
+                                   else float(np.abs(gain - ref).max()))
     for name, img in measured["images"].items():
         ref = golden_images.get(name)
         out[f"images.{name}"] = float(img.size if ref is None or ref.shape != img.shape
