@@ -8,6 +8,8 @@ SHIPPED = {f"diffit_eval._shipped.{name}": name for name in ("results", "referen
 setup(
     packages=find_packages(include=["diffit", "diffit.*", "diffit_eval", "diffit_eval.*"]) + list(SHIPPED),
     package_dir=SHIPPED,
-    package_data={**{pkg: ["*.toml", "*.csv", "*.json", "*.npz", "*.md"] for pkg in SHIPPED},
-                  "diffit.weights": ["*.safetensors"]},  # the demo's trained digits model (docs/DEMO.md)
+    package_data={
+        **{pkg: ["*.toml", "*.csv", "*.json", "*.npz", "*.md"] for pkg in SHIPPED},
+        "diffit.weights": ["*.safetensors"],
+    },  # the demo's trained digits model (docs/DEMO.md)
 )

@@ -68,16 +68,20 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     mu1, s1 = stats(g, args.rows, args.dim, args.rank, 0.0)
     mu2, s2 = stats(g, args.rows, args.dim, args.rank, 0.2)
-    print(f"statistics: {args.dim}-d from {args.rows} rows per set (rank {args.rank} + diagonal); "
-          f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+    print(
+        f"statistics: {args.dim}-d from {args.rows} rows per set (rank {args.rank} + diagonal); "
+        f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+    )
 
     t_ours, fid_ours = best_of(lambda: frechet_distance(mu1, s1, mu2, s2), args.repeat)
     t_adm, fid_adm = best_of(lambda: frechet_distance_sqrtm(mu1, s1, mu2, s2), args.repeat_sqrtm)
     d = abs(fid_ours - fid_adm)
     print(f"frechet_distance (eigh):        {t_ours:8.3f} s   FID {fid_ours:.10f}")
     print(f"frechet_distance_sqrtm (ADM):   {t_adm:8.3f} s   FID {fid_adm:.10f}")
-    print(f"speed-up {t_adm / t_ours:.1f}x (target >= 5x): {'PASS' if t_adm / t_ours >= 5 else 'FAIL'};  "
-          f"|dFID| = {d:.3e}, relative {d / abs(fid_adm):.3e} (target |dFID| <= 1e-6): {'PASS' if d <= 1e-6 else 'FAIL'}")
+    print(
+        f"speed-up {t_adm / t_ours:.1f}x (target >= 5x): {'PASS' if t_adm / t_ours >= 5 else 'FAIL'};  "
+        f"|dFID| = {d:.3e}, relative {d / abs(fid_adm):.3e} (target |dFID| <= 1e-6): {'PASS' if d <= 1e-6 else 'FAIL'}"
+    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,10 @@ def main() -> None:
         net = net.to(memory_format=torch.channels_last)
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     rng = np.random.default_rng(0)
-    print(f"device {device}, torch threads {torch.get_num_threads()}, {args.images} images per batch size"
-          + (", channels-last" if args.channels_last else ""))
+    print(
+        f"device {device}, torch threads {torch.get_num_threads()}, {args.images} images per batch size"
+        + (", channels-last" if args.channels_last else "")
+    )
     print(f"{'batch':>6} {'images/s':>10} {'s/image':>9}")
     rates = {}
     for bs in sizes:
@@ -65,9 +67,11 @@ def main() -> None:
     best = max(rates, key=rates.get)
     ref = rates.get(CLI_DEFAULT)
     ratio = f"; {best} vs {CLI_DEFAULT}: {rates[best] / ref:.2f}x" if ref else ""
-    print(f"fastest batch size: {best} ({rates[best]:.2f} images/s){ratio}; "
-          f"chosen default: {best if ref is None or rates[best] > 1.1 * ref else CLI_DEFAULT} "
-          f"(keeps {CLI_DEFAULT} unless another size is > 10% faster)")
+    print(
+        f"fastest batch size: {best} ({rates[best]:.2f} images/s){ratio}; "
+        f"chosen default: {best if ref is None or rates[best] > 1.1 * ref else CLI_DEFAULT} "
+        f"(keeps {CLI_DEFAULT} unless another size is > 10% faster)"
+    )
 
 
 if __name__ == "__main__":

@@ -23,13 +23,13 @@ from diffit.models import LatentDiffiT, create_model, parameter_count, set_atten
 
 def forward_macs(model: LatentDiffiT) -> int:
     """Multiply-adds of one image's forward pass (linears, patch conv, attention products)."""
-    n = model.grid_size ** 2
+    n = model.grid_size**2
     d = model.pos_embed.shape[-1]
     block = model.blocks[0]
     mlp = block.mlp.fc1.out_features
     per_block = n * (3 * d * d + d * d + 2 * d * mlp) + 3 * d * d + 2 * n * n * d  # qkv, proj, mlp, qkv_temb, qk^T, av
-    embed = n * d * model.in_channels * model.patch_size ** 2 + 256 * d + d * d
-    final = n * d * model.patch_size ** 2 * model.out_channels
+    embed = n * d * model.in_channels * model.patch_size**2 + 256 * d + d * d
+    final = n * d * model.patch_size**2 * model.out_channels
     return len(model.blocks) * per_block + embed + final
 
 
@@ -68,22 +68,28 @@ def run_cpu(opts: argparse.Namespace) -> None:
     torch.manual_seed(0)
     model = build(opts.model, "cpu")
     args = inputs(model, opts.batch, "cpu")
-    print(f"{opts.model}: {parameter_count(model)[0]:,} trainable parameters, batch {opts.batch}, "
-          f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}")
+    print(
+        f"{opts.model}: {parameter_count(model)[0]:,} trainable parameters, batch {opts.batch}, "
+        f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}"
+    )
     results, outputs = {}, {}
     for impl in ("sdpa", "math"):
         set_attention_impl(impl)
         results[impl] = time_forward(model, args, opts.repeats, opts.warmup, False, contextlib.nullcontext)
         with torch.inference_mode():
             outputs[impl] = model(*args)
-        print(f"  {impl:4s}: median {statistics.median(results[impl]):.3f} s per forward "
-              f"(runs: {', '.join(f'{t:.3f}' for t in results[impl])})")
+        print(
+            f"  {impl:4s}: median {statistics.median(results[impl]):.3f} s per forward "
+            f"(runs: {', '.join(f'{t:.3f}' for t in results[impl])})"
+        )
     set_attention_impl("sdpa")
     ratio = statistics.median(results["math"]) / statistics.median(results["sdpa"])
     diff = (outputs["sdpa"] - outputs["math"]).abs().max().item()
     gflop = 2 * forward_macs(model) * opts.batch / 1e9
-    print(f"  speed-up of sdpa over math: {ratio:.2f}x; max |sdpa - math| = {diff:.2e}; "
-          f"{gflop / statistics.median(results['sdpa']):.1f} GFLOP/s with sdpa")
+    print(
+        f"  speed-up of sdpa over math: {ratio:.2f}x; max |sdpa - math| = {diff:.2e}; "
+        f"{gflop / statistics.median(results['sdpa']):.1f} GFLOP/s with sdpa"
+    )
 
 
 def run_cuda(opts: argparse.Namespace) -> None:
@@ -91,8 +97,10 @@ def run_cuda(opts: argparse.Namespace) -> None:
     model = build(opts.model, "cuda")
     args = inputs(model, opts.batch, "cuda")
     flop = 2 * forward_macs(model)
-    print(f"{opts.model} on {torch.cuda.get_device_name()}: batch {opts.batch}, "
-          f"{flop / 1e9:.1f} GFLOP per image, torch {torch.__version__}")
+    print(
+        f"{opts.model} on {torch.cuda.get_device_name()}: batch {opts.batch}, "
+        f"{flop / 1e9:.1f} GFLOP per image, torch {torch.__version__}"
+    )
     runner = torch.compile(model) if opts.compile else model
     modes = {
         "bf16 autocast": (False, lambda: torch.autocast("cuda", dtype=torch.bfloat16)),
@@ -105,8 +113,10 @@ def run_cuda(opts: argparse.Namespace) -> None:
             torch.backends.cudnn.allow_tf32 = tf32
             times = time_forward(runner, args, opts.repeats, opts.warmup, True, autocast)
             t = statistics.median(times)
-            print(f"  {impl:4s} {label:13s}: {t * 1e3:8.1f} ms  {opts.batch / t:8.1f} images/s  "
-                  f"{flop * opts.batch / t / 1e12:6.1f} TFLOP/s")
+            print(
+                f"  {impl:4s} {label:13s}: {t * 1e3:8.1f} ms  {opts.batch / t:8.1f} images/s  "
+                f"{flop * opts.batch / t / 1e12:6.1f} TFLOP/s"
+            )
     set_attention_impl("sdpa")
 
 

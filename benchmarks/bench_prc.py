@@ -52,12 +52,14 @@ def main() -> None:
     for arr, shift in ((sam, 0.02), (ref, 0.0)):
         for i in range(0, len(arr), 5000):
             chunk = rng.random((min(5000, len(arr) - i), args.dim), dtype=np.float32)
-            arr[i:i + 5000] = chunk * chunk * 0.8 + shift
+            arr[i : i + 5000] = chunk * chunk * 0.8 + shift
     torch.zeros(1)  # load torch's kernels before the baseline
     base = current_rss_bytes()
     peak_before = peak_rss_bytes()
-    print(f"P/R: {args.n_samples} samples x {args.n_ref} reference, {args.dim}-d, block {args.block}, "
-          f"device {args.device}, torch threads {torch.get_num_threads()}")
+    print(
+        f"P/R: {args.n_samples} samples x {args.n_ref} reference, {args.dim}-d, block {args.block}, "
+        f"device {args.device}, torch threads {torch.get_num_threads()}"
+    )
     print(f"features: {(sam.nbytes + ref.nbytes) / 1e9:.2f} GB; process RSS before: {base / 1e9:.2f} GB")
 
     t0 = time.perf_counter()
@@ -67,9 +69,11 @@ def main() -> None:
     peak = peak_rss_bytes()
     extra = max(peak - base, 0)
     print(f"precision {precision:.5f}  recall {recall:.5f}")
-    print(f"wall time {wall:.1f} s; peak extra RSS {extra / 1e9:.2f} GB "
-          f"({extra / TARGET_BYTES:.2f} x the 3 GB target: {'PASS' if extra < TARGET_BYTES else 'FAIL'})"
-          + ("" if peak > peak_before else "  [peak was set before the call: extra is an upper bound]"))
+    print(
+        f"wall time {wall:.1f} s; peak extra RSS {extra / 1e9:.2f} GB "
+        f"({extra / TARGET_BYTES:.2f} x the 3 GB target: {'PASS' if extra < TARGET_BYTES else 'FAIL'})"
+        + ("" if peak > peak_before else "  [peak was set before the call: extra is an upper bound]")
+    )
 
 
 if __name__ == "__main__":

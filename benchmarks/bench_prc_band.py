@@ -40,15 +40,24 @@ LATENT, BASIS_SCALE, NOISE, MEAN, MEAN_SD = 64, 0.15, 0.6, -0.1, 0.25
 TARGET_SQ_NORM = 400.0
 
 
-def standin_pool3(n: int, dim: int, rng: np.random.Generator, basis: np.ndarray, mean: np.ndarray, scale: float,
-                  latent_shift: float = 0.0, noise: float = NOISE, chunk: int = 5000) -> np.ndarray:
+def standin_pool3(
+    n: int,
+    dim: int,
+    rng: np.random.Generator,
+    basis: np.ndarray,
+    mean: np.ndarray,
+    scale: float,
+    latent_shift: float = 0.0,
+    noise: float = NOISE,
+    chunk: int = 5000,
+) -> np.ndarray:
     """[n, dim] float32 ReLU(L B + noise e + m) * scale, made in chunks straight into float32."""
     out = np.empty((n, dim), np.float32)
     for i in range(0, n, chunk):
         m = min(chunk, n - i)
         z = (rng.standard_normal((m, LATENT), dtype=np.float32) + latent_shift) @ basis
         z += noise * rng.standard_normal((m, dim), dtype=np.float32) + mean
-        out[i:i + m] = np.maximum(z, 0) * scale
+        out[i : i + m] = np.maximum(z, 0) * scale
     return out
 
 
@@ -100,7 +109,7 @@ def norms_fp16_block(x: np.ndarray, threads: int = 256, warp: int = 32) -> np.nd
         offset = 1
         while offset < warp:  # lane l += lane l + offset: a shuffle-down tree, lane 0 ends with the warp total
             lanes = lanes.copy()
-            lanes[..., :warp - offset] = lanes[..., :warp - offset] + lanes[..., offset:]
+            lanes[..., : warp - offset] = lanes[..., : warp - offset] + lanes[..., offset:]
             offset *= 2
         total = lanes[:, 0, 0].copy()
         for w in range(1, threads // warp):
@@ -138,11 +147,15 @@ def main() -> None:
 
     ref, sam = make_sets(args.n_samples, args.n_ref, args.dim, args.seed)
     sq = (ref.astype(np.float64) ** 2).sum(1)
-    print(f"P/R band: {args.n_samples} samples x {args.n_ref} reference, {args.dim}-d, seed {args.seed}, "
-          f"device {args.device}, torch threads {torch.get_num_threads()}")
-    print(f"STAND-IN features: zeros {np.mean(ref == 0):.1%} (ref) {np.mean(sam == 0):.1%} (samples); |x|^2 "
-          f"ref mean {sq.mean():.0f} [p5 {np.percentile(sq, 5):.0f}, p95 {np.percentile(sq, 95):.0f}], samples mean "
-          f"{(sam.astype(np.float64) ** 2).sum(1).mean():.0f}")
+    print(
+        f"P/R band: {args.n_samples} samples x {args.n_ref} reference, {args.dim}-d, seed {args.seed}, "
+        f"device {args.device}, torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"STAND-IN features: zeros {np.mean(ref == 0):.1%} (ref) {np.mean(sam == 0):.1%} (samples); |x|^2 "
+        f"ref mean {sq.mean():.0f} [p5 {np.percentile(sq, 5):.0f}, p95 {np.percentile(sq, 95):.0f}], samples mean "
+        f"{(sam.astype(np.float64) ** 2).sum(1).mean():.0f}"
+    )
     exact_norms = half_sq_norms(ref[:2000])
     for name, (_, rule) in VARIANTS.items():
         if rule is not None and name in names:
@@ -155,8 +168,11 @@ def main() -> None:
         t0 = time.perf_counter()
         kwargs = {} if rule is None else {"half_norms": rule}
         results[name] = precision_recall(ref, sam, arith=arith, device=args.device, **kwargs)
-        print(f"  {name:<11} precision {results[name][0]:.4f}  recall {results[name][1]:.4f}  "
-              f"({time.perf_counter() - t0:.1f} s)", flush=True)
+        print(
+            f"  {name:<11} precision {results[name][0]:.4f}  recall {results[name][1]:.4f}  "
+            f"({time.perf_counter() - t0:.1f} s)",
+            flush=True,
+        )
 
     print("\n| variant | precision | recall | precision - exact | recall - exact |")
     print("|---|---|---|---|---|")
@@ -166,11 +182,15 @@ def main() -> None:
         print(f"| {name} | {pr:.4f} | {rc:.4f} | {d[0]} | {d[1]} |")
     half = [v for k, v in results.items() if k != "exact"]
     if len(half) > 1:
-        print(f"\nspread across the float16 variants: precision {max(v[0] for v in half) - min(v[0] for v in half):.4f}, "
-              f"recall {max(v[1] for v in half) - min(v[1] for v in half):.4f}")
+        print(
+            f"\nspread across the float16 variants: precision {max(v[0] for v in half) - min(v[0] for v in half):.4f}, "
+            f"recall {max(v[1] for v in half) - min(v[1] for v in half):.4f}"
+        )
     if ex is not None and half:
-        print(f"largest float16 - exact: precision {max(abs(v[0] - ex[0]) for v in half):.4f}, "
-              f"recall {max(abs(v[1] - ex[1]) for v in half):.4f}")
+        print(
+            f"largest float16 - exact: precision {max(abs(v[0] - ex[0]) for v in half):.4f}, "
+            f"recall {max(abs(v[1] - ex[1]) for v in half):.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -41,9 +41,17 @@ def sd_vae_random(tiny: bool):
         return tiny_vae()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-                             up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512),
-                             layers_per_block=2, latent_channels=4, norm_num_groups=32, sample_size=256).eval()
+        return AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2,
+            latent_channels=4,
+            norm_num_groups=32,
+            sample_size=256,
+        ).eval()
 
 
 def forward_flops(model: torch.nn.Module, preset: str, device: str) -> float:
@@ -63,8 +71,20 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_config(name: str, net: torch.nn.Module, vae, preset: str, *, precision: str, batch: int, steps: int,
-                compile: bool, repeats: int, device: str, flops_per_forward: float) -> dict:
+def time_config(
+    name: str,
+    net: torch.nn.Module,
+    vae,
+    preset: str,
+    *,
+    precision: str,
+    batch: int,
+    steps: int,
+    compile: bool,
+    repeats: int,
+    device: str,
+    flops_per_forward: float,
+) -> dict:
     model = PreparedModel(net, precision, compile=compile)
     seeds = list(range(batch))
     with matmul_precision(precision):
@@ -85,13 +105,19 @@ def time_config(name: str, net: torch.nn.Module, vae, preset: str, *, precision:
             sync(device)
             decodes.append(time.perf_counter() - t0)
     total, decode = statistics.median(totals), statistics.median(decodes)
-    loop = max(total - decode, 1e-9)                      # the DDPM loop: 2 forwards per image and step
-    batch_full = decode + loop / steps * FULL_STEPS       # one batch at the full step count
+    loop = max(total - decode, 1e-9)  # the DDPM loop: 2 forwards per image and step
+    batch_full = decode + loop / steps * FULL_STEPS  # one batch at the full step count
     model_flops = batch * steps * 2 * flops_per_forward
     return {
-        "config": name, "precision": precision, "batch": batch, "compile": compile, "steps_timed": steps,
-        "s_per_batch_timed": round(total, 4), "decode_s_per_batch": round(decode, 4),
-        "images_per_s": round(batch / batch_full, 4), "s_per_image": round(batch_full / batch, 4),
+        "config": name,
+        "precision": precision,
+        "batch": batch,
+        "compile": compile,
+        "steps_timed": steps,
+        "s_per_batch_timed": round(total, 4),
+        "decode_s_per_batch": round(decode, 4),
+        "images_per_s": round(batch / batch_full, 4),
+        "s_per_image": round(batch_full / batch, 4),
         "model_tflops": model_flops / loop / 1e12,
         "images_per_hour_per_device": round(3600 * batch / batch_full, 1),
     }
@@ -101,7 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="latent-tiny + tiny VAE (CPU smoke run)")
     ap.add_argument("--model", default=None, help="latent preset (default latent-256; --tiny: latent-tiny)")
-    ap.add_argument("--steps", type=int, default=None, help="steps to time, extrapolated to 250 (default 250; --tiny 10)")
+    ap.add_argument(
+        "--steps", type=int, default=None, help="steps to time, extrapolated to 250 (default 250; --tiny 10)"
+    )
     ap.add_argument("--batch-size", type=int, default=16, help="per device (the release: 16)")
     ap.add_argument("--bf16-batch-size", type=int, default=None, help="batch for the bf16 runs (default: --batch-size)")
     ap.add_argument("--compile", action="store_true", help="also time bf16 + torch.compile")
@@ -123,10 +151,13 @@ def main(argv: list[str] | None = None) -> None:
     vae = sd_vae_random(args.tiny).to(device).requires_grad_(False)
     flops = forward_flops(net, preset, device)
     guidance = info["guidance"]
-    print(f"{preset} on {torch.cuda.get_device_name() if device.startswith('cuda') else 'cpu'}: "
-          f"{flops / 1e9:.4g} GFLOP per image and forward (counted; the paper's 114 GMACs = 228 GFLOP at 256), "
-          f"guided x2, {FULL_STEPS} steps -> {FULL_STEPS * 2 * flops / 1e12:.4g} TFLOP per image; guidance "
-          f"{guidance['scale']} {guidance['ramp']}; timing {steps} steps", flush=True)
+    print(
+        f"{preset} on {torch.cuda.get_device_name() if device.startswith('cuda') else 'cpu'}: "
+        f"{flops / 1e9:.4g} GFLOP per image and forward (counted; the paper's 114 GMACs = 228 GFLOP at 256), "
+        f"guided x2, {FULL_STEPS} steps -> {FULL_STEPS * 2 * flops / 1e12:.4g} TFLOP per image; guidance "
+        f"{guidance['scale']} {guidance['ramp']}; timing {steps} steps",
+        flush=True,
+    )
 
     bf16_batch = args.bf16_batch_size or args.batch_size
     configs = [("release (fp32+TF32)", "tf32", args.batch_size, False), ("bf16 autocast", "bf16", bf16_batch, False)]
@@ -134,18 +165,41 @@ def main(argv: list[str] | None = None) -> None:
         configs.append(("bf16 + compile", "bf16", bf16_batch, True))
     results = []
     for name, precision, batch, comp in configs:
-        r = time_config(name, net, vae, preset, precision=precision, batch=batch, steps=steps, compile=comp,
-                        repeats=args.repeats, device=device, flops_per_forward=flops)
+        r = time_config(
+            name,
+            net,
+            vae,
+            preset,
+            precision=precision,
+            batch=batch,
+            steps=steps,
+            compile=comp,
+            repeats=args.repeats,
+            device=device,
+            flops_per_forward=flops,
+        )
         results.append(r)
-        print(f"  {name:22s} batch {batch:3d}: {r['images_per_s']:8.3f} img/s at {FULL_STEPS} steps "
-              f"({r['s_per_image']:.3f} s/img, decode {r['decode_s_per_batch']:.3f} s/batch), "
-              f"model {r['model_tflops']:.4g} TFLOP/s", flush=True)
+        print(
+            f"  {name:22s} batch {batch:3d}: {r['images_per_s']:8.3f} img/s at {FULL_STEPS} steps "
+            f"({r['s_per_image']:.3f} s/img, decode {r['decode_s_per_batch']:.3f} s/batch), "
+            f"model {r['model_tflops']:.4g} TFLOP/s",
+            flush=True,
+        )
     if len(results) >= 2:
         print(f"  bf16 / release: {results[1]['images_per_s'] / results[0]['images_per_s']:.2f}x")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"preset": preset, "device": device, "flops_per_forward": flops, "steps_timed": steps,
-                       "results": results}, f, indent=2)
+            json.dump(
+                {
+                    "preset": preset,
+                    "device": device,
+                    "flops_per_forward": flops,
+                    "steps_timed": steps,
+                    "results": results,
+                },
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

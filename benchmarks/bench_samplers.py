@@ -85,19 +85,27 @@ def main() -> None:
         def run():
             gen = StackedRandomGenerator("cpu", range(B))
             return sample(gen.randn([B, 4, 32, 32]), gen.randn_like)
+
         return run
 
     cases = {
         "ddpm, torch.randn_like": lambda: ddpm_sampler(zero, noise, num_steps=steps),
-        "ddpm, per-sample generators": with_generators(lambda z, rl: ddpm_sampler(zero, z, num_steps=steps, randn_like=rl)),
-        "ddim, per-sample generators": with_generators(lambda z, rl: ddim_sampler(zero, z, num_steps=steps, randn_like=rl)),
+        "ddpm, per-sample generators": with_generators(
+            lambda z, rl: ddpm_sampler(zero, z, num_steps=steps, randn_like=rl)
+        ),
+        "ddim, per-sample generators": with_generators(
+            lambda z, rl: ddim_sampler(zero, z, num_steps=steps, randn_like=rl)
+        ),
         "guided ddpm (doubled batch), per-sample": with_generators(
-            lambda z, rl: guided_ddpm_sample(zero, z, labels, 4.4, num_steps=steps, randn_like=rl)),
+            lambda z, rl: guided_ddpm_sample(zero, z, labels, 4.4, num_steps=steps, randn_like=rl)
+        ),
     }
     overhead = {name: per_step_ms(run, steps) for name, run in cases.items()}
     edm_steps = 40
     edm_zero = lambda x, sigma, labels=None: torch.zeros_like(x, dtype=torch.float32)
-    edm_ms = per_step_ms(lambda: edm_sampler(edm_zero, torch.randn(B, 4, 32, 32), num_steps=edm_steps), 2 * edm_steps - 1)
+    edm_ms = per_step_ms(
+        lambda: edm_sampler(edm_zero, torch.randn(B, 4, 32, 32), num_steps=edm_steps), 2 * edm_steps - 1
+    )
 
     fwd, what = forward_ms(B, args.forward_repeats)
     print(f"forward: {what}, batch {B}: {fwd:.1f} ms")
@@ -106,7 +114,9 @@ def main() -> None:
         ratio = ms / fwd
         worst = max(worst, ratio)
         print(f"{name:42s} {ms * 1000:8.1f} us/step   {100 * ratio:.4f}% of a forward")
-    print(f"{'edm (per network call, 4x32x32)':42s} {edm_ms * 1000:8.1f} us/call   {100 * edm_ms / fwd:.4f}% of a forward")
+    print(
+        f"{'edm (per network call, 4x32x32)':42s} {edm_ms * 1000:8.1f} us/call   {100 * edm_ms / fwd:.4f}% of a forward"
+    )
     print(f"worst ratio {100 * worst:.4f}% (budget 2%): {'OK' if worst < 0.02 else 'OVER BUDGET'}")
 
 

@@ -86,17 +86,23 @@ def main() -> None:
         step, net = make_step(args.preset, args.batch, args.device, precision, args.compile)
         times = measure(step, args.device, args.warmup, args.repeats)
         rates[precision] = args.batch / statistics.median(times)
-        print(f"{args.preset} batch {args.batch} {precision} on {args.device}: {statistics.median(times):.3f} s/step "
-              f"(min {min(times):.3f}), {rates[precision]:.2f} img/s")
+        print(
+            f"{args.preset} batch {args.batch} {precision} on {args.device}: {statistics.median(times):.3f} s/step "
+            f"(min {min(times):.3f}), {rates[precision]:.2f} img/s"
+        )
         del step, net
     if len(rates) == 2:
-        print(f"bf16 / fp32 speed: {rates['bf16'] / rates['fp32']:.2f}x  "
-              f"({parameter_count(args.preset)[0]:,} parameters + 2,304 for the augmentation labels)")
+        print(
+            f"bf16 / fp32 speed: {rates['bf16'] / rates['fp32']:.2f}x  "
+            f"({parameter_count(args.preset)[0]:,} parameters + 2,304 for the augmentation labels)"
+        )
     images = c["iterations"] * c["batch"]
     for precision, rate in rates.items():
         hours = images / rate / 3600
-        print(f"paper's run ({c['iterations']:,} iterations x batch {c['batch']} = {images / 1e6:.1f} Mimg) at the "
-              f"{precision} rate: {hours:,.0f} device-hours ({hours / 8:,.1f} h wall on 8 such devices)")
+        print(
+            f"paper's run ({c['iterations']:,} iterations x batch {c['batch']} = {images / 1e6:.1f} Mimg) at the "
+            f"{precision} rate: {hours:,.0f} device-hours ({hours / 8:,.1f} h wall on 8 such devices)"
+        )
 
 
 if __name__ == "__main__":

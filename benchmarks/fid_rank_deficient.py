@@ -51,7 +51,9 @@ def main() -> None:
         a = frechet_distance(mu1, s1, mu2, s2)
         t0 = time.perf_counter()
         b = frechet_distance_sqrtm(mu1, s1, mu2, s2)
-        print(f"| {name} | {a:.6f} | {b:.6f} | {abs(a - b) / abs(b):.1e} | {time.perf_counter() - t0:.1f} |", flush=True)
+        print(
+            f"| {name} | {a:.6f} | {b:.6f} | {abs(a - b) / abs(b):.1e} | {time.perf_counter() - t0:.1f} |", flush=True
+        )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,10 @@ SPREAD = {  # name -> (environment, settings overrides); the recorded run is avx
     "default": ({"ATEN_CPU_CAPABILITY": "default"}, {}),
     "avx512": ({"ATEN_CPU_CAPABILITY": "avx512"}, {}),
     "avx2-1thread-batch8": ({"OMP_NUM_THREADS": "1"}, {"batch_size": 8, "feature_batch": 8}),
-    "default-1thread-batch8": ({"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1"},
-                               {"batch_size": 8, "feature_batch": 8}),
+    "default-1thread-batch8": (
+        {"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1"},
+        {"batch_size": 8, "feature_batch": 8},
+    ),
 }
 SENSITIVITY = ("rho", "sigma_max", "guidance", "timestep", "resize", "pr_k")
 
@@ -56,8 +58,9 @@ def _patches(variant: str, settings: dict) -> list:
     if variant == "rho":
         return [mock.patch.object(diffit.edm, "edm_sampler", functools.partial(diffit.edm.edm_sampler, rho=7.001))]
     if variant == "sigma_max":
-        return [mock.patch.object(diffit.edm, "edm_sampler",
-                                  functools.partial(diffit.edm.edm_sampler, sigma_max=80.01))]
+        return [
+            mock.patch.object(diffit.edm, "edm_sampler", functools.partial(diffit.edm.edm_sampler, sigma_max=80.01))
+        ]
     if variant == "guidance":
         settings["sets"]["ddpm"] = {**settings["sets"]["ddpm"], "cfg_scale": 4.41}
     elif variant == "timestep":
@@ -75,8 +78,10 @@ def _patches(variant: str, settings: dict) -> list:
         import diffit_eval.metrics.evaluate
 
         pr = functools.partial(diffit_eval.metrics.prc.precision_recall, k=4)
-        return [mock.patch.object(diffit_eval.metrics.prc, "precision_recall", pr),
-                mock.patch.object(diffit_eval.metrics.evaluate, "precision_recall", pr)]
+        return [
+            mock.patch.object(diffit_eval.metrics.prc, "precision_recall", pr),
+            mock.patch.object(diffit_eval.metrics.evaluate, "precision_recall", pr),
+        ]
     return []
 
 
@@ -103,8 +108,10 @@ def run_variant(variant: str, overrides: dict) -> dict:
         if variant == "none":
             values = regress.run_golden_cpu(wd, settings, suite.suites_file)
         elif variant in SAMPLER_CHANGES:
-            drawn = {s.name: golden.sample_set(s, Path(wd) / s.name, int(settings["batch_size"]))
-                     for s in golden.golden_sets(settings)}
+            drawn = {
+                s.name: golden.sample_set(s, Path(wd) / s.name, int(settings["batch_size"]))
+                for s in golden.golden_sets(settings)
+            }
             values = {f"images.{n}": float(np.count_nonzero(a != images[n])) for n, a in drawn.items()}
             for st in golden.golden_sets(settings):
                 if st.ref:
@@ -121,12 +128,17 @@ def run_variant(variant: str, overrides: dict) -> dict:
             net = load_feature_network(weights, device="cpu", resize=settings["resize"], allow_download=False)
             feats = {n: golden.extract(net, a, int(settings["feature_batch"])) for n, a in images.items()}
             measured = {"images": images, "sketch": {n: golden.sketch(f) for n, f in feats.items()}}
-            values = {k: v for k, v in golden.stage_values(measured, images, sketches).items()
-                      if k.startswith("features.")}
+            values = {
+                k: v for k, v in golden.stage_values(measured, images, sketches).items() if k.startswith("features.")
+            }
             for s in golden.golden_sets(settings):
                 if s.ref:
-                    values.update({f"metrics.{s.name}.{k}": v for k, v in
-                                   golden.metrics_from_features(feats[s.name], feats[s.ref]).items()})
+                    values.update(
+                        {
+                            f"metrics.{s.name}.{k}": v
+                            for k, v in golden.metrics_from_features(feats[s.name], feats[s.ref]).items()
+                        }
+                    )
     return {k: abs(float(v) - expected.get(k, 0.0)) for k, v in values.items() if isinstance(v, (int, float))}
 
 
@@ -171,14 +183,18 @@ def main() -> None:
         rows.append((key, worst, e.bound, moved))
     print(f"{'value':24s} {'spread':>10s} {'bound':>10s}  " + " ".join(f"{n:>10s}" for n in SENSITIVITY))
     for key, worst, bound, moved in rows:
-        print(f"{key:24s} {worst:10.3g} {bound:10.3g}  " + " ".join(f"{moved.get(n, float('nan')):10.3g}" for n in SENSITIVITY))
+        print(
+            f"{key:24s} {worst:10.3g} {bound:10.3g}  "
+            + " ".join(f"{moved.get(n, float('nan')):10.3g}" for n in SENSITIVITY)
+        )
     caught = {n: any(v.get(k, 0) > suite.expected[k].bound for k in suite.expected) for n, v in sens.items() if v}
     passed = {n: all(v.get(k, 0) <= suite.expected[k].bound for k in suite.expected) for n, v in spread.items() if v}
     print("spread within bounds: " + ", ".join(f"{n}={'yes' if ok else 'NO'}" for n, ok in passed.items()))
     print("changes caught:       " + ", ".join(f"{n}={'yes' if ok else 'NO'}" for n, ok in caught.items()))
     if args.json:
-        args.json.write_text(json.dumps({"spread": spread, "sensitivity": sens, "passed": passed, "caught": caught},
-                                        indent=1))
+        args.json.write_text(
+            json.dumps({"spread": spread, "sensitivity": sens, "passed": passed, "caught": caught}, indent=1)
+        )
 
 
 if __name__ == "__main__":

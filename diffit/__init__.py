@@ -18,14 +18,22 @@ from diffit.errors import AssetUnavailableError, CheckpointMismatchError, Checkp
 # Importing `diffit` (or `diffit.errors`) must not load torch: the CLI imports the error types
 # before it can turn Ctrl-C into one line. Every other name loads its module on first use.
 _LAZY = {
-    "CHECKPOINTS": "diffit.checkpoint", "load_checkpoint": "diffit.checkpoint",
-    "ddim_sampler": "diffit.ddpm", "ddpm_sampler": "diffit.ddpm",
-    "EDMPrecond": "diffit.edm", "edm_loss": "diffit.edm", "edm_sampler": "diffit.edm",
-    "cfg_scale_at": "diffit.guidance", "guided_ddpm_sample": "diffit.guidance",
+    "CHECKPOINTS": "diffit.checkpoint",
+    "load_checkpoint": "diffit.checkpoint",
+    "ddim_sampler": "diffit.ddpm",
+    "ddpm_sampler": "diffit.ddpm",
+    "EDMPrecond": "diffit.edm",
+    "edm_loss": "diffit.edm",
+    "edm_sampler": "diffit.edm",
+    "cfg_scale_at": "diffit.guidance",
+    "guided_ddpm_sample": "diffit.guidance",
     "to_uint8": "diffit.images",
-    "MODEL_PRESETS": "diffit.presets", "create_model": "diffit.presets", "preset_info": "diffit.presets",
+    "MODEL_PRESETS": "diffit.presets",
+    "create_model": "diffit.presets",
+    "preset_info": "diffit.presets",
     "StackedRandomGenerator": "diffit.random",
-    "decode_latents": "diffit.vae", "load_vae": "diffit.vae",
+    "decode_latents": "diffit.vae",
+    "load_vae": "diffit.vae",
 }
 
 if TYPE_CHECKING:
@@ -46,8 +54,24 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AssetUnavailableError", "CheckpointMismatchError", "CheckpointNotFoundError", "DiffitError",
-    "CHECKPOINTS", "MODEL_PRESETS", "EDMPrecond", "StackedRandomGenerator", "cfg_scale_at", "create_model",
-    "ddim_sampler", "ddpm_sampler", "decode_latents", "edm_loss", "edm_sampler", "guided_ddpm_sample",
-    "load_checkpoint", "load_vae", "preset_info", "to_uint8",
+    "AssetUnavailableError",
+    "CheckpointMismatchError",
+    "CheckpointNotFoundError",
+    "DiffitError",
+    "CHECKPOINTS",
+    "MODEL_PRESETS",
+    "EDMPrecond",
+    "StackedRandomGenerator",
+    "cfg_scale_at",
+    "create_model",
+    "ddim_sampler",
+    "ddpm_sampler",
+    "decode_latents",
+    "edm_loss",
+    "edm_sampler",
+    "guided_ddpm_sample",
+    "load_checkpoint",
+    "load_vae",
+    "preset_info",
+    "to_uint8",
 ]

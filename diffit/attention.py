@@ -13,8 +13,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["TMSA", "attention", "get_attention_impl", "relative_position_index", "set_attention_impl",
-           "window_merge", "window_partition"]
+__all__ = [
+    "TMSA",
+    "attention",
+    "get_attention_impl",
+    "relative_position_index",
+    "set_attention_impl",
+    "window_merge",
+    "window_partition",
+]
 
 _ATTENTION_IMPLS = ("sdpa", "math")
 _attention_impl = "sdpa"
@@ -46,7 +53,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Ten
 def relative_position_index(window_size: int) -> torch.Tensor:
     """Swin table row per (query, key) pair in a window: (dh + G - 1)(2G - 1) + (dw + G - 1), int64 [G^2, G^2]."""
     coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij"))
-    coords = coords.flatten(1)                                   # (2, G^2), row-major
+    coords = coords.flatten(1)  # (2, G^2), row-major
     rel = (coords[:, :, None] - coords[:, None, :]) + (window_size - 1)  # query minus key, shifted >= 0
     return rel[0] * (2 * window_size - 1) + rel[1]
 
@@ -91,7 +98,7 @@ class TMSA(nn.Module):
 
     def relative_position_bias(self) -> torch.Tensor:
         """B as (heads, N, N); it depends only on parameters, so it is gathered once per forward."""
-        n = self.window_size ** 2
+        n = self.window_size**2
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         return bias.view(n, n, self.num_heads).permute(2, 0, 1)
 
@@ -101,5 +108,5 @@ class TMSA(nn.Module):
         qkv = window_partition(qkv, grid, self.window_size)
         q, k, v = qkv.view(qkv.shape[0], qkv.shape[1], 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         out = attention(q, k, v, self.relative_position_bias())
-        out = out.transpose(1, 2).reshape(-1, self.window_size ** 2, C)
+        out = out.transpose(1, 2).reshape(-1, self.window_size**2, C)
         return self.proj(window_merge(out, grid, self.window_size))

@@ -34,9 +34,20 @@ __all__ = ["EDM_AUGMENT_KWARGS", "SYM6", "AugmentPipe"]
 EDM_AUGMENT_KWARGS = dict(xflip=1e8, yflip=1, scale=1, rotate_frac=1, aniso=1, translate_frac=1)
 
 # Low-pass filter of the sym6 wavelet: the up/down-sampling filter around the warp.
-SYM6 = [0.015404109327027373, 0.0034907120842174702, -0.11799011114819057, -0.048311742585633,
-        0.4910559419267466, 0.787641141030194, 0.3379294217276218, -0.07263752278646252,
-        -0.021060292512300564, 0.04472490177066578, 0.0017677118642428036, -0.007800708325034148]
+SYM6 = [
+    0.015404109327027373,
+    0.0034907120842174702,
+    -0.11799011114819057,
+    -0.048311742585633,
+    0.4910559419267466,
+    0.787641141030194,
+    0.3379294217276218,
+    -0.07263752278646252,
+    -0.021060292512300564,
+    0.04472490177066578,
+    0.0017677118642428036,
+    -0.007800708325034148,
+]
 
 
 # ----------------------------------------------------------------------------
@@ -62,7 +73,9 @@ def scale2d(sx, sy, **kwargs) -> torch.Tensor:
 
 
 def rotate2d(theta, **kwargs) -> torch.Tensor:
-    return matrix([torch.cos(theta), torch.sin(-theta), 0], [torch.sin(theta), torch.cos(theta), 0], [0, 0, 1], **kwargs)
+    return matrix(
+        [torch.cos(theta), torch.sin(-theta), 0], [torch.sin(theta), torch.cos(theta), 0], [0, 0, 1], **kwargs
+    )
 
 
 def translate2d_inv(tx, ty, **kwargs) -> torch.Tensor:
@@ -86,17 +99,17 @@ class AugmentPipe:
 
     def __init__(
         self,
-        p: float = 1,                       # Overall multiplier for augmentation probability.
-        xflip: float = 0,                   # Probability multiplier for x-flip.
-        yflip: float = 0,                   # Probability multiplier for y-flip.
-        scale: float = 0,                   # Probability multiplier for isotropic scaling.
-        rotate_frac: float = 0,             # Probability multiplier for fractional rotation.
-        aniso: float = 0,                   # Probability multiplier for anisotropic scaling.
-        translate_frac: float = 0,          # Probability multiplier for fractional translation.
-        scale_std: float = 0.2,             # Log2 standard deviation of isotropic scaling.
-        rotate_frac_max: float = 1,         # Range of fractional rotation, 1 = full circle.
-        aniso_std: float = 0.2,             # Log2 standard deviation of anisotropic scaling.
-        aniso_rotate_prob: float = 0.5,     # Probability of anisotropic scaling w.r.t. a rotated frame.
+        p: float = 1,  # Overall multiplier for augmentation probability.
+        xflip: float = 0,  # Probability multiplier for x-flip.
+        yflip: float = 0,  # Probability multiplier for y-flip.
+        scale: float = 0,  # Probability multiplier for isotropic scaling.
+        rotate_frac: float = 0,  # Probability multiplier for fractional rotation.
+        aniso: float = 0,  # Probability multiplier for anisotropic scaling.
+        translate_frac: float = 0,  # Probability multiplier for fractional translation.
+        scale_std: float = 0.2,  # Log2 standard deviation of isotropic scaling.
+        rotate_frac_max: float = 1,  # Range of fractional rotation, 1 = full circle.
+        aniso_std: float = 0.2,  # Log2 standard deviation of anisotropic scaling.
+        aniso_rotate_prob: float = 0.5,  # Probability of anisotropic scaling w.r.t. a rotated frame.
         translate_frac_std: float = 0.125,  # Standard deviation of fractional translation, relative to the image size.
     ) -> None:
         self.p = float(p)
@@ -110,8 +123,14 @@ class AugmentPipe:
     @property
     def label_dim(self) -> int:
         """Width of the augmentation labels: 1 per flip and scale, 2 per rotation, aniso and translation."""
-        widths = ((self.xflip, 1), (self.yflip, 1), (self.scale, 1), (self.rotate_frac, 2), (self.aniso, 2),
-                  (self.translate_frac, 2))
+        widths = (
+            (self.xflip, 1),
+            (self.yflip, 1),
+            (self.scale, 1),
+            (self.rotate_frac, 2),
+            (self.aniso, 2),
+            (self.translate_frac, 2),
+        )
         return sum(width for multiplier, width in widths if multiplier > 0)
 
     def state(self) -> dict:
@@ -167,7 +186,9 @@ class AugmentPipe:
         if self.translate_frac > 0:
             w = rnd.randn([N, 2], device=device).t()
             w = torch.where(enabled(self.translate_frac)[None], w, torch.zeros_like(w))
-            G_inv = G_inv @ translate2d_inv(w[0].mul(W * self.translate_frac_std), w[1].mul(H * self.translate_frac_std))
+            G_inv = G_inv @ translate2d_inv(
+                w[0].mul(W * self.translate_frac_std), w[1].mul(H * self.translate_frac_std)
+            )
             labels += [w[0], w[1]]
 
         # Execute the geometric transformations.
@@ -213,14 +234,21 @@ def _warp(images: torch.Tensor, G_inv: torch.Tensor) -> torch.Tensor:
 
     # Execute the transformation (bilinear, in affine_grid's [-1, 1] coordinates).
     shape = [N, C, (H + Hz_pad * 2) * 2, (W + Hz_pad * 2) * 2]
-    G_inv = (scale2d(2 / images.shape[3], 2 / images.shape[2], device=device) @ G_inv
-             @ scale2d_inv(2 / shape[3], 2 / shape[2], device=device))
+    G_inv = (
+        scale2d(2 / images.shape[3], 2 / images.shape[2], device=device)
+        @ G_inv
+        @ scale2d_inv(2 / shape[3], 2 / shape[2], device=device)
+    )
     grid = F.affine_grid(theta=G_inv[:, :2, :], size=shape, align_corners=False)
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     # Downsample 2x with the same filter and crop the filter margin.
     conv_weight = torch.as_tensor(Hz[None, None, :], dtype=images.dtype, device=device).tile([C, 1, 1])
     conv_pad = (len(Hz) - 1) // 2
-    images = F.conv2d(images, conv_weight.unsqueeze(2), groups=C, stride=[1, 2], padding=[0, conv_pad])[:, :, :, Hz_pad:-Hz_pad]
-    images = F.conv2d(images, conv_weight.unsqueeze(3), groups=C, stride=[2, 1], padding=[conv_pad, 0])[:, :, Hz_pad:-Hz_pad, :]
+    images = F.conv2d(images, conv_weight.unsqueeze(2), groups=C, stride=[1, 2], padding=[0, conv_pad])[
+        :, :, :, Hz_pad:-Hz_pad
+    ]
+    images = F.conv2d(images, conv_weight.unsqueeze(3), groups=C, stride=[2, 1], padding=[conv_pad, 0])[
+        :, :, Hz_pad:-Hz_pad, :
+    ]
     return images

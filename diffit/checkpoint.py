@@ -22,8 +22,13 @@ from diffit.errors import CheckpointMismatchError, CheckpointNotFoundError
 from diffit.weights import SHIPPED_WEIGHTS, shipped_weights
 
 __all__ = [
-    "CHECKPOINTS", "CheckpointSource", "CheckpointMismatchError", "CheckpointNotFoundError",
-    "load_checkpoint", "local_checkpoint", "read_state_dict",
+    "CHECKPOINTS",
+    "CheckpointSource",
+    "CheckpointMismatchError",
+    "CheckpointNotFoundError",
+    "load_checkpoint",
+    "local_checkpoint",
+    "read_state_dict",
 ]
 
 
@@ -60,9 +65,13 @@ def local_checkpoint(source: str | os.PathLike) -> Path:
     if shipped is not None and shipped.is_file():  # weights inside the package (diffit/weights)
         return shipped
     if name in CHECKPOINTS:
-        raise CheckpointNotFoundError(f"checkpoint {name} is a released name, not a file: download "
-                                      f"{CHECKPOINTS[name].url} (diffit-eval weights fetch {name}) and pass its path")
-    raise CheckpointNotFoundError(f"checkpoint not found: {name} (not a file, nor one of {', '.join([*CHECKPOINTS, *SHIPPED_WEIGHTS])})")
+        raise CheckpointNotFoundError(
+            f"checkpoint {name} is a released name, not a file: download "
+            f"{CHECKPOINTS[name].url} (diffit-eval weights fetch {name}) and pass its path"
+        )
+    raise CheckpointNotFoundError(
+        f"checkpoint not found: {name} (not a file, nor one of {', '.join([*CHECKPOINTS, *SHIPPED_WEIGHTS])})"
+    )
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
@@ -73,12 +82,13 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
                 break
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointMismatchError(
-            f"{path} holds no state_dict (expected tensors, possibly under one of {_WRAPPER_KEYS})")
+            f"{path} holds no state_dict (expected tensors, possibly under one of {_WRAPPER_KEYS})"
+        )
     sd = dict(obj)
     # DDP and torch.compile prefixes say nothing about the weights.
     for prefix in ("module.", "_orig_mod."):
         if sd and all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items()}
+            sd = {k[len(prefix) :]: v for k, v in sd.items()}
     return sd
 
 
@@ -101,14 +111,18 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointNotFoundError(f"cannot read checkpoint {path}: {first}") from None
     raise CheckpointNotFoundError(
-        f"cannot read checkpoint {path}: unknown suffix {suffix!r} (use .safetensors, .pt or .pth)")
+        f"cannot read checkpoint {path}: unknown suffix {suffix!r} (use .safetensors, .pt or .pth)"
+    )
 
 
 def _mismatch(model_sd: Mapping[str, torch.Tensor], sd: Mapping[str, torch.Tensor]) -> str | None:
     missing = [k for k in model_sd if k not in sd]
     unexpected = [k for k in sd if k not in model_sd]
-    shaped = [f"{k} (checkpoint {list(sd[k].shape)}, model {list(v.shape)})"
-              for k, v in model_sd.items() if k in sd and sd[k].shape != v.shape]
+    shaped = [
+        f"{k} (checkpoint {list(sd[k].shape)}, model {list(v.shape)})"
+        for k, v in model_sd.items()
+        if k in sd and sd[k].shape != v.shape
+    ]
     parts = []
     for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shaped)):
         if keys:
@@ -132,6 +146,7 @@ def load_checkpoint(model: nn.Module, source: str | os.PathLike | Mapping[str, t
     problem = _mismatch(model.state_dict(), sd)
     if problem:
         raise CheckpointMismatchError(
-            f"checkpoint {where} does not match the model ({type(model).__name__}): {problem}")
+            f"checkpoint {where} does not match the model ({type(model).__name__}): {problem}"
+        )
     model.load_state_dict(sd, strict=True)
     return model

@@ -101,8 +101,9 @@ class RespacedSchedule:
         """
         dtype = torch.promote_types(torch.float32, x.dtype)
         if x.device not in self._tables:  # Copy the float64 tables to the device once.
-            self._tables[x.device] = StepTerms(*(torch.from_numpy(getattr(self, name)).to(x.device)
-                                                 for name in StepTerms._fields))
+            self._tables[x.device] = StepTerms(
+                *(torch.from_numpy(getattr(self, name)).to(x.device) for name in StepTerms._fields)
+            )
         shape = (-1, *[1] * (x.ndim - 1))
         return StepTerms(*(table[k].to(dtype).reshape(shape) for table in self._tables[x.device]))
 
@@ -126,6 +127,7 @@ def _steps(num_steps: int, progress: bool):
     steps = range(num_steps - 1, -1, -1)
     if progress:
         from tqdm.auto import tqdm
+
         steps = tqdm(steps)
     return steps
 
@@ -139,11 +141,11 @@ def _predict_xstart(at: StepTerms, x: torch.Tensor, eps: torch.Tensor, clip: boo
 @torch.no_grad()
 def ddpm_sampler(
     model: Callable[..., torch.Tensor],  # model(x, t, **model_kwargs) -> [eps, v] on the channel axis.
-    noise: torch.Tensor,                 # x_T, unit-variance noise, NCHW.
-    num_steps: int = 250,                # Respaced steps out of 1000; one model call each.
-    model_kwargs: dict | None = None,    # Extra model arguments, e.g. {"y": labels}.
+    noise: torch.Tensor,  # x_T, unit-variance noise, NCHW.
+    num_steps: int = 250,  # Respaced steps out of 1000; one model call each.
+    model_kwargs: dict | None = None,  # Extra model arguments, e.g. {"y": labels}.
     randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like,
-    clip_denoised: bool = False,         # Clamp the x_0 prediction to [-1, 1] (DiT: off).
+    clip_denoised: bool = False,  # Clamp the x_0 prediction to [-1, 1] (DiT: off).
     progress: bool = False,
 ) -> torch.Tensor:
     """ADM's ancestral sampler (p_sample_loop) with learned-range variance on the respaced schedule.
@@ -180,13 +182,13 @@ def ddpm_sampler(
 @torch.no_grad()
 def ddim_sampler(
     model: Callable[..., torch.Tensor],  # model(x, t, **model_kwargs) -> eps (variance channels ignored).
-    noise: torch.Tensor,                 # x_T, unit-variance noise, NCHW.
-    num_steps: int = 250,                # Respaced steps out of 1000 (the same respacing as DDPM).
+    noise: torch.Tensor,  # x_T, unit-variance noise, NCHW.
+    num_steps: int = 250,  # Respaced steps out of 1000 (the same respacing as DDPM).
     model_kwargs: dict | None = None,
     randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like,
     clip_denoised: bool = False,
     progress: bool = False,
-    eta: float = 0.0,                    # 0: deterministic DDIM; 1: DDPM-like noise.
+    eta: float = 0.0,  # 0: deterministic DDIM; 1: DDPM-like noise.
 ) -> torch.Tensor:
     """ADM's DDIM sampler (ddim_sample_loop). Noise is drawn every step as ADM does, even for eta = 0."""
     model_kwargs = model_kwargs or {}
@@ -207,7 +209,7 @@ def ddim_sampler(
         alpha_bar_prev = at.alphas_cumprod_prev
         sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
         z = randn_like(x)
-        mean_pred = pred_xstart * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev - sigma ** 2) * eps
+        mean_pred = pred_xstart * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev - sigma**2) * eps
         nonzero_mask = (k != 0).to(alpha_bar.dtype).reshape(-1, *[1] * (x.ndim - 1))
         x = mean_pred + nonzero_mask * sigma * z
     return x

@@ -24,10 +24,10 @@ class EDMPrecond(torch.nn.Module):
 
     def __init__(
         self,
-        model: torch.nn.Module,             # Raw network F, called as model(x, noise_labels).
-        sigma_data: float = 0.5,            # Expected standard deviation of the training data.
-        sigma_min: float = 0.0,             # Lowest supported noise level.
-        sigma_max: float = float("inf"),    # Highest supported noise level.
+        model: torch.nn.Module,  # Raw network F, called as model(x, noise_labels).
+        sigma_data: float = 0.5,  # Expected standard deviation of the training data.
+        sigma_min: float = 0.0,  # Lowest supported noise level.
+        sigma_max: float = float("inf"),  # Highest supported noise level.
     ) -> None:
         super().__init__()
         self.model = model
@@ -35,16 +35,17 @@ class EDMPrecond(torch.nn.Module):
         self.sigma_min = sigma_min
         self.sigma_max = sigma_max
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, class_labels: torch.Tensor | None = None,
-                **model_kwargs) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, sigma: torch.Tensor | float, class_labels: torch.Tensor | None = None, **model_kwargs
+    ) -> torch.Tensor:
         # The inner network runs in float32 whatever the sampler's state precision (EDM does the same).
         x = x.to(torch.float32)
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1, *[1] * (x.ndim - 1))
         sigma_data = self.sigma_data
 
-        c_skip = sigma_data ** 2 / (sigma ** 2 + sigma_data ** 2)
-        c_out = sigma * sigma_data / (sigma ** 2 + sigma_data ** 2).sqrt()
-        c_in = 1 / (sigma ** 2 + sigma_data ** 2).sqrt()
+        c_skip = sigma_data**2 / (sigma**2 + sigma_data**2)
+        c_out = sigma * sigma_data / (sigma**2 + sigma_data**2).sqrt()
+        c_in = 1 / (sigma**2 + sigma_data**2).sqrt()
         c_noise = sigma.log() / 4
 
         # The raw network takes one noise label per sample, also when the sampler passes one sigma.
@@ -70,21 +71,27 @@ class EDMLoss:
 
     def __init__(
         self,
-        P_mean: float = -1.2,       # Mean of ln(sigma) during training.
-        P_std: float = 1.2,         # Standard deviation of ln(sigma) during training.
-        sigma_data: float = 0.5,    # Expected standard deviation of the training data.
+        P_mean: float = -1.2,  # Mean of ln(sigma) during training.
+        P_std: float = 1.2,  # Standard deviation of ln(sigma) during training.
+        sigma_data: float = 0.5,  # Expected standard deviation of the training data.
     ) -> None:
         self.P_mean = P_mean
         self.P_std = P_std
         self.sigma_data = sigma_data
 
-    def __call__(self, net: Callable[..., torch.Tensor], images: torch.Tensor, labels: torch.Tensor | None = None,
-                 augment_pipe: Callable | None = None, rnd: BatchRandom | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        net: Callable[..., torch.Tensor],
+        images: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        augment_pipe: Callable | None = None,
+        rnd: BatchRandom | None = None,
+    ) -> torch.Tensor:
         rnd = rnd if rnd is not None else BatchRandom(device=images.device)
         # One sigma per image (drawn first, as in EDM), then the augmentation, then the noise.
         rnd_normal = rnd.randn([images.shape[0], 1, 1, 1], device=images.device)
         sigma = (rnd_normal * self.P_std + self.P_mean).exp()
-        weight = (sigma ** 2 + self.sigma_data ** 2) / (sigma * self.sigma_data) ** 2
+        weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
         y, augment_labels = augment_pipe(images, rnd) if augment_pipe is not None else (images, None)
         n = rnd.randn_like(y) * sigma
         kwargs = {} if augment_labels is None else {"augment_labels": augment_labels}
@@ -105,12 +112,12 @@ class _FromRandnLike(BatchRandom):
 
 
 def edm_loss(
-    D: Callable[..., torch.Tensor],      # Denoiser D(x, sigma, class_labels), e.g. an EDMPrecond.
-    images: torch.Tensor,                # Clean training images, NCHW, scaled to [-1, 1].
+    D: Callable[..., torch.Tensor],  # Denoiser D(x, sigma, class_labels), e.g. an EDMPrecond.
+    images: torch.Tensor,  # Clean training images, NCHW, scaled to [-1, 1].
     class_labels: torch.Tensor | None = None,
-    P_mean: float = -1.2,                # Mean of ln(sigma) during training.
-    P_std: float = 1.2,                  # Standard deviation of ln(sigma) during training.
-    sigma_data: float = 0.5,             # Expected standard deviation of the training data.
+    P_mean: float = -1.2,  # Mean of ln(sigma) during training.
+    P_std: float = 1.2,  # Standard deviation of ln(sigma) during training.
+    sigma_data: float = 0.5,  # Expected standard deviation of the training data.
     randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like,
 ) -> torch.Tensor:
     """:class:`EDMLoss` without augmentation, its draws through `randn_like` (per-sample generators)."""
@@ -138,18 +145,18 @@ def edm_sigma_steps(
 
 @torch.no_grad()
 def edm_sampler(
-    net: Callable[..., torch.Tensor],    # Denoiser D(x, sigma, class_labels).
-    latents: torch.Tensor,               # Unit-variance initial noise, NCHW.
+    net: Callable[..., torch.Tensor],  # Denoiser D(x, sigma, class_labels).
+    latents: torch.Tensor,  # Unit-variance initial noise, NCHW.
     class_labels: torch.Tensor | None = None,
     randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like,
-    num_steps: int = 18,                 # N: 2N-1 network evaluations.
-    sigma_min: float = 0.002,            # Lowest noise level before the final step to 0.
-    sigma_max: float = 80,               # Highest noise level.
-    rho: float = 7,                      # Time step exponent.
-    S_churn: float = 0,                  # Stochasticity strength; 0 gives the deterministic sampler.
-    S_min: float = 0,                    # Churn only for sigma in [S_min, S_max].
+    num_steps: int = 18,  # N: 2N-1 network evaluations.
+    sigma_min: float = 0.002,  # Lowest noise level before the final step to 0.
+    sigma_max: float = 80,  # Highest noise level.
+    rho: float = 7,  # Time step exponent.
+    S_churn: float = 0,  # Stochasticity strength; 0 gives the deterministic sampler.
+    S_min: float = 0,  # Churn only for sigma in [S_min, S_max].
     S_max: float = float("inf"),
-    S_noise: float = 1,                  # Noise inflation for the churn.
+    S_noise: float = 1,  # Noise inflation for the churn.
 ) -> torch.Tensor:
     """EDM Algorithm 2 (Heun, 2nd order); returns float64 samples. Deterministic when S_churn = 0."""
     # Networks that only support part of the noise range say so (EDM's VP/VE wrappers do).
@@ -170,7 +177,7 @@ def edm_sampler(
         # generate.py, so a seed's stream stays the same as the reference's.
         gamma = min(S_churn / num_steps, np.sqrt(2) - 1) if S_min <= t_cur <= S_max else 0
         t_hat = torch.as_tensor(round_sigma(t_cur + gamma * t_cur), dtype=torch.float64)
-        x_hat = x_cur + (t_hat ** 2 - t_cur ** 2).sqrt() * S_noise * randn_like(x_cur)
+        x_hat = x_cur + (t_hat**2 - t_cur**2).sqrt() * S_noise * randn_like(x_cur)
 
         # Euler step.
         denoised = net(x_hat, t_hat, class_labels).to(torch.float64)

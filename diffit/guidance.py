@@ -36,10 +36,10 @@ def cfg_scale_at(t: torch.Tensor | float, scale: float, ramp: bool = True, power
 class Guidance:
     """Classifier-free guidance as released (docs/PROTOCOL.md, "Guidance"), an explicit preset setting, not a size threshold."""
 
-    scale: float = 1.0                                      # Default guidance scale s.
+    scale: float = 1.0  # Default guidance scale s.
     ramp: Literal["constant", "power-cosine"] = "constant"  # How s_t depends on the original timestep t.
-    power: float = 4.0                                      # Exponent of the power-cosine ramp.
-    channels: int = 3                                       # Output channels guided: 0-2 in the release.
+    power: float = 4.0  # Exponent of the power-cosine ramp.
+    channels: int = 3  # Output channels guided: 0-2 in the release.
 
     def __post_init__(self) -> None:
         if self.ramp not in ("constant", "power-cosine"):
@@ -57,20 +57,21 @@ def _duplicated(randn_like: Callable[[torch.Tensor], torch.Tensor]) -> Callable[
     def draw(x: torch.Tensor) -> torch.Tensor:
         n = randn_like(x[: x.shape[0] // 2])
         return torch.cat([n, n])
+
     return draw
 
 
 def guided_ddpm_sample(
-    model: torch.nn.Module,              # Latent model with forward(x, t, y) and forward_with_cfg(x, t, y, cfg_scale).
-    noise: torch.Tensor,                 # x_T for the real samples, NCHW.
-    labels: torch.Tensor,                # Class labels, int64 [N].
-    cfg_scale: float,                    # Guidance scale s; 1 means no guidance (no doubled batch).
+    model: torch.nn.Module,  # Latent model with forward(x, t, y) and forward_with_cfg(x, t, y, cfg_scale).
+    noise: torch.Tensor,  # x_T for the real samples, NCHW.
+    labels: torch.Tensor,  # Class labels, int64 [N].
+    cfg_scale: float,  # Guidance scale s; 1 means no guidance (no doubled batch).
     num_steps: int = 250,
     randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like,
     null_class: int = NULL_CLASS,
     sampler: Callable[..., torch.Tensor] = ddpm_sampler,  # ddpm_sampler or ddim_sampler.
-    model_kwargs: dict | None = None,    # Further arguments for the model call (the ramp lives in model.guidance).
-    **sampler_kwargs,                    # clip_denoised, progress, eta (DDIM) ...
+    model_kwargs: dict | None = None,  # Further arguments for the model call (the ramp lives in model.guidance).
+    **sampler_kwargs,  # clip_denoised, progress, eta (DDIM) ...
 ) -> torch.Tensor:
     """Sample with classifier-free guidance: doubles the batch, runs `sampler`, keeps the first half."""
     if cfg_scale == 1:
@@ -80,6 +81,12 @@ def guided_ddpm_sample(
     z = torch.cat([noise, noise])
     y = torch.cat([labels, torch.full_like(labels, null_class)])
     kwargs = {"y": y, "cfg_scale": cfg_scale, **(model_kwargs or {})}
-    out = sampler(model.forward_with_cfg, z, num_steps=num_steps, model_kwargs=kwargs,
-                  randn_like=_duplicated(randn_like), **sampler_kwargs)
+    out = sampler(
+        model.forward_with_cfg,
+        z,
+        num_steps=num_steps,
+        model_kwargs=kwargs,
+        randn_like=_duplicated(randn_like),
+        **sampler_kwargs,
+    )
     return out[: noise.shape[0]]

@@ -29,19 +29,19 @@ class ImageDiffiT(nn.Module):
 
     def __init__(
         self,
-        img_resolution: int = 32,                       # Image side in pixels.
-        in_channels: int = 3,                           # Image channels in.
-        out_channels: int = 3,                          # Image channels out.
-        channels: tuple[int, ...] = (128, 256, 256),    # Channels per stage (one stage per resolution).
-        blocks: tuple[int, ...] = (2, 2, 2),            # DiffiT ResBlocks per stage.
-        window_size: int = 4,                           # TMSA window side (4 CIFAR-10, 8 FFHQ-64).
-        head_channels: int = 64,                        # Channels per attention head.
+        img_resolution: int = 32,  # Image side in pixels.
+        in_channels: int = 3,  # Image channels in.
+        out_channels: int = 3,  # Image channels out.
+        channels: tuple[int, ...] = (128, 256, 256),  # Channels per stage (one stage per resolution).
+        blocks: tuple[int, ...] = (2, 2, 2),  # DiffiT ResBlocks per stage.
+        window_size: int = 4,  # TMSA window side (4 CIFAR-10, 8 FFHQ-64).
+        head_channels: int = 64,  # Channels per attention head.
         mlp_ratio: float = 4.0,
-        temb_dim: int | None = None,                    # Time-token width; default 4 * channels[0].
+        temb_dim: int | None = None,  # Time-token width; default 4 * channels[0].
         resample: Literal["conv", "bilinear"] = "conv",  # Down/up-sampling between stages.
-        label_dim: int = 0,                             # Class-conditioning width; 0 = unconditional.
-        augment_dim: int = 0,                           # Augmentation labels (EDM's non-leaky augmentation); 0 = none.
-        dropout: float = 0.0,                           # Dropout probability in every ResBlock (training only).
+        label_dim: int = 0,  # Class-conditioning width; 0 = unconditional.
+        augment_dim: int = 0,  # Augmentation labels (EDM's non-leaky augmentation); 0 = none.
+        dropout: float = 0.0,  # Dropout probability in every ResBlock (training only).
     ) -> None:
         super().__init__()
         if len(channels) != len(blocks):
@@ -65,8 +65,9 @@ class ImageDiffiT(nn.Module):
         self.t_embedder = TimestepEmbedder(temb_dim)
         self.label_embedder = nn.Linear(label_dim, temb_dim, bias=False) if label_dim else None
         # EDM's map_augment: augmentation labels enter the time MLP beside the noise-level sinusoid.
-        self.augment_embedder = (nn.Linear(augment_dim, self.t_embedder.frequency_embedding_size, bias=False)
-                                 if augment_dim else None)
+        self.augment_embedder = (
+            nn.Linear(augment_dim, self.t_embedder.frequency_embedding_size, bias=False) if augment_dim else None
+        )
         self.tokenizer = nn.Conv2d(in_channels, channels[0], kernel_size=3, padding=1)
 
         self.down = nn.ModuleList()
@@ -76,8 +77,7 @@ class ImageDiffiT(nn.Module):
             resolution = img_resolution >> i
             if i > 0:
                 self.down.append(Resample(cin, "down", resample))
-            self.encoder.append(nn.ModuleList(
-                [res_block(cin if j == 0 else cout, cout, resolution) for j in range(n)]))
+            self.encoder.append(nn.ModuleList([res_block(cin if j == 0 else cout, cout, resolution) for j in range(n)]))
             cin = cout
 
         self.up = nn.ModuleList()
@@ -85,8 +85,9 @@ class ImageDiffiT(nn.Module):
         for i in reversed(range(len(blocks) - 1)):
             resolution, cout = img_resolution >> i, channels[i]
             self.up.append(Resample(cin, "up", resample))
-            self.decoder.append(nn.ModuleList(
-                [res_block(cin + cout if j == 0 else cout, cout, resolution) for j in range(blocks[i])]))
+            self.decoder.append(
+                nn.ModuleList([res_block(cin + cout if j == 0 else cout, cout, resolution) for j in range(blocks[i])])
+            )
             cin = cout
 
         self.head = nn.Sequential(
@@ -110,8 +111,13 @@ class ImageDiffiT(nn.Module):
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
-    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None = None,
-                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        noise_labels: torch.Tensor,
+        class_labels: torch.Tensor | None = None,
+        augment_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """x: (N, C, H, W), noise_labels: (N,) EDM c_noise; class_labels (N, label_dim) when label_dim > 0;
         augment_labels (N, augment_dim) during augmented training, None (= zeros) when sampling."""
         freq = timestep_embedding(noise_labels.flatten(), self.t_embedder.frequency_embedding_size)
@@ -153,19 +159,22 @@ def _stage_blocks(blocks: str | tuple[int, ...], named: dict[str, tuple[int, ...
 def DiffiT_CIFAR10(blocks: str | tuple[int, ...] = "I.1", **kwargs: Any) -> ImageDiffiT:
     """CIFAR-10 32x32: stages 32/16/8, channels 128/256/256, window 4; blocks "I.1" (2,2,2) or "H.1" (4,4,4)."""
     blocks = _stage_blocks(blocks, {"I.1": (2, 2, 2), "H.1": (4, 4, 4)})
-    return ImageDiffiT(**_merge(dict(img_resolution=32, channels=(128, 256, 256), window_size=4, blocks=blocks),
-                                kwargs))
+    return ImageDiffiT(
+        **_merge(dict(img_resolution=32, channels=(128, 256, 256), window_size=4, blocks=blocks), kwargs)
+    )
 
 
 def DiffiT_FFHQ64(blocks: str | tuple[int, ...] = "I.1", **kwargs: Any) -> ImageDiffiT:
     """FFHQ-64: stages 64/32/16/8, channels 128/256/256/256, window 8; blocks "I.1" (1,2,2,2) or "H.1" (4,4,4,4)."""
     blocks = _stage_blocks(blocks, {"I.1": (1, 2, 2, 2), "H.1": (4, 4, 4, 4)})
-    return ImageDiffiT(**_merge(dict(img_resolution=64, channels=(128, 256, 256, 256), window_size=8, blocks=blocks),
-                                kwargs))
+    return ImageDiffiT(
+        **_merge(dict(img_resolution=64, channels=(128, 256, 256, 256), window_size=8, blocks=blocks), kwargs)
+    )
 
 
 def DiffiT_image_tiny(blocks: str | tuple[int, ...] = (1, 1, 1), **kwargs: Any) -> ImageDiffiT:
     """A small CIFAR-shaped image DiffiT for tests: 32x32, channels 32/64/64, one block per stage."""
     blocks = _stage_blocks(blocks, {})
-    return ImageDiffiT(**_merge(dict(img_resolution=32, channels=(32, 64, 64), window_size=4, head_channels=16,
-                                     blocks=blocks), kwargs))
+    return ImageDiffiT(
+        **_merge(dict(img_resolution=32, channels=(32, 64, 64), window_size=4, head_channels=16, blocks=blocks), kwargs)
+    )

@@ -15,13 +15,15 @@ from diffit.layers import DiffiTBlock, FinalLayer, LabelEmbedder, PatchEmbed, Ti
 
 def sincos_pos_embed_2d(embed_dim: int, grid_size: int) -> torch.Tensor:
     """Fixed 2-D sin-cos table (1, G^2, D) in DiT's layout: first half the column, second half the row."""
+
     def one_axis(dim: int, pos: torch.Tensor) -> torch.Tensor:
         omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2.0))
         out = pos.reshape(-1, 1) * omega
         return torch.cat([torch.sin(out), torch.cos(out)], dim=1)
 
-    rows, cols = torch.meshgrid(torch.arange(grid_size, dtype=torch.float64),
-                                torch.arange(grid_size, dtype=torch.float64), indexing="ij")
+    rows, cols = torch.meshgrid(
+        torch.arange(grid_size, dtype=torch.float64), torch.arange(grid_size, dtype=torch.float64), indexing="ij"
+    )
     table = torch.cat([one_axis(embed_dim // 2, cols), one_axis(embed_dim // 2, rows)], dim=1)
     return table.float().unsqueeze(0)
 
@@ -31,17 +33,17 @@ class LatentDiffiT(nn.Module):
 
     def __init__(
         self,
-        input_size: int = 32,                 # Latent side (image side / 8).
+        input_size: int = 32,  # Latent side (image side / 8).
         patch_size: int = 2,
         in_channels: int = 4,
         hidden_size: int = 1152,
-        depth: int = 28,                      # The release's factory and 561M count; the appendix says 30.
+        depth: int = 28,  # The release's factory and 561M count; the appendix says 30.
         num_heads: int = 16,
         mlp_ratio: float = 4.0,
-        class_dropout_prob: float = 0.1,      # > 0 adds the null class row used for guidance.
+        class_dropout_prob: float = 0.1,  # > 0 adds the null class row used for guidance.
         num_classes: int = 1000,
-        learn_sigma: bool = True,             # Doubles the output channels (eps + variance values).
-        guidance: Guidance | None = None,     # Guidance schedule used by forward_with_cfg.
+        learn_sigma: bool = True,  # Doubles the output channels (eps + variance values).
+        guidance: Guidance | None = None,  # Guidance schedule used by forward_with_cfg.
     ) -> None:
         super().__init__()
         if input_size % patch_size:
@@ -59,11 +61,15 @@ class LatentDiffiT(nn.Module):
         self.t_embedder = TimestepEmbedder(hidden_size)
         self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob)
         # Stored in the released state_dict but never trained.
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid_size ** 2, hidden_size), requires_grad=False)
-        self.blocks = nn.ModuleList([
-            DiffiTBlock(hidden_size, num_heads, temb_dim=hidden_size, window_size=self.grid_size, mlp_ratio=mlp_ratio)
-            for _ in range(depth)
-        ])
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid_size**2, hidden_size), requires_grad=False)
+        self.blocks = nn.ModuleList(
+            [
+                DiffiTBlock(
+                    hidden_size, num_heads, temb_dim=hidden_size, window_size=self.grid_size, mlp_ratio=mlp_ratio
+                )
+                for _ in range(depth)
+            ]
+        )
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
         self.initialize_weights()
 
@@ -102,8 +108,9 @@ class LatentDiffiT(nn.Module):
             x = block(x, c, grid)
         return self.unpatchify(self.final_layer(x))
 
-    def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
-                         cfg_scale: float | None = None) -> torch.Tensor:
+    def forward_with_cfg(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float | None = None
+    ) -> torch.Tensor:
         """Guided output on the doubled batch [cond; uncond] (y = [labels; null]), as released.
 
         Only the first `guidance.channels` output channels are guided; the rest (eps channel 3 and

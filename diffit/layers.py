@@ -100,8 +100,16 @@ class DiffiTBlock(nn.Module):
 class DiffiTResBlock(nn.Module):
     """DiffiT ResBlock: x_hat = Conv3x3(Swish(GroupNorm(x))); x = DiffiTBlock(x_hat, t) + x."""
 
-    def __init__(self, in_channels: int, out_channels: int, num_heads: int, temb_dim: int, window_size: int,
-                 mlp_ratio: float = 4.0, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_heads: int,
+        temb_dim: int,
+        window_size: int,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.norm = nn.GroupNorm(32 if in_channels % 32 == 0 else math.gcd(in_channels, 32), in_channels, eps=1e-6)
         # Training-time dropout before the conv, where EDM's UNet block drops before its last conv (no parameters).
@@ -109,8 +117,9 @@ class DiffiTResBlock(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
         self.block = DiffiTBlock(out_channels, num_heads, temb_dim, window_size, mlp_ratio)
         # A channel change (first block of a stage, or after a skip concat) needs a projected residual.
-        self.skip = (nn.Conv2d(in_channels, out_channels, kernel_size=1) if in_channels != out_channels
-                     else nn.Identity())
+        self.skip = (
+            nn.Conv2d(in_channels, out_channels, kernel_size=1) if in_channels != out_channels else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         h = self.conv(self.dropout(F.silu(self.norm(x))))

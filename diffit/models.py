@@ -29,8 +29,20 @@ from diffit.presets import (
 )
 
 __all__ = [
-    "TMSA", "DiffiTBlock", "DiffiTResBlock", "LatentDiffiT", "ImageDiffiT", "Guidance",
-    "ModelPreset", "MODEL_PRESETS", "PRESET_ALIASES", "create_model", "preset_info",
-    "resolve_preset", "parameter_count", "set_attention_impl", "get_attention_impl",
+    "TMSA",
+    "DiffiTBlock",
+    "DiffiTResBlock",
+    "LatentDiffiT",
+    "ImageDiffiT",
+    "Guidance",
+    "ModelPreset",
+    "MODEL_PRESETS",
+    "PRESET_ALIASES",
+    "create_model",
+    "preset_info",
+    "resolve_preset",
+    "parameter_count",
+    "set_attention_impl",
+    "get_attention_impl",
     "relative_position_index",
 ]

@@ -17,8 +17,15 @@ from diffit.guidance import Guidance
 from diffit.image import DiffiT_CIFAR10, DiffiT_FFHQ64, DiffiT_image_tiny, ImageDiffiT
 from diffit.latent import DiffiT_tiny, DiffiT_XL_2
 
-__all__ = ["MODEL_PRESETS", "PRESET_ALIASES", "ModelPreset", "create_model", "parameter_count", "preset_info",
-           "resolve_preset"]
+__all__ = [
+    "MODEL_PRESETS",
+    "PRESET_ALIASES",
+    "ModelPreset",
+    "create_model",
+    "parameter_count",
+    "preset_info",
+    "resolve_preset",
+]
 
 
 @dataclass(frozen=True)
@@ -27,14 +34,14 @@ class ModelPreset:
 
     kind: Literal["latent", "image"]
     factory: Callable[..., nn.Module]
-    config: dict[str, Any]                  # Arguments passed to the factory before any override.
-    latent_size: int | None                 # Latent side (pixels = latent_size * 8); None in image space.
-    img_resolution: int | None              # Image side for image-space models; None for latent ones.
-    num_classes: int                        # 0 = unconditional; latent models add a null class.
+    config: dict[str, Any]  # Arguments passed to the factory before any override.
+    latent_size: int | None  # Latent side (pixels = latent_size * 8); None in image space.
+    img_resolution: int | None  # Image side for image-space models; None for latent ones.
+    num_classes: int  # 0 = unconditional; latent models add a null class.
     sampler: Literal["ddpm", "edm"]
     steps: int
-    guidance: Guidance | None               # Default classifier-free guidance; None = unguided.
-    checkpoint: str | None                  # Name in diffit.checkpoint.CHECKPOINTS, or None.
+    guidance: Guidance | None  # Default classifier-free guidance; None = unguided.
+    checkpoint: str | None  # Name in diffit.checkpoint.CHECKPOINTS, or None.
     licence: str
     description: str
     aliases: tuple[str, ...] = field(default=())
@@ -52,38 +59,88 @@ _TEST_ONLY = "test model, random weights"
 
 MODEL_PRESETS: dict[str, ModelPreset] = {
     "latent-256": ModelPreset(
-        kind="latent", factory=DiffiT_XL_2, config=dict(input_size=32), latent_size=32, img_resolution=None,
-        num_classes=1000, sampler="ddpm", steps=250,
-        guidance=Guidance(scale=4.4, ramp="power-cosine", power=4.0), checkpoint="diffit-256",
-        licence=_RELEASE_LICENCE, aliases=("latent",),
+        kind="latent",
+        factory=DiffiT_XL_2,
+        config=dict(input_size=32),
+        latent_size=32,
+        img_resolution=None,
+        num_classes=1000,
+        sampler="ddpm",
+        steps=250,
+        guidance=Guidance(scale=4.4, ramp="power-cosine", power=4.0),
+        checkpoint="diffit-256",
+        licence=_RELEASE_LICENCE,
+        aliases=("latent",),
         description="Latent DiffiT, ImageNet 256x256 (FID 1.73), power-cosine guidance ramp, s = 4.4",
     ),
     "latent-512": ModelPreset(
-        kind="latent", factory=DiffiT_XL_2, config=dict(input_size=64), latent_size=64, img_resolution=None,
-        num_classes=1000, sampler="ddpm", steps=250,
-        guidance=Guidance(scale=1.49, ramp="constant"), checkpoint="diffit-512",
+        kind="latent",
+        factory=DiffiT_XL_2,
+        config=dict(input_size=64),
+        latent_size=64,
+        img_resolution=None,
+        num_classes=1000,
+        sampler="ddpm",
+        steps=250,
+        guidance=Guidance(scale=1.49, ramp="constant"),
+        checkpoint="diffit-512",
         licence=_RELEASE_LICENCE,
         description="Latent DiffiT, ImageNet 512x512 (FID 2.67), constant guidance s = 1.49",
     ),
     "cifar10": ModelPreset(
-        kind="image", factory=DiffiT_CIFAR10, config={}, latent_size=None, img_resolution=32,
-        num_classes=0, sampler="edm", steps=18, guidance=None, checkpoint=None, licence=_NO_WEIGHTS,
+        kind="image",
+        factory=DiffiT_CIFAR10,
+        config={},
+        latent_size=None,
+        img_resolution=32,
+        num_classes=0,
+        sampler="edm",
+        steps=18,
+        guidance=None,
+        checkpoint=None,
+        licence=_NO_WEIGHTS,
         description="Image-space DiffiT, CIFAR-10 32x32 unconditional (paper FID 1.95), EDM sampler",
     ),
     "ffhq64": ModelPreset(
-        kind="image", factory=DiffiT_FFHQ64, config={}, latent_size=None, img_resolution=64,
-        num_classes=0, sampler="edm", steps=40, guidance=None, checkpoint=None, licence=_NO_WEIGHTS,
+        kind="image",
+        factory=DiffiT_FFHQ64,
+        config={},
+        latent_size=None,
+        img_resolution=64,
+        num_classes=0,
+        sampler="edm",
+        steps=40,
+        guidance=None,
+        checkpoint=None,
+        licence=_NO_WEIGHTS,
         description="Image-space DiffiT, FFHQ 64x64 unconditional (paper FID 2.22), EDM sampler",
     ),
     "latent-tiny": ModelPreset(
-        kind="latent", factory=DiffiT_tiny, config={}, latent_size=8, img_resolution=None,
-        num_classes=1000, sampler="ddpm", steps=250,
-        guidance=Guidance(scale=4.4, ramp="power-cosine", power=4.0), checkpoint=None, licence=_TEST_ONLY,
+        kind="latent",
+        factory=DiffiT_tiny,
+        config={},
+        latent_size=8,
+        img_resolution=None,
+        num_classes=1000,
+        sampler="ddpm",
+        steps=250,
+        guidance=Guidance(scale=4.4, ramp="power-cosine", power=4.0),
+        checkpoint=None,
+        licence=_TEST_ONLY,
         description="Tiny latent DiffiT (8x8x4 latents, width 32, depth 2) for tests and demos",
     ),
     "cifar10-tiny": ModelPreset(
-        kind="image", factory=DiffiT_image_tiny, config={}, latent_size=None, img_resolution=32,
-        num_classes=0, sampler="edm", steps=18, guidance=None, checkpoint=None, licence=_TEST_ONLY,
+        kind="image",
+        factory=DiffiT_image_tiny,
+        config={},
+        latent_size=None,
+        img_resolution=32,
+        num_classes=0,
+        sampler="edm",
+        steps=18,
+        guidance=None,
+        checkpoint=None,
+        licence=_TEST_ONLY,
         description="Tiny image-space DiffiT (32x32, channels 32/64/64) for tests and demos",
     ),
 }
@@ -91,10 +148,17 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
 # The demo model (docs/DEMO.md): trained on scikit-learn's digits with `diffit-eval train`, weights shipped
 # in the package as diffit/weights/digits.safetensors (the checkpoint name "digits").
 MODEL_PRESETS["digits"] = ModelPreset(
-    kind="image", factory=ImageDiffiT,
+    kind="image",
+    factory=ImageDiffiT,
     config=dict(img_resolution=16, channels=(32, 64, 64), blocks=(1, 1, 1), window_size=4, head_channels=16),
-    latent_size=None, img_resolution=16, num_classes=0, sampler="edm", steps=18, guidance=None,
-    checkpoint="digits", licence="BSD-3-Clause (scikit-learn digits; weights trained by this project, shipped)",
+    latent_size=None,
+    img_resolution=16,
+    num_classes=0,
+    sampler="edm",
+    steps=18,
+    guidance=None,
+    checkpoint="digits",
+    licence="BSD-3-Clause (scikit-learn digits; weights trained by this project, shipped)",
     description="Small image-space DiffiT (16x16, channels 32/64/64) trained on scikit-learn digits; the demo",
 )
 
@@ -115,11 +179,19 @@ def preset_info(name: str) -> dict[str, Any]:
     name = resolve_preset(name)
     p = MODEL_PRESETS[name]
     info = {
-        "name": name, "kind": p.kind, "resolution": p.resolution, "latent_size": p.latent_size,
-        "num_classes": p.num_classes, "sampler": p.sampler, "steps": p.steps,
+        "name": name,
+        "kind": p.kind,
+        "resolution": p.resolution,
+        "latent_size": p.latent_size,
+        "num_classes": p.num_classes,
+        "sampler": p.sampler,
+        "steps": p.steps,
         "guidance": asdict(p.guidance) if p.guidance is not None else None,
-        "checkpoint": p.checkpoint, "licence": p.licence, "description": p.description,
-        "aliases": list(p.aliases), "config": dict(p.config),
+        "checkpoint": p.checkpoint,
+        "licence": p.licence,
+        "description": p.description,
+        "aliases": list(p.aliases),
+        "config": dict(p.config),
     }
     return info
 

@@ -50,8 +50,13 @@ class BatchRandom:
     With no generator the draws come from torch's global generator (EDM's behaviour).
     """
 
-    def __init__(self, generator: torch.Generator | None = None, rows: slice | None = None,
-                 total: int | None = None, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        generator: torch.Generator | None = None,
+        rows: slice | None = None,
+        total: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
         if (rows is None) != (total is None):
             raise ValueError("rows and total go together")
         self.generator, self.rows, self.total = generator, rows, total

@@ -47,7 +47,7 @@ def init_like_torch_(module: nn.Module, seed: int) -> nn.Module:
     for _, m in module.named_modules():
         if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)):
             fan_in = m.weight[0].numel() if not isinstance(m, nn.ConvTranspose2d) else m.weight[:, 0].numel()
-            bound = 1.0 / fan_in ** 0.5
+            bound = 1.0 / fan_in**0.5
             m.weight.copy_(uniform(gen, m.weight.shape, bound))
             if m.bias is not None:
                 m.bias.copy_(uniform(gen, m.bias.shape, bound))

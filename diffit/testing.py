@@ -40,8 +40,6 @@ def randomize_weights(model: nn.Module, seed: int = 0, std: float = 0.02) -> nn.
     return model
 
 
-
-
 def tiny_vae(seed: int = 0) -> AutoencoderKL:
     """A randomly initialised AutoencoderKL with the real one's layout rules: 4 -> 3 channels, 8x upsampling."""
     from diffusers import AutoencoderKL

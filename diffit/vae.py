@@ -20,7 +20,16 @@ from diffit.errors import AssetUnavailableError
 if TYPE_CHECKING:  # diffusers is imported lazily: importing it takes seconds.
     from diffusers import AutoencoderKL
 
-__all__ = ["LATENT_SCALE", "LOCAL_HINT", "VAE_SOURCES", "decode_latents", "load_vae", "prepare_vae", "vae_repo", "vae_url"]
+__all__ = [
+    "LATENT_SCALE",
+    "LOCAL_HINT",
+    "VAE_SOURCES",
+    "decode_latents",
+    "load_vae",
+    "prepare_vae",
+    "vae_repo",
+    "vae_url",
+]
 
 LATENT_SCALE = 0.18215  # Scale of SD VAE latents: the diffusion runs on z * 0.18215.
 
@@ -43,8 +52,12 @@ def vae_url(source: str) -> str:
     return f"https://huggingface.co/{vae_repo(source)}"
 
 
-def load_vae(source: str = "ema", dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
-             cache_dir: str | None = None) -> AutoencoderKL:
+def load_vae(
+    source: str = "ema",
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    cache_dir: str | None = None,
+) -> AutoencoderKL:
     """An `AutoencoderKL` in eval mode from a local diffusers folder, or a VAE_SOURCES name / repo id
     already in the local Hugging Face cache.
 
@@ -62,13 +75,17 @@ def load_vae(source: str = "ema", dtype: torch.dtype = torch.float32, device: to
                 vae = AutoencoderKL.from_pretrained(repo, torch_dtype=dtype, cache_dir=cache_dir, local_files_only=True)
             except Exception as error:
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise AssetUnavailableError(f"cannot load VAE {repo!r}: not in the local cache ({reason}); {LOCAL_HINT}",
-                                            url=vae_url(source), alternative="--vae PATH") from error
+                raise AssetUnavailableError(
+                    f"cannot load VAE {repo!r}: not in the local cache ({reason}); {LOCAL_HINT}",
+                    url=vae_url(source),
+                    alternative="--vae PATH",
+                ) from error
     return prepare_vae(vae, dtype, device)
 
 
-def prepare_vae(vae: AutoencoderKL, dtype: torch.dtype = torch.float32,
-                device: torch.device | str = "cpu") -> AutoencoderKL:
+def prepare_vae(
+    vae: AutoencoderKL, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+) -> AutoencoderKL:
     """`vae` in `dtype` on `device`, in eval mode, frozen."""
     if vae.dtype != dtype:  # Only cast when needed: diffusers warns on every dtype cast.
         vae = vae.to(dtype=dtype)

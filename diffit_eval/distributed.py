@@ -70,7 +70,7 @@ def device_for(d: Dist, device: str | None) -> str:
 
 def my_share(items: list, d: Dist) -> list:
     """Round-robin share of `items` for this rank (rank r takes items r, r + W, r + 2W, ...)."""
-    return items[d.rank::d.world_size]
+    return items[d.rank :: d.world_size]
 
 
 def barrier(d: Dist) -> None:

@@ -25,7 +25,14 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
     if not enabled or not sys.stderr.isatty():
         yield lambda n: None
         return
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  RateColumn(), TimeRemainingColumn(), console=stderr_console, transient=True) as bar:
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeRemainingColumn(),
+        console=stderr_console,
+        transient=True,
+    ) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)

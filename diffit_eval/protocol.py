@@ -7,8 +7,17 @@ and where it comes from is written in docs/PROTOCOL.md.
 from __future__ import annotations
 
 __all__ = [
-    "DEFAULT_RESIZE", "FEATURE_NETWORK", "LOGITS_DIM", "METRIC_GROUPS", "METRIC_KEYS", "POOL_DIM",
-    "RESIZE_MODES", "ROW_BYTES", "ROW_DIMS", "SPATIAL_CHANNELS", "SPATIAL_DIM",
+    "DEFAULT_RESIZE",
+    "FEATURE_NETWORK",
+    "LOGITS_DIM",
+    "METRIC_GROUPS",
+    "METRIC_KEYS",
+    "POOL_DIM",
+    "RESIZE_MODES",
+    "ROW_BYTES",
+    "ROW_DIMS",
+    "SPATIAL_CHANNELS",
+    "SPATIAL_DIM",
 ]
 
 # The feature network: torch-fidelity's port of the 2015-12-05 TensorFlow InceptionV3.

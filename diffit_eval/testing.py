@@ -89,7 +89,7 @@ def make_standin_weights(path: str | os.PathLike, seed: int = 0) -> Path:
                 m.weight.copy_(seeded.uniform(gen, m.weight.shape, bound).double())
             elif isinstance(m, torch.nn.Linear):
                 m.weight.copy_(seeded.uniform(gen, m.weight.shape, (3 / m.in_features) ** 0.5).double())
-                m.bias.copy_(seeded.uniform(gen, m.bias.shape, 0.1 * 3 ** 0.5).double())
+                m.bias.copy_(seeded.uniform(gen, m.bias.shape, 0.1 * 3**0.5).double())
         _calibrate_standin(net, seed)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
     from diffit_eval.assets.cache import atomic_path

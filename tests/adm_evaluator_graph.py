@@ -35,15 +35,15 @@ def _e(x) -> np.ndarray:
 def batch_pairwise_distances_half(U: np.ndarray, V: np.ndarray) -> np.ndarray:
     """`_batch_pairwise_distances` on float16 tensors U, V: float16 [len(U), len(V)]."""
     with np.errstate(invalid="ignore"):
-        norm_u = _h(_h(_e(U) ** 2).astype(F64).sum(1))    # tf.reduce_sum(tf.square(U), 1)
+        norm_u = _h(_h(_e(U) ** 2).astype(F64).sum(1))  # tf.reduce_sum(tf.square(U), 1)
         norm_v = _h(_h(_e(V) ** 2).astype(F64).sum(1))
-        norm_u = norm_u.reshape(-1, 1)                     # tf.reshape(norm_u, [-1, 1])
+        norm_u = norm_u.reshape(-1, 1)  # tf.reshape(norm_u, [-1, 1])
         norm_v = norm_v.reshape(1, -1)
-        uv = _h(_e(U) @ _e(V).T)                           # tf.matmul(U, V, False, True)
-        two_uv = _h(2 * _e(uv))                            # 2 * ...: exact, or inf
-        a = _h(_e(norm_u) - _e(two_uv))                    # norm_u - 2 uv   (inf - inf = nan)
-        b = _h(_e(a) + _e(norm_v))                         # ... + norm_v
-        return np.where(b < 0, F16(0), b)                  # tf.maximum(D, 0.0): nan stays nan
+        uv = _h(_e(U) @ _e(V).T)  # tf.matmul(U, V, False, True)
+        two_uv = _h(2 * _e(uv))  # 2 * ...: exact, or inf
+        a = _h(_e(norm_u) - _e(two_uv))  # norm_u - 2 uv   (inf - inf = nan)
+        b = _h(_e(a) + _e(norm_v))  # ... + norm_v
+        return np.where(b < 0, F16(0), b)  # tf.maximum(D, 0.0): nan stays nan
 
 
 def batch_pairwise_distances_f32(U: np.ndarray, V: np.ndarray) -> np.ndarray:
@@ -57,7 +57,7 @@ def batch_pairwise_distances_f32(U: np.ndarray, V: np.ndarray) -> np.ndarray:
 def distance_block(U: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, bool]:
     """`DistanceBlock.distance_block`: (float32 distances, whether the float16 branch was taken)."""
     d16 = batch_pairwise_distances_half(_h(np.asarray(U, F32)), _h(np.asarray(V, F32)))  # tf.cast(.., float16)
-    if np.isfinite(d16).all():                                   # tf.reduce_all(tf.math.is_finite(..))
+    if np.isfinite(d16).all():  # tf.reduce_all(tf.math.is_finite(..))
         return d16.astype(F32), True
     return batch_pairwise_distances_f32(U, V), False
 
@@ -73,8 +73,8 @@ def manifold_radii(features: np.ndarray, row_batch: int = ROW_BATCH, col_batch: 
         row_batch_feats = features[begin1:end1]
         for begin2 in range(0, n, col_batch):
             end2 = min(begin2 + col_batch, n)
-            distance_batch[0:end1 - begin1, begin2:end2] = distance_block(row_batch_feats, features[begin2:end2])[0]
-        radii[begin1:end1, :] = np.partition(distance_batch[0:end1 - begin1, :], seq, axis=1)[:, [NHOOD]]
+            distance_batch[0 : end1 - begin1, begin2:end2] = distance_block(row_batch_feats, features[begin2:end2])[0]
+        radii[begin1:end1, :] = np.partition(distance_batch[0 : end1 - begin1, :], seq, axis=1)[:, [NHOOD]]
     return radii
 
 
@@ -96,8 +96,9 @@ def evaluate_pr(features_1, radii_1, features_2, radii_2, row_batch: int = ROW_B
     return (np.mean(features_2_status.astype(F64), axis=0), np.mean(features_1_status.astype(F64), axis=0))
 
 
-def compute_prec_recall(activations_ref, activations_sample, row_batch: int = ROW_BATCH,
-                        col_batch: int = COL_BATCH) -> tuple[float, float]:
+def compute_prec_recall(
+    activations_ref, activations_sample, row_batch: int = ROW_BATCH, col_batch: int = COL_BATCH
+) -> tuple[float, float]:
     """`Evaluator.compute_prec_recall`."""
     radii_1 = manifold_radii(activations_ref, row_batch, col_batch)
     radii_2 = manifold_radii(activations_sample, row_batch, col_batch)

@@ -53,21 +53,21 @@ def test_label_layout_matches_edm_draws():
 
     g = torch.Generator().manual_seed(5)
     expect = []
-    w = torch.randint(2, [n], generator=g)                           # xflip
+    w = torch.randint(2, [n], generator=g)  # xflip
     expect.append(torch.where(torch.rand([n], generator=g) < 1e8 * p, w, 0).float())
-    w = torch.randint(2, [n], generator=g)                           # yflip
+    w = torch.randint(2, [n], generator=g)  # yflip
     expect.append(torch.where(torch.rand([n], generator=g) < 1 * p, w, 0).float())
-    w = torch.randn([n], generator=g)                                # scale
+    w = torch.randn([n], generator=g)  # scale
     expect.append(torch.where(torch.rand([n], generator=g) < p, w, 0))
-    w = (torch.rand([n], generator=g) * 2 - 1) * np.pi               # rotate_frac
+    w = (torch.rand([n], generator=g) * 2 - 1) * np.pi  # rotate_frac
     w = torch.where(torch.rand([n], generator=g) < p, w, 0)
     expect += [w.cos() - 1, w.sin()]
-    w = torch.randn([n], generator=g)                                # aniso
+    w = torch.randn([n], generator=g)  # aniso
     r = (torch.rand([n], generator=g) * 2 - 1) * np.pi
     w = torch.where(torch.rand([n], generator=g) < p, w, 0)
     r = torch.where(torch.rand([n], generator=g) < 0.5, r, 0)
     expect += [w * r.cos(), w * r.sin()]
-    w = torch.randn([n, 2], generator=g).t()                         # translate_frac
+    w = torch.randn([n, 2], generator=g).t()  # translate_frac
     w = torch.where(torch.rand([n], generator=g)[None] < p, w, 0)
     expect += [w[0], w[1]]
     torch.testing.assert_close(labels, torch.stack(expect, dim=1), rtol=0, atol=0)

@@ -51,8 +51,15 @@ def server():
 def test_download_verifies_and_renames(server, tmp_path):
     dest = tmp_path / "asset.bin"
     md5 = hashlib.md5(PAYLOAD).hexdigest()
-    out = download(server, dest, what="asset", alternative="--x PATH", md5_prefix=md5[:8], progress=False,
-                   sha256=hashlib.sha256(PAYLOAD).hexdigest())
+    out = download(
+        server,
+        dest,
+        what="asset",
+        alternative="--x PATH",
+        md5_prefix=md5[:8],
+        progress=False,
+        sha256=hashlib.sha256(PAYLOAD).hexdigest(),
+    )
     assert out == dest and dest.read_bytes() == PAYLOAD
     assert [p.name for p in tmp_path.iterdir()] == ["asset.bin"]
 

@@ -88,17 +88,47 @@ def images(tmp_path_factory) -> Path:
 def test_unwritable_outputs_are_one_line_before_work(ro, tmp_path, images, standin_weights):
     cwd = ro.parent
     for out in ("ro/run", "ro"):
-        line = one_error(run("sample", *TINY, "--seeds", "0-1", "--no-features", "--out", out, cwd=cwd,
-                             readonly_as_root=True), 1)
+        line = one_error(
+            run("sample", *TINY, "--seeds", "0-1", "--no-features", "--out", out, cwd=cwd, readonly_as_root=True), 1
+        )
         assert f"cannot write the run folder {out}" in line and "Permission denied" in line
     line = one_error(run("demo", "--out", "ro/demo", "-q", cwd=cwd, readonly_as_root=True), 1)
     assert "cannot write --out ro/demo" in line
     # --inception-weights points nowhere: had the JSON check come later, the error would name the weights
-    line = one_error(run("metrics", images / "p32", "--ref", images / "ref32.npz", "--json", "ro/m.json",
-                         "--inception-weights", tmp_path / "none.pth", cwd=cwd, readonly_as_root=True), 1)
+    line = one_error(
+        run(
+            "metrics",
+            images / "p32",
+            "--ref",
+            images / "ref32.npz",
+            "--json",
+            "ro/m.json",
+            "--inception-weights",
+            tmp_path / "none.pth",
+            cwd=cwd,
+            readonly_as_root=True,
+        ),
+        1,
+    )
     assert "cannot write --json ro/m.json" in line
-    line = one_error(run("ref", "build", images / "p32", "--name", "r", "--resolution", "32", "--out", "ro/r.npz",
-                         "--inception-weights", tmp_path / "none.pth", cwd=cwd, readonly_as_root=True), 1)
+    line = one_error(
+        run(
+            "ref",
+            "build",
+            images / "p32",
+            "--name",
+            "r",
+            "--resolution",
+            "32",
+            "--out",
+            "ro/r.npz",
+            "--inception-weights",
+            tmp_path / "none.pth",
+            cwd=cwd,
+            readonly_as_root=True,
+        ),
+        1,
+    )
     assert "cannot write --out ro/r.npz" in line
     assert files_under(ro) == []
     # Under a regular file (fails for root too): nothing is created anywhere.
@@ -134,9 +164,30 @@ def interrupt_when(proc: subprocess.Popen, ready, timeout: float = 240) -> tuple
 
 def test_ctrl_c_during_sample_keeps_shards_and_prints_the_resume_command(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([EXE, "sample", "--model", "cifar10-tiny", "--steps", "6", "--seeds", "0-399",
-                             "--shard-size", "4", "--batch-size", "4", "--no-features", "--out", str(run_dir), "-q"],
-                            cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            EXE,
+            "sample",
+            "--model",
+            "cifar10-tiny",
+            "--steps",
+            "6",
+            "--seeds",
+            "0-399",
+            "--shard-size",
+            "4",
+            "--batch-size",
+            "4",
+            "--no-features",
+            "--out",
+            str(run_dir),
+            "-q",
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     code, err = interrupt_when(proc, lambda: len(list((run_dir / "shards").glob("shard_*.npz"))) >= 2)
     lines = err.strip().splitlines()
     assert code == 130 and len(lines) == 1 and "Traceback" not in err, err
@@ -156,9 +207,28 @@ def test_ctrl_c_during_ref_build_removes_the_scratch_file(tmp_path, standin_weig
     rng = np.random.default_rng(1)
     for i in range(400):
         Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(data / f"{i:03d}.png")
-    args = ["ref", "build", str(data), "--name", "r", "--resolution", "16", "--crop", "none", "--pr-images", "8",
-            "--out", str(tmp_path / "out" / "r.npz"), "--inception-weights", str(standin_weights), "-q",
-            "--workers", "0", "--batch-size", "4"]
+    args = [
+        "ref",
+        "build",
+        str(data),
+        "--name",
+        "r",
+        "--resolution",
+        "16",
+        "--crop",
+        "none",
+        "--pr-images",
+        "8",
+        "--out",
+        str(tmp_path / "out" / "r.npz"),
+        "--inception-weights",
+        str(standin_weights),
+        "-q",
+        "--workers",
+        "0",
+        "--batch-size",
+        "4",
+    ]
     proc = subprocess.Popen([EXE, *args], cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True)
     code, err = interrupt_when(proc, lambda: any((tmp_path / "out").glob(".r.npz.*.pr.tmp")))
     line = err.strip()
@@ -176,8 +246,17 @@ def test_ctrl_c_during_metrics_prints_the_command(tmp_path, images, standin_weig
     rng = np.random.default_rng(2)
     for i in range(300):
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
-    args = ["metrics", str(folder), "--ref", str(images / "ref32.npz"), "--inception-weights", str(standin_weights),
-            "-q", "--json", str(tmp_path / "m.json")]
+    args = [
+        "metrics",
+        str(folder),
+        "--ref",
+        str(images / "ref32.npz"),
+        "--inception-weights",
+        str(standin_weights),
+        "-q",
+        "--json",
+        str(tmp_path / "m.json"),
+    ]
     proc = subprocess.Popen([EXE, *args], cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True)
     loaded = time.time()
 
@@ -210,8 +289,19 @@ def test_resolution_mismatch_and_broken_reference_fail_before_extraction(tmp_pat
     line = one_error(run("metrics", images / "p32", "--ref", images / "broken.npz", *w, cwd=tmp_path), 1)
     assert str(images / "broken.npz") in line and "non-finite" in line and "against p32" not in line
     # allowed: computed, and every output says so
-    proc = run("metrics", images / "p48x40", "--ref", images / "p32", *w, "--metrics", "fid",
-               "--allow-resolution-mismatch", "--json", tmp_path / "m.json", cwd=tmp_path)
+    proc = run(
+        "metrics",
+        images / "p48x40",
+        "--ref",
+        images / "p32",
+        *w,
+        "--metrics",
+        "fid",
+        "--allow-resolution-mismatch",
+        "--json",
+        tmp_path / "m.json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "resolution mismatch allowed" in proc.stdout
     assert "48x40" in json.loads((tmp_path / "m.json").read_text())["resolution_mismatch"]
@@ -247,12 +337,36 @@ def test_small_runs_keep_no_feature_files_and_metrics_still_work(tmp_path, stand
     assert keep_features(32, None) is False and keep_features(64, None) is False
     assert keep_features(256, None) is True and keep_features(32, True) is True
     assert ROW_BYTES == 20_316 and ROW_BYTES < 83 * 83 * 3 and ROW_BYTES > 82 * 82 * 3
-    proc = run("sample", *TINY, "--seeds", "0-7", "--shard-size", "4", "--inception-weights", standin_weights,
-               "--out", "run", "-q", cwd=tmp_path)
+    proc = run(
+        "sample",
+        *TINY,
+        "--seeds",
+        "0-7",
+        "--shard-size",
+        "4",
+        "--inception-weights",
+        standin_weights,
+        "--out",
+        "run",
+        "-q",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert not list((tmp_path / "run" / "shards").glob("*.features-*"))  # 32x32: re-extracted by metrics
-    proc = run("metrics", "run", "--ref", "run", "--metrics", "fid,is", "--inception-weights", standin_weights,
-               "-q", "--json", "m.json", cwd=tmp_path)
+    proc = run(
+        "metrics",
+        "run",
+        "--ref",
+        "run",
+        "--metrics",
+        "fid,is",
+        "--inception-weights",
+        standin_weights,
+        "-q",
+        "--json",
+        "m.json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     m = json.loads((tmp_path / "m.json").read_text())
     assert abs(m["fid"]) < 1e-6 and m["num_samples"] == 8
@@ -270,8 +384,14 @@ def in_terminal(args: list[str], columns: int, cwd: Path) -> str:
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 60, columns, 0, 0))
-    proc = subprocess.Popen([EXE, *args], cwd=cwd, env={**ENV, "COLUMNS": str(columns), "NO_COLOR": "1"},
-                            stdout=slave, stderr=subprocess.PIPE, text=False)
+    proc = subprocess.Popen(
+        [EXE, *args],
+        cwd=cwd,
+        env={**ENV, "COLUMNS": str(columns), "NO_COLOR": "1"},
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        text=False,
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -290,10 +410,12 @@ def in_terminal(args: list[str], columns: int, cwd: Path) -> str:
 
 @pytest.mark.parametrize("columns", [80, 100, 120])
 def test_tables_and_help_fit_the_terminal_with_names(columns, tmp_path):
-    for args, names in ((["table"], ["LDM-4-G", "DiT-XL/2-G", "DiffiT", "appendix-table-s1"]),
-                        (["table", "--dataset", "imagenet", "--all-sources"], ["RQ-Transformer", "StyleGAN-XL"]),
-                        (["models"], ["latent-256", "cifar10-tiny", "561,035,232"]),
-                        (["sample", "--help"], ["--inception-weights", "--no-features"])):
+    for args, names in (
+        (["table"], ["LDM-4-G", "DiT-XL/2-G", "DiffiT", "appendix-table-s1"]),
+        (["table", "--dataset", "imagenet", "--all-sources"], ["RQ-Transformer", "StyleGAN-XL"]),
+        (["models"], ["latent-256", "cifar10-tiny", "561,035,232"]),
+        (["sample", "--help"], ["--inception-weights", "--no-features"]),
+    ):
         out = in_terminal(args, columns, tmp_path)
         widths = [len(line.rstrip()) for line in out.splitlines()]
         assert max(widths) <= columns, (args, max(widths))
@@ -318,26 +440,40 @@ def test_model_list_counts_match_the_networks():
 
 
 def test_one_exit_code_per_meaning(tmp_path, images):
-    assert "must be at least 1" in one_error(run("sample", *TINY, "--batch-size", "0", "--no-features",
-                                                 cwd=tmp_path), 1)
-    assert "--batch-size" in one_error(run("metrics", images / "p32", "--ref", "x", "--batch-size", "0",
-                                           cwd=tmp_path), 1)
+    assert "must be at least 1" in one_error(
+        run("sample", *TINY, "--batch-size", "0", "--no-features", cwd=tmp_path), 1
+    )
+    assert "--batch-size" in one_error(
+        run("metrics", images / "p32", "--ref", "x", "--batch-size", "0", cwd=tmp_path), 1
+    )
     assert "--steps" in one_error(run("demo", "--steps", "1", cwd=tmp_path), 1)  # refused by the option check
     assert "Missing option" in one_error(run("metrics", images / "p32", cwd=tmp_path), 2)  # usage
     np.savez(tmp_path / "empty.npz", arr_0=np.zeros((0, 32, 32, 3), np.uint8))
-    line = one_error(run("ref", "build", "empty.npz", "--name", "e", "--resolution", "32", "--out", "e.npz",
-                         cwd=tmp_path), 1)
+    line = one_error(
+        run("ref", "build", "empty.npz", "--name", "e", "--resolution", "32", "--out", "e.npz", cwd=tmp_path), 1
+    )
     assert "holds no images" in line and ".png" not in line
     assert files_under(tmp_path) == ["empty.npz"]
 
 
 def test_offline_regress_lists_every_missing_asset(tmp_path):
-    proc = run("regress", "--suite", "diffit-latent-256", "--json", tmp_path / "r.json", cwd=tmp_path,
-               env={"DIFFIT_EVAL_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
-                    "HF_HOME": str(tmp_path / "hf")})
+    proc = run(
+        "regress",
+        "--suite",
+        "diffit-latent-256",
+        "--json",
+        tmp_path / "r.json",
+        cwd=tmp_path,
+        env={"DIFFIT_EVAL_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+    )
     line = one_error(proc, 2)
-    for what in ("reference imagenet256", "checkpoint diffit-256", "VAE stabilityai/sd-vae-ft-ema",
-                 "Inception weights", "diffit-eval weights fetch inception"):
+    for what in (
+        "reference imagenet256",
+        "checkpoint diffit-256",
+        "VAE stabilityai/sd-vae-ft-ema",
+        "Inception weights",
+        "diffit-eval weights fetch inception",
+    ):
         assert what in line, what
     assert len(json.loads((tmp_path / "r.json").read_text())["missing_assets"]) == 4
 
@@ -353,7 +489,11 @@ def test_grid_has_gaps_between_tiles(tmp_path):
     grid = np.asarray(Image.open(tmp_path / shards.GRID))
     g = shards.GRID_GAP
     assert grid.shape == (4 + 2 * g, 3 * 5 + 4 * g, 3)
-    assert (grid[:g] == 255).all() and (grid[:, g + 5:2 * g + 5] == 255).all() and (grid[g:g + 4, g:g + 5] == 0).all()
+    assert (
+        (grid[:g] == 255).all()
+        and (grid[:, g + 5 : 2 * g + 5] == 255).all()
+        and (grid[g : g + 4, g : g + 5] == 0).all()
+    )
 
 
 # --- the property test ----------------------------------------------------------------------------
@@ -382,26 +522,48 @@ def test_random_input_is_one_line_or_a_valid_result(tmp_path, capsys):
     seed_text = st.one_of(
         st.text(alphabet="0123456789-, x", max_size=14),
         st.lists(st.tuples(st.integers(-3, 2**33), st.integers(-3, 2**33)), min_size=1, max_size=3).map(
-            lambda rs: ",".join(f"{a}-{b}" for a, b in rs)))
+            lambda rs: ",".join(f"{a}-{b}" for a, b in rs)
+        ),
+    )
 
     @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
     @given(seed_text)
     def seeds(text):
         # A checkpoint that does not exist stops every valid plan before any sampling.
-        code, _, err = call("sample", "--model", "cifar10-tiny", "--no-features", "--seeds", text,
-                            "--ckpt", tmp_path / "none.pt", "--out", tmp_path / "never")
+        code, _, err = call(
+            "sample",
+            "--model",
+            "cifar10-tiny",
+            "--no-features",
+            "--seeds",
+            text,
+            "--ckpt",
+            tmp_path / "none.pt",
+            "--out",
+            tmp_path / "never",
+        )
         assert code == 1 and ("--seeds" in err or "checkpoint not found" in err), err
-        ok = re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", text.replace(" ", "")) and all(
-            int(p.partition("-")[0]) <= int(p.partition("-")[2] or p.partition("-")[0]) < 2**32
-            for p in text.replace(" ", "").split(",")) and sum(
-            int(p.partition("-")[2] or p.partition("-")[0]) - int(p.partition("-")[0]) + 1
-            for p in text.replace(" ", "").split(",")) <= 1_000_000
+        ok = (
+            re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", text.replace(" ", ""))
+            and all(
+                int(p.partition("-")[0]) <= int(p.partition("-")[2] or p.partition("-")[0]) < 2**32
+                for p in text.replace(" ", "").split(",")
+            )
+            and sum(
+                int(p.partition("-")[2] or p.partition("-")[0]) - int(p.partition("-")[0]) + 1
+                for p in text.replace(" ", "").split(",")
+            )
+            <= 1_000_000
+        )
         assert ("checkpoint not found" in err) == bool(ok), (text, err)
 
     @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(st.sampled_from(["--metrics", "--dataset", "--format", "--baseline"]),
-           st.one_of(st.sampled_from(["fid,is", "imagenet", "cifar10", "md", "csv", "latex", "DiffiT", ""]),
-                     st.text(max_size=12)))
+    @given(
+        st.sampled_from(["--metrics", "--dataset", "--format", "--baseline"]),
+        st.one_of(
+            st.sampled_from(["fid,is", "imagenet", "cifar10", "md", "csv", "latex", "DiffiT", ""]), st.text(max_size=12)
+        ),
+    )
     def table_options(flag, value):
         code, out, _ = call("table", flag, value)
         if code == 0:
@@ -409,9 +571,12 @@ def test_random_input_is_one_line_or_a_valid_result(tmp_path, capsys):
 
     headers = st.one_of(
         st.binary(max_size=80),
-        st.builds(lambda d, s: f"{{'descr': {d!r}, 'fortran_order': False, 'shape': {s}, }}".encode(),
-                  st.sampled_from(["|u1", "<f4", "|O", "<i8", "x", "|V3"]),
-                  st.sampled_from(["(2, 8, 8, 3)", "(2, 8, 8)", "(2, 3, 8, 8)", "()", "(-1, 8, 8, 3)", "((", "(0, 8, 8, 3)"])))
+        st.builds(
+            lambda d, s: f"{{'descr': {d!r}, 'fortran_order': False, 'shape': {s}, }}".encode(),
+            st.sampled_from(["|u1", "<f4", "|O", "<i8", "x", "|V3"]),
+            st.sampled_from(["(2, 8, 8, 3)", "(2, 8, 8)", "(2, 3, 8, 8)", "()", "(-1, 8, 8, 3)", "((", "(0, 8, 8, 3)"]),
+        ),
+    )
 
     @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
     @given(headers, st.booleans())
@@ -419,7 +584,7 @@ def test_random_input_is_one_line_or_a_valid_result(tmp_path, capsys):
         import zipfile
 
         path = tmp_path / "bad.npz"
-        body = (b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"\n" if magic else header)
+        body = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"\n" if magic else header
         with zipfile.ZipFile(path, "w") as z:
             z.writestr("arr_0.npy", body + bytes(2 * 8 * 8 * 3))
         code, _, err = call("metrics", path, "--ref", path, "--inception-weights", tmp_path / "none.pth", "-q")

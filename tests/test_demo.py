@@ -47,7 +47,7 @@ def test_to_gray8_inverts_the_16x16_rendering():
     back, orig = to_gray8(sklearn_digits("train", 16)[0]), load_digits().data[order]
     assert back.shape == (1500, 64)
     assert np.abs(back - orig).mean() < 1.25
-    d = (back ** 2).sum(1)[:, None] - 2 * back @ orig.T + (orig ** 2).sum(1)[None, :]
+    d = (back**2).sum(1)[:, None] - 2 * back @ orig.T + (orig**2).sum(1)[None, :]
     assert (d.argmin(axis=1) == np.arange(1500)).mean() > 0.99
     const = np.full((2, 16, 16, 3), 255, np.uint8)
     np.testing.assert_allclose(to_gray8(const), 16.0)
@@ -117,9 +117,28 @@ def test_digits_samples_with_the_shipped_checkpoint_by_default(tmp_path):
     assert "diffit-eval train --preset digits --data sklearn-digits" in meta["command"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "diffit_eval", "sample", "--model", "digits", "--seeds", "0-1",
-                           "--steps", "2", "--no-features", "--out", str(out)], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "diffit_eval",
+            "sample",
+            "--model",
+            "digits",
+            "--seeds",
+            "0-1",
+            "--steps",
+            "2",
+            "--no-features",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     record = json.loads((out / "manifest.json").read_text())["checkpoint"]
     assert Path(record["path"]).resolve() == shipped.resolve()

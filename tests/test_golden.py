@@ -72,8 +72,16 @@ def test_torch_randn_really_differs_between_kernel_levels():
     if "avx2" not in cpu_capabilities():
         pytest.skip("needs a CPU with AVX2 to compare kernel levels")
     code = "import torch; print(torch.randn(64, generator=torch.Generator().manual_seed(0)).sum().item())"
-    out = {cap: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                               env={**os.environ, "ATEN_CPU_CAPABILITY": cap}).stdout for cap in ("default", "avx2")}
+    out = {
+        cap: subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "ATEN_CPU_CAPABILITY": cap},
+        ).stdout
+        for cap in ("default", "avx2")
+    }
     assert out["default"] != out["avx2"]
 
 
@@ -81,7 +89,7 @@ def test_sketch_matrix_is_fixed_and_well_scaled():
     a, b = golden.sketch_matrix(2048), golden.sketch_matrix(2048)
     assert a.shape == (2048, golden.SKETCH_DIM) and np.array_equal(a, b)
     # N(0, 1/dim) columns: squared norms ~1 (chi-square with 2048 dof / 2048: within 15%)
-    assert np.allclose((a ** 2).sum(0), 1.0, atol=0.15)
+    assert np.allclose((a**2).sum(0), 1.0, atol=0.15)
     assert not np.array_equal(golden.sketch_matrix(2023)[:16], a[:16])
 
 
@@ -102,8 +110,9 @@ def test_repo_golden_is_recorded_for_the_suites_sets():
     assert {f"images.{s.name}" for s in sets} <= names
     assert {f"sampler.{s.name}" for s in sets if s.ref} <= names
     assert "guidance.ddpm" in names and "guidance.edm" not in names  # the guided set's gain stage only
-    assert {f"{stage}.{s.name}.{m}" for stage in ("metrics", "e2e") for s in sets if s.ref
-            for m in METRIC_KEYS} <= names
+    assert {
+        f"{stage}.{s.name}.{m}" for stage in ("metrics", "e2e") for s in sets if s.ref for m in METRIC_KEYS
+    } <= names
     images, sketches = golden.load_arrays(golden.arrays_file(suite.settings, SUITES))
     assert sketches["ddpm"][golden.GAIN_KEY].shape == (25,)  # one gain per respaced step
     assert set(images) == {s.name for s in sets} and set(sketches) == {s.name for s in sets}
@@ -144,8 +153,9 @@ def small_suite(tmp_path: Path) -> Path:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "diffit_eval", *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "diffit_eval", *args], capture_output=True, text=True, cwd=REPO, timeout=900
+    )
 
 
 @pytest.mark.slow

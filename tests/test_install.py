@@ -19,31 +19,68 @@ def wheel_venv(tmp_path_factory) -> Path:
     plain .pth line, which (unlike the site-packages folder itself) does not run the editable
     install's finder, so `diffit_eval` can only come from the wheel."""
     tmp = tmp_path_factory.mktemp("wheel")
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                        "-w", str(tmp / "dist"), str(REPO)], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp / "dist"),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     (whl,) = (tmp / "dist").glob("diffit_eval-*.whl")
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
-    purelib = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                  capture_output=True, text=True, check=True).stdout.strip())
+    purelib = Path(
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     system = [sysconfig.get_paths()["purelib"], *site.getsitepackages()]
     (purelib / "machine-site-packages.pth").write_text("\n".join(dict.fromkeys(system)) + "\n")
-    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(whl)],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(whl)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     return venv
 
 
 def test_wheel_carries_its_data_and_runs_from_another_folder(wheel_venv, tmp_path):
     py, exe = wheel_venv / "bin" / "python", wheel_venv / "bin" / "diffit-eval"
-    where = subprocess.run([str(py), "-c", "import diffit_eval.shipped as s; print(s.__file__); "
-                            "print(s.shipped_dir('results')); print(s.shipped_dir('reference_stats'))"],
-                           capture_output=True, text=True, cwd=tmp_path, check=True).stdout.split()
+    where = subprocess.run(
+        [
+            str(py),
+            "-c",
+            "import diffit_eval.shipped as s; print(s.__file__); "
+            "print(s.shipped_dir('results')); print(s.shipped_dir('reference_stats'))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+    ).stdout.split()
     assert all(str(wheel_venv) in w for w in where), where  # the wheel's copy, not the checkout
-    for args, expect in ((["ref", "list"], "imagenet256"), (["table", "--format", "csv"], "DiffiT"),
-                         (["regress", "--list"], "golden-cpu")):
+    for args, expect in (
+        (["ref", "list"], "imagenet256"),
+        (["table", "--format", "csv"], "DiffiT"),
+        (["regress", "--list"], "golden-cpu"),
+    ):
         r = subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=tmp_path, timeout=300)
         assert r.returncode == 0, (args, r.stderr)
         assert expect in r.stdout, (args, r.stdout[:500])

@@ -38,16 +38,23 @@ def _copy_tree(tmp_path: Path) -> Path:
 
 
 @pytest.mark.skipif(LINT_IMPORTS is None, reason="import-linter is in the test extra: pip install -e '.[test]'")
-@pytest.mark.parametrize("module, line, contract", [
-    # the cache (assets, the bottom layer) reaching up to the table (the top of the data path)
-    ("diffit_eval/assets/cache.py", "import diffit_eval.report.table", "diffit_eval follows the data path"),
-    # the sampler reaching forward into the feature network
-    ("diffit_eval/generate/sample.py", "import diffit_eval.features.network", "diffit_eval follows the data path"),
-    # the models importing the evaluation package
-    ("diffit/vae.py", "import diffit_eval.errors", "diffit stands alone: it never imports diffit_eval"),
-    # a metric importing the evaluation stand-ins
-    ("diffit_eval/features/extract.py", "import diffit_eval.testing", "Library code never imports the evaluation stand-ins"),
-])
+@pytest.mark.parametrize(
+    "module, line, contract",
+    [
+        # the cache (assets, the bottom layer) reaching up to the table (the top of the data path)
+        ("diffit_eval/assets/cache.py", "import diffit_eval.report.table", "diffit_eval follows the data path"),
+        # the sampler reaching forward into the feature network
+        ("diffit_eval/generate/sample.py", "import diffit_eval.features.network", "diffit_eval follows the data path"),
+        # the models importing the evaluation package
+        ("diffit/vae.py", "import diffit_eval.errors", "diffit stands alone: it never imports diffit_eval"),
+        # a metric importing the evaluation stand-ins
+        (
+            "diffit_eval/features/extract.py",
+            "import diffit_eval.testing",
+            "Library code never imports the evaluation stand-ins",
+        ),
+    ],
+)
 def test_a_reversed_import_breaks_the_contract(tmp_path, module, line, contract):
     root = _copy_tree(tmp_path)
     assert _lint_imports(root).returncode == 0  # the unmodified copy passes
@@ -60,8 +67,21 @@ def test_a_reversed_import_breaks_the_contract(tmp_path, module, line, contract)
 
 @pytest.mark.skipif(RUFF is None, reason="ruff is in the test extra: pip install -e '.[test]'")
 def test_ruff_check_is_clean():
-    result = subprocess.run([RUFF, "check", "--no-cache", "diffit", "diffit_eval", "tests", "benchmarks"],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [RUFF, "check", "--no-cache", "diffit", "diffit_eval", "tests", "benchmarks"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
+@pytest.mark.skipif(RUFF is None, reason="ruff is in the test extra: pip install -e '.[test]'")
+def test_ruff_format_is_clean():
+    result = subprocess.run(
+        [RUFF, "format", "--check", "--no-cache", "."], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout[-4000:]
 
 
@@ -72,8 +92,13 @@ def test_diffit_imports_with_diffit_eval_absent():
 
 
 def test_no_mock_in_library_code():
-    hits = [f"{p.relative_to(REPO)}:{i}" for package in ("diffit", "diffit_eval") for p in (REPO / package).rglob("*.py")
-            for i, text in enumerate(p.read_text().splitlines(), 1) if "unittest.mock" in text or "from unittest import" in text]
+    hits = [
+        f"{p.relative_to(REPO)}:{i}"
+        for package in ("diffit", "diffit_eval")
+        for p in (REPO / package).rglob("*.py")
+        for i, text in enumerate(p.read_text().splitlines(), 1)
+        if "unittest.mock" in text or "from unittest import" in text
+    ]
     assert hits == []
 
 
@@ -91,8 +116,12 @@ def test_architecture_names_only_modules_that_exist():
 
 def test_architecture_draws_every_module():
     named = set(_architecture_paths())
-    modules = [str(p.relative_to(REPO)) for package in ("diffit", "diffit_eval") for p in (REPO / package).rglob("*.py")
-               if p.name not in ("__init__.py", "__main__.py") and "_shipped" not in p.parts]
+    modules = [
+        str(p.relative_to(REPO))
+        for package in ("diffit", "diffit_eval")
+        for p in (REPO / package).rglob("*.py")
+        if p.name not in ("__init__.py", "__main__.py") and "_shipped" not in p.parts
+    ]
     undrawn = [m for m in sorted(modules) if m not in named]
     assert undrawn == [], f"modules missing from docs/ARCHITECTURE.md: {undrawn}"
 
@@ -110,7 +139,11 @@ def test_protocol_citations_name_sections_that_exist():
 
 
 def test_no_comment_cites_a_file_outside_the_repository():
-    hits = [f"{p.relative_to(REPO)}:{i}" for package in ("diffit", "diffit_eval", "tests", "benchmarks")
-            for p in (REPO / package).rglob("*.py") for i, text in enumerate(p.read_text().splitlines(), 1)
-            if re.search(r"\bSPEC(\.md)?\b", text) and p.name != "test_layout.py"]
+    hits = [
+        f"{p.relative_to(REPO)}:{i}"
+        for package in ("diffit", "diffit_eval", "tests", "benchmarks")
+        for p in (REPO / package).rglob("*.py")
+        for i, text in enumerate(p.read_text().splitlines(), 1)
+        if re.search(r"\bSPEC(\.md)?\b", text) and p.name != "test_layout.py"
+    ]
     assert hits == []

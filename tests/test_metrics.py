@@ -58,6 +58,7 @@ def write_pngs(images: np.ndarray, folder: Path) -> Path:
 
 # --- against torch-fidelity and clean-fid -------------------------------------------------------
 
+
 def test_fid_is_and_sfid_features_match_torch_fidelity(standin_weights, metrics_images, metrics_features, monkeypatch):
     """FID equal to torch-fidelity's calculate_metrics (<= 1e-6), IS with aligned splits (<= 1e-4), and
     our sFID tap equal to torch-fidelity's own Mixed_6d.branch1x1 output in the same forward."""
@@ -78,9 +79,19 @@ def test_fid_is_and_sfid_features_match_torch_fidelity(standin_weights, metrics_
 
     monkeypatch.setattr(FeatureExtractorInceptionV3, "forward", spying_forward)
     theirs = torch_fidelity.calculate_metrics(
-        input1=TensorDataset(a), input2=TensorDataset(b), fid=True, isc=True,
-        feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(standin_weights),
-        cuda=False, batch_size=n, samples_shuffle=False, isc_splits=2, cache=False, verbose=False, save_cpu_ram=True,
+        input1=TensorDataset(a),
+        input2=TensorDataset(b),
+        fid=True,
+        isc=True,
+        feature_extractor="inception-v3-compat",
+        feature_extractor_weights_path=str(standin_weights),
+        cuda=False,
+        batch_size=n,
+        samples_shuffle=False,
+        isc_splits=2,
+        cache=False,
+        verbose=False,
+        save_cpu_ram=True,
     )
     fa, fb = metrics_features["A"], metrics_features["B"]
 
@@ -118,8 +129,10 @@ def test_fid_matches_clean_fid_legacy_tensorflow(standin_weights, metrics_images
     """
     from cleanfid import fid as cleanfid
 
-    expected = {name: (nchw(images), torch.from_numpy(metrics_features[name].all_pool_rows()))
-                for name, images in metrics_images.items()}
+    expected = {
+        name: (nchw(images), torch.from_numpy(metrics_features[name].all_pool_rows()))
+        for name, images in metrics_images.items()
+    }
     seen = []
 
     def extractor(batch: torch.Tensor) -> torch.Tensor:
@@ -134,9 +147,15 @@ def test_fid_matches_clean_fid_legacy_tensorflow(standin_weights, metrics_images
 
     n = len(metrics_images["A"])
     score = cleanfid.compute_fid(
-        str(write_pngs(metrics_images["A"], tmp_path / "A")), str(write_pngs(metrics_images["B"], tmp_path / "B")),
-        mode="legacy_tensorflow", custom_feat_extractor=extractor, num_workers=0, batch_size=n,
-        device=torch.device("cpu"), verbose=False, use_dataparallel=False,
+        str(write_pngs(metrics_images["A"], tmp_path / "A")),
+        str(write_pngs(metrics_images["B"], tmp_path / "B")),
+        mode="legacy_tensorflow",
+        custom_feat_extractor=extractor,
+        num_workers=0,
+        batch_size=n,
+        device=torch.device("cpu"),
+        verbose=False,
+        use_dataparallel=False,
     )
     assert sorted(seen) == ["A", "B"]
     assert rel(fid_of(metrics_features["A"], metrics_features["B"]), float(score)) <= 1e-5
@@ -168,6 +187,7 @@ def test_feature_network_is_batch_invariant(standin_weights, metrics_images, met
 
 # --- Frechet distance ---------------------------------------------------------------------------
 
+
 def _gaussian_stats(rng, n, d, rank=None):
     rank = rank or d
     basis = rng.standard_normal((d, rank)) * rng.uniform(0.1, 2.0, rank)
@@ -198,7 +218,7 @@ def test_frechet_distance_of_rank_deficient_covariances_is_stable():
     ours = frechet_distance(stats[0].mean, stats[0].cov, stats[1].mean, stats[1].cov)
     reordered = RunningStats(64)
     for i in rng.permutation(40):
-        reordered.update(x[i:i + 1])
+        reordered.update(x[i : i + 1])
     assert rel(frechet_distance(reordered.mean, reordered.cov, stats[1].mean, stats[1].cov), ours) <= 1e-12
     assert rel(ours, frechet_distance_sqrtm(stats[0].mean, stats[0].cov, stats[1].mean, stats[1].cov)) <= 1e-6
 
@@ -287,6 +307,7 @@ def test_frechet_distance_rejects_mismatched_dimensions():
 
 # --- Inception score ----------------------------------------------------------------------------
 
+
 def test_inception_score_follows_adm_splits_and_survives_underflow():
     rng = np.random.default_rng(0)
     logits = rng.standard_normal((23, 10)) * 3
@@ -296,7 +317,7 @@ def test_inception_score_follows_adm_splits_and_survives_underflow():
         preds /= preds.sum(1, keepdims=True)
         scores = []
         for i in range(0, len(preds), split):
-            part = preds[i:i + split]
+            part = preds[i : i + split]
             kl = part * (np.log(part) - np.log(np.expand_dims(np.mean(part, 0), 0)))
             scores.append(np.exp(np.mean(np.sum(kl, 1))))
         return float(np.mean(scores)), float(np.std(scores))
@@ -314,8 +335,10 @@ def test_inception_score_follows_adm_splits_and_survives_underflow():
 
 # --- precision / recall -------------------------------------------------------------------------
 
+
 def brute_force_pr(ref: np.ndarray, sam: np.ndarray, k: int = 3, strict: bool = False) -> tuple[float, float]:
     """ADM's rules, written out: full distance matrices, k-th neighbour by np.partition, <= comparison."""
+
     def dist(u, v):
         return ((u[:, None, :].astype(np.float64) - v[None, :, :]) ** 2).sum(-1)
 
@@ -366,8 +389,10 @@ def test_fused_precision_recall_equals_the_literal_definition(seed):
     rng = np.random.default_rng(seed)
     tied = rng.integers(0, 4, (50, 6)).astype(np.float32), rng.integers(0, 4, (41, 6)).astype(np.float32)
     basis = rng.standard_normal((8, 64))
-    rows = tuple(np.maximum(rng.standard_normal((n, 8)) @ basis + rng.standard_normal((n, 64)) - s, 0).astype(np.float32)
-                 for n, s in ((60, 0.3), (75, 0.1)))
+    rows = tuple(
+        np.maximum(rng.standard_normal((n, 8)) @ basis + rng.standard_normal((n, 64)) - s, 0).astype(np.float32)
+        for n, s in ((60, 0.3), (75, 0.1))
+    )
     for ref, sam in (tied, rows):
         literal = precision_recall_literal(ref, sam)
         assert 0 < literal[0] < 1 or 0 < literal[1] < 1
@@ -425,10 +450,14 @@ def test_evaluate_reports_pr_unavailable_for_k_or_fewer_points():
     rng = np.random.default_rng(0)
     pool = rng.random((20, 2048)).astype(np.float32)
     samples = FeatureSet()
-    samples.add(torch.from_numpy(pool[:3]), torch.from_numpy(rng.standard_normal((3, 1008)).astype(np.float32)),
-                torch.zeros(3, 2023))
-    ref = Reference(name="r", mu=pool[3:].mean(0).astype(np.float64), sigma=np.cov(pool[3:], rowvar=False),
-                    pr_features=pool[3:])
+    samples.add(
+        torch.from_numpy(pool[:3]),
+        torch.from_numpy(rng.standard_normal((3, 1008)).astype(np.float32)),
+        torch.zeros(3, 2023),
+    )
+    ref = Reference(
+        name="r", mu=pool[3:].mean(0).astype(np.float64), sigma=np.cov(pool[3:], rowvar=False), pr_features=pool[3:]
+    )
     res = evaluate(samples, ref, ["fid", "is", "pr"], device="cpu")
     assert res.values["fid"] > 0 and res.values["is"] > 1 and res.values["precision"] is None
     assert "more than 3 samples" in res.unavailable["pr"]
@@ -439,6 +468,7 @@ def test_evaluate_reports_pr_unavailable_for_k_or_fewer_points():
 
 
 # --- statistics ---------------------------------------------------------------------------------
+
 
 def test_running_stats_merged_from_batches_and_files_equal_one_shot(tmp_path):
     rng = np.random.default_rng(0)
@@ -457,16 +487,19 @@ def test_running_stats_merged_from_batches_and_files_equal_one_shot(tmp_path):
 
     merged, direct = FeatureSet(), FeatureSet()
     for i, (lo, hi) in enumerate([(0, 400), (400, 401), (401, 1000)]):
-        rows = {"pool": np.zeros((hi - lo, 2048), np.float32), "spatial": np.zeros((hi - lo, 2023), np.float32),
-                "logits": np.zeros((hi - lo, 1008), np.float32)}
+        rows = {
+            "pool": np.zeros((hi - lo, 2048), np.float32),
+            "spatial": np.zeros((hi - lo, 2023), np.float32),
+            "logits": np.zeros((hi - lo, 1008), np.float32),
+        }
         rows["pool"][:, :16] = x[lo:hi]
         save_feature_rows(tmp_path / f"part{i}.npz", rows)
         merged.add_rows(load_feature_rows(tmp_path / f"part{i}.npz", hi - lo))
     pool = np.zeros((1000, 2048), np.float32)
     pool[:, :16] = x
     for lo in range(0, 1000, 7):  # other batches than the files', as tensors
-        n = len(pool[lo:lo + 7])
-        direct.add(torch.from_numpy(pool[lo:lo + 7]), torch.zeros(n, 1008), torch.zeros(n, 2023))
+        n = len(pool[lo : lo + 7])
+        direct.add(torch.from_numpy(pool[lo : lo + 7]), torch.zeros(n, 1008), torch.zeros(n, 2023))
     assert merged.count == 1000 and merged.all_pool_rows().shape == (1000, 2048)
     np.testing.assert_allclose(merged.pool.mean[:16], want_mu, rtol=1e-10)
     np.testing.assert_allclose(merged.pool.cov[:16, :16], want_cov, rtol=1e-10, atol=1e-10 * np.abs(want_cov).max())
@@ -479,6 +512,7 @@ def test_running_stats_merged_from_batches_and_files_equal_one_shot(tmp_path):
 
 
 # --- sample sources -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("compressed", [False, True])
 def test_npz_source_streams_stored_and_compressed(tmp_path, compressed):
@@ -497,7 +531,7 @@ def test_npz_source_streams_stored_and_compressed(tmp_path, compressed):
     np.testing.assert_array_equal(np.concatenate(list(src.iter_batches(4, limit=10))), images[:10])
     member = NpzMember(path, "arr_0")
     for start, count in [(17, 3), (0, 1), (5, 18), (22, 1), (3, 9)]:  # out of order: seeks back and forth
-        np.testing.assert_array_equal(member.read_rows(start, count), images[start:start + count])
+        np.testing.assert_array_equal(member.read_rows(start, count), images[start : start + count])
     np.testing.assert_array_equal(src.labels(), labels)
 
 

@@ -23,9 +23,27 @@ from diffit_eval.metrics.fid import frechet_distance, frechet_distance_sqrtm
 from diffit_eval.metrics.inception_score import inception_score
 from diffit_eval.metrics.prc import precision_recall
 
-JSON_KEYS = {"fid", "sfid", "is", "is_std", "precision", "recall", "precision_exact", "recall_exact", "num_samples",
-             "unavailable", "label", "dataset", "resolution", "samples", "reference", "feature_network", "resize",
-             "fid_method", "provenance"}
+JSON_KEYS = {
+    "fid",
+    "sfid",
+    "is",
+    "is_std",
+    "precision",
+    "recall",
+    "precision_exact",
+    "recall_exact",
+    "num_samples",
+    "unavailable",
+    "label",
+    "dataset",
+    "resolution",
+    "samples",
+    "reference",
+    "feature_network",
+    "resize",
+    "fid_method",
+    "provenance",
+}
 PR_IMAGES = 8  # reference images for precision/recall in the ADM-style reference
 
 
@@ -40,8 +58,13 @@ def cli(capsys, *args) -> tuple[int, str, str]:
 
 
 def subprocess_cli(*args, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "diffit_eval", *map(str, args)], capture_output=True, text=True,
-                          env=env if env is not None else dict(os.environ), timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "diffit_eval", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env if env is not None else dict(os.environ),
+        timeout=timeout,
+    )
 
 
 def assert_one_error_line(err: str) -> str:
@@ -72,12 +95,18 @@ def files(tmp_path_factory, metrics_images, metrics_features) -> Path:
     d = tmp_path_factory.mktemp("metrics-cli")
     a, b = metrics_images["A"], metrics_images["B"]
     fb = metrics_features["B"]
-    np.savez(d / "samples.npz", a, np.arange(len(a)))            # ADM sample batch: arr_0 images, arr_1 labels
+    np.savez(d / "samples.npz", a, np.arange(len(a)))  # ADM sample batch: arr_0 images, arr_1 labels
     np.savez(d / "small.npz", a[:4])
     np.savez(d / "samples_b.npz", b)
     np.savez(d / "one.npz", a[:1])
-    np.savez(d / "ref_adm.npz", mu=fb.pool.mean, sigma=fb.pool.cov, mu_s=fb.spatial.mean, sigma_s=fb.spatial.cov,
-             arr_0=b[:PR_IMAGES])                                  # ADM reference batch layout
+    np.savez(
+        d / "ref_adm.npz",
+        mu=fb.pool.mean,
+        sigma=fb.pool.cov,
+        mu_s=fb.spatial.mean,
+        sigma_s=fb.spatial.cov,
+        arr_0=b[:PR_IMAGES],
+    )  # ADM reference batch layout
     np.savez(d / "ref_ms.npz", mu=fb.pool.mean, sigma=fb.pool.cov)  # EDM / clean-fid statistics: FID only
     np.savez(d / "ref_clean.npz", mu=fb.pool.mean, sigma=fb.pool.cov, meta=np.array(json.dumps({"resize": "clean"})))
     np.savez(d / "ref_dim.npz", mu=np.zeros(64), sigma=np.eye(64))
@@ -95,12 +124,24 @@ def files(tmp_path_factory, metrics_images, metrics_features) -> Path:
     return d
 
 
-def test_batch_size_does_not_change_results_and_adm_reference_is_read(files, standin_weights, isolated_cache,
-                                                                       metrics_features, capsys, tmp_path):
+def test_batch_size_does_not_change_results_and_adm_reference_is_read(
+    files, standin_weights, isolated_cache, metrics_features, capsys, tmp_path
+):
     records = {}
     for bs in (3, 17):
-        code, out, err = cli(capsys, "metrics", files / "samples.npz", "--ref", files / "ref_adm.npz",
-                             "--inception-weights", standin_weights, "--batch-size", bs, "--json", tmp_path / f"{bs}.json")
+        code, out, err = cli(
+            capsys,
+            "metrics",
+            files / "samples.npz",
+            "--ref",
+            files / "ref_adm.npz",
+            "--inception-weights",
+            standin_weights,
+            "--batch-size",
+            bs,
+            "--json",
+            tmp_path / f"{bs}.json",
+        )
         assert code == 0, err
         records[bs] = json.loads((tmp_path / f"{bs}.json").read_text())
         cells = table_row(out)
@@ -144,10 +185,21 @@ def test_batch_size_does_not_change_results_and_adm_reference_is_read(files, sta
     assert not [p for p in isolated_cache.rglob("*") if p.name.endswith((".tmp", ".part"))]
 
 
-def test_statistics_only_reference_gives_fid_and_reports_the_rest_as_na(files, standin_weights, isolated_cache,
-                                                                         capsys, tmp_path):
-    code, out, err = cli(capsys, "metrics", files / "small.npz", "--ref", files / "ref_ms.npz",
-                         "--inception-weights", standin_weights, "--json", tmp_path / "m.json", "--quiet")
+def test_statistics_only_reference_gives_fid_and_reports_the_rest_as_na(
+    files, standin_weights, isolated_cache, capsys, tmp_path
+):
+    code, out, err = cli(
+        capsys,
+        "metrics",
+        files / "small.npz",
+        "--ref",
+        files / "ref_ms.npz",
+        "--inception-weights",
+        standin_weights,
+        "--json",
+        tmp_path / "m.json",
+        "--quiet",
+    )
     assert code == 0, err
     rec = json.loads((tmp_path / "m.json").read_text())
     assert isinstance(rec["fid"], float) and rec["fid"] > 0 and isinstance(rec["is"], float)
@@ -161,9 +213,24 @@ def test_statistics_only_reference_gives_fid_and_reports_the_rest_as_na(files, s
     assert "sfid: n/a (reference has no sFID statistics" in out and "pr: n/a" in out
 
 
-def test_resize_clean_runs_and_references_refuse_the_other_mode(files, standin_weights, isolated_cache, capsys, tmp_path):
-    code, out, err = cli(capsys, "metrics", files / "small.npz", "--ref", files / "ref_clean.npz", "--resize", "clean",
-                         "--inception-weights", standin_weights, "--json", tmp_path / "c.json", "--metrics", "fid")
+def test_resize_clean_runs_and_references_refuse_the_other_mode(
+    files, standin_weights, isolated_cache, capsys, tmp_path
+):
+    code, out, err = cli(
+        capsys,
+        "metrics",
+        files / "small.npz",
+        "--ref",
+        files / "ref_clean.npz",
+        "--resize",
+        "clean",
+        "--inception-weights",
+        standin_weights,
+        "--json",
+        tmp_path / "c.json",
+        "--metrics",
+        "fid",
+    )
     assert code == 0, err
     rec = json.loads((tmp_path / "c.json").read_text())
     assert rec["resize"] == "clean" and rec["feature_network"]["resize"] == "clean" and rec["fid"] > 0
@@ -171,43 +238,79 @@ def test_resize_clean_runs_and_references_refuse_the_other_mode(files, standin_w
     assert table_row(out)[-1] == "clean"
 
     # A reference built with one resize refuses features made with the other, before any extraction.
-    code, out, err = cli(capsys, "metrics", files / "small.npz", "--ref", files / "ref_clean.npz",
-                         "--inception-weights", standin_weights)
+    code, out, err = cli(
+        capsys, "metrics", files / "small.npz", "--ref", files / "ref_clean.npz", "--inception-weights", standin_weights
+    )
     assert code == 1 and "--resize clean" in assert_one_error_line(err)
-    code, out, err = cli(capsys, "metrics", files / "small.npz", "--ref", files / "ref_ms.npz", "--resize", "clean",
-                         "--inception-weights", standin_weights)
+    code, out, err = cli(
+        capsys,
+        "metrics",
+        files / "small.npz",
+        "--ref",
+        files / "ref_ms.npz",
+        "--resize",
+        "clean",
+        "--inception-weights",
+        standin_weights,
+    )
     assert code == 1 and "--resize legacy-tf" in assert_one_error_line(err)
 
 
 def test_sample_source_as_reference(files, standin_weights, isolated_cache, metrics_features, capsys, tmp_path):
     """`--ref` another sample set (an npz of images): every metric computed from its images."""
-    code, out, err = cli(capsys, "metrics", files / "small.npz", "--ref", files / "samples_b.npz",
-                         "--inception-weights", standin_weights, "--json", tmp_path / "r.json", "-q")
+    code, out, err = cli(
+        capsys,
+        "metrics",
+        files / "small.npz",
+        "--ref",
+        files / "samples_b.npz",
+        "--inception-weights",
+        standin_weights,
+        "--json",
+        tmp_path / "r.json",
+        "-q",
+    )
     assert code == 0, err
     rec = json.loads((tmp_path / "r.json").read_text())
     fa, fb = metrics_features["A"], metrics_features["B"]
     a4 = fa.all_pool_rows()[:4]
-    want = frechet_distance(a4.mean(0, dtype=np.float64), np.cov(a4.astype(np.float64), rowvar=False),
-                            fb.pool.mean, fb.pool.cov)
+    want = frechet_distance(
+        a4.mean(0, dtype=np.float64), np.cov(a4.astype(np.float64), rowvar=False), fb.pool.mean, fb.pool.cov
+    )
     assert rec["fid"] == pytest.approx(want, rel=1e-6)
     assert rec["sfid"] is not None and rec["unavailable"] == {}
     assert rec["is"] == pytest.approx(inception_score(fa.all_logits()[:4])[0], rel=1e-9)
-    assert (rec["precision"], rec["recall"]) == pytest.approx(precision_recall(fb.all_pool_rows(), a4, device="cpu"), abs=0)
+    assert (rec["precision"], rec["recall"]) == pytest.approx(
+        precision_recall(fb.all_pool_rows(), a4, device="cpu"), abs=0
+    )
     assert rec["reference"]["name"] == "samples_b.npz" and rec["reference"]["pr_images"] == 16
 
 
-def test_exact_pr_beside_adm_pr_fid_method_and_the_few_samples_warning(files, standin_weights, isolated_cache,
-                                                                        metrics_features, capsys, tmp_path):
+def test_exact_pr_beside_adm_pr_fid_method_and_the_few_samples_warning(
+    files, standin_weights, isolated_cache, metrics_features, capsys, tmp_path
+):
     fa, fb = metrics_features["A"], metrics_features["B"]
     a4, ref_rows = fa.all_pool_rows()[:4], fb.all_pool_rows()[:PR_IMAGES]
     adm_pr = precision_recall(ref_rows, a4, device="cpu")
     exact_pr = precision_recall(ref_rows, a4, arith="exact", device="cpu")
-    warning = ("diffit-eval: warning: 4 samples is fewer than the feature dimension of FID (2048-d) and sFID (2023-d): "
-               "the statistics are rank-deficient and the values are not comparable with 50K-sample numbers")
+    warning = (
+        "diffit-eval: warning: 4 samples is fewer than the feature dimension of FID (2048-d) and sFID (2023-d): "
+        "the statistics are rank-deficient and the values are not comparable with 50K-sample numbers"
+    )
 
     # Default: the table shows ADM's float16 P/R, one line the exact ones; the JSON has both.
-    code, out, err = cli(capsys, "metrics", files / "small.npz", "--ref", files / "ref_adm.npz", "-q",
-                         "--inception-weights", standin_weights, "--json", tmp_path / "d.json")
+    code, out, err = cli(
+        capsys,
+        "metrics",
+        files / "small.npz",
+        "--ref",
+        files / "ref_adm.npz",
+        "-q",
+        "--inception-weights",
+        standin_weights,
+        "--json",
+        tmp_path / "d.json",
+    )
     assert code == 0, err
     rec = json.loads((tmp_path / "d.json").read_text())
     assert (rec["precision"], rec["recall"]) == adm_pr
@@ -219,9 +322,22 @@ def test_exact_pr_beside_adm_pr_fid_method_and_the_few_samples_warning(files, st
     assert err.strip("\n").split("\n") == [warning]
 
     # --pr-arith exact swaps them; --fid-method adm-sqrtm gives ADM's sqrtm digits.
-    code, out, err = cli(capsys, "metrics", files / "small.npz", "--ref", files / "ref_adm.npz", "-q",
-                         "--inception-weights", standin_weights, "--json", tmp_path / "e.json",
-                         "--pr-arith", "exact", "--fid-method", "adm-sqrtm")
+    code, out, err = cli(
+        capsys,
+        "metrics",
+        files / "small.npz",
+        "--ref",
+        files / "ref_adm.npz",
+        "-q",
+        "--inception-weights",
+        standin_weights,
+        "--json",
+        tmp_path / "e.json",
+        "--pr-arith",
+        "exact",
+        "--fid-method",
+        "adm-sqrtm",
+    )
     assert code == 0, err
     rec2 = json.loads((tmp_path / "e.json").read_text())
     assert (rec2["precision"], rec2["recall"], rec2["precision_exact"], rec2["recall_exact"]) == (*adm_pr, *exact_pr)
@@ -243,13 +359,17 @@ def test_exact_pr_beside_adm_pr_fid_method_and_the_few_samples_warning(files, st
     assert rank_deficiency_warning({"num_samples": 50_000, "fid": 1.0, "sfid": 2.0}) is None
 
 
-@pytest.mark.parametrize("option, value, line", [
-    ("--pr-arith", "fp8", "diffit-eval: error: unknown --pr-arith 'fp8'; choose one of adm-fp16, exact"),
-    ("--pr-arith", "", "diffit-eval: error: unknown --pr-arith ''; choose one of adm-fp16, exact"),
-    ("--fid-method", "sqrtm", "diffit-eval: error: unknown --fid-method 'sqrtm'; choose one of eigh, adm-sqrtm"),
-])
-def test_bad_pr_arith_and_fid_method_fail_before_any_work(option, value, line, files, isolated_cache, monkeypatch,
-                                                          capsys):
+@pytest.mark.parametrize(
+    "option, value, line",
+    [
+        ("--pr-arith", "fp8", "diffit-eval: error: unknown --pr-arith 'fp8'; choose one of adm-fp16, exact"),
+        ("--pr-arith", "", "diffit-eval: error: unknown --pr-arith ''; choose one of adm-fp16, exact"),
+        ("--fid-method", "sqrtm", "diffit-eval: error: unknown --fid-method 'sqrtm'; choose one of eigh, adm-sqrtm"),
+    ],
+)
+def test_bad_pr_arith_and_fid_method_fail_before_any_work(
+    option, value, line, files, isolated_cache, monkeypatch, capsys
+):
     """Exit code 1 like --resize and --metrics, one line, and before weights are even looked for (offline, none)."""
     offline(monkeypatch)
     code, out, err = cli(capsys, "metrics", files / "small.npz", "--ref", files / "ref_adm.npz", option, value)
@@ -277,8 +397,12 @@ BAD_INPUT = {
     "unknown metric": ("small.npz", "ref_ms.npz", ["--metrics", "fid,kid"], ["kid"]),
     "unknown resize": ("small.npz", "ref_ms.npz", ["--resize", "bicubic"], ["bicubic", "legacy-tf"]),
     "weights file missing": ("small.npz", "ref_ms.npz", ["--inception-weights", "{d}/nope.pth"], ["not found"]),
-    "weights file not weights": ("small.npz", "ref_ms.npz", ["--inception-weights", "{d}/not_weights.pth"],
-                                 ["not InceptionV3 weights"]),
+    "weights file not weights": (
+        "small.npz",
+        "ref_ms.npz",
+        ["--inception-weights", "{d}/not_weights.pth"],
+        ["not InceptionV3 weights"],
+    ),
     "bad batch size": ("small.npz", "ref_ms.npz", ["--batch-size", "0"], ["batch-size"]),
     "unknown --pr-arith": ("small.npz", "ref_ms.npz", ["--pr-arith", "fp8"], ["'fp8'", "adm-fp16, exact"]),
     "unknown --fid-method": ("small.npz", "ref_ms.npz", ["--fid-method", "svd"], ["'svd'", "eigh, adm-sqrtm"]),
@@ -299,8 +423,9 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(case, files, standin_weights, 
 
 
 def test_bad_input_in_a_subprocess_has_no_traceback(files, standin_weights):
-    proc = subprocess_cli("metrics", files / "nchw.npz", "--ref", files / "ref_ms.npz",
-                          "--inception-weights", standin_weights)
+    proc = subprocess_cli(
+        "metrics", files / "nchw.npz", "--ref", files / "ref_ms.npz", "--inception-weights", standin_weights
+    )
     assert proc.returncode == 1
     assert "channels-first" in assert_one_error_line(proc.stderr)
 

@@ -47,28 +47,40 @@ def tiny_latent(seed: int = 0, **overrides) -> LatentDiffiT:
 # 1. State-dict contract (docs/PROTOCOL.md, "Model layout"), relative position index, parameter counts
 # --------------------------------------------------------------------------------------------
 
+
 def spec_state_dict(grid: int, depth: int = 28) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """The state-dict table of docs/PROTOCOL.md written out: key -> (shape, dtype)."""
     f32, n = torch.float32, grid * grid
     table = {
         "pos_embed": ((1, n, 1152), f32),
-        "x_embedder.proj.weight": ((1152, 4, 2, 2), f32), "x_embedder.proj.bias": ((1152,), f32),
-        "t_embedder.mlp.0.weight": ((1152, 256), f32), "t_embedder.mlp.0.bias": ((1152,), f32),
-        "t_embedder.mlp.2.weight": ((1152, 1152), f32), "t_embedder.mlp.2.bias": ((1152,), f32),
+        "x_embedder.proj.weight": ((1152, 4, 2, 2), f32),
+        "x_embedder.proj.bias": ((1152,), f32),
+        "t_embedder.mlp.0.weight": ((1152, 256), f32),
+        "t_embedder.mlp.0.bias": ((1152,), f32),
+        "t_embedder.mlp.2.weight": ((1152, 1152), f32),
+        "t_embedder.mlp.2.bias": ((1152,), f32),
         "y_embedder.embedding_table.weight": ((1001, 1152), f32),
-        "final_layer.linear.weight": ((32, 1152), f32), "final_layer.linear.bias": ((32,), f32),
+        "final_layer.linear.weight": ((32, 1152), f32),
+        "final_layer.linear.bias": ((32,), f32),
     }
     for i in range(depth):
         b = f"blocks.{i}."
-        table.update({
-            b + "attn.qkv.weight": ((3456, 1152), f32), b + "attn.qkv.bias": ((3456,), f32),
-            b + "attn.qkv_temb.weight": ((3456, 1152), f32), b + "attn.qkv_temb.bias": ((3456,), f32),
-            b + "attn.relative_position_bias_table": (((2 * grid - 1) ** 2, 16), f32),
-            b + "attn.relative_position_index": ((n, n), torch.int64),
-            b + "attn.proj.weight": ((1152, 1152), f32), b + "attn.proj.bias": ((1152,), f32),
-            b + "mlp.fc1.weight": ((4608, 1152), f32), b + "mlp.fc1.bias": ((4608,), f32),
-            b + "mlp.fc2.weight": ((1152, 4608), f32), b + "mlp.fc2.bias": ((1152,), f32),
-        })
+        table.update(
+            {
+                b + "attn.qkv.weight": ((3456, 1152), f32),
+                b + "attn.qkv.bias": ((3456,), f32),
+                b + "attn.qkv_temb.weight": ((3456, 1152), f32),
+                b + "attn.qkv_temb.bias": ((3456,), f32),
+                b + "attn.relative_position_bias_table": (((2 * grid - 1) ** 2, 16), f32),
+                b + "attn.relative_position_index": ((n, n), torch.int64),
+                b + "attn.proj.weight": ((1152, 1152), f32),
+                b + "attn.proj.bias": ((1152,), f32),
+                b + "mlp.fc1.weight": ((4608, 1152), f32),
+                b + "mlp.fc1.bias": ((4608,), f32),
+                b + "mlp.fc2.weight": ((1152, 4608), f32),
+                b + "mlp.fc2.bias": ((1152,), f32),
+            }
+        )
     return table
 
 
@@ -120,14 +132,16 @@ def test_pos_embed_is_dit_sincos():
     rows = []
     for h in range(G):
         for w in range(G):  # first half encodes the column, second half the row (DiT's layout)
-            rows.append(torch.cat([torch.sin(w * omega), torch.cos(w * omega),
-                                   torch.sin(h * omega), torch.cos(h * omega)]))
+            rows.append(
+                torch.cat([torch.sin(w * omega), torch.cos(w * omega), torch.sin(h * omega), torch.cos(h * omega)])
+            )
     torch.testing.assert_close(model.pos_embed[0], torch.stack(rows).float())
 
 
 # --------------------------------------------------------------------------------------------
 # 2. The forward pass against an independent re-implementation of docs/PROTOCOL.md, "Model layout"
 # --------------------------------------------------------------------------------------------
+
 
 def spec_forward(sd: dict, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, heads: int, patch: int = 2):
     """The latent forward of docs/PROTOCOL.md ("Model layout"), in plain ops from a state_dict, one head at a time."""
@@ -137,19 +151,28 @@ def spec_forward(sd: dict, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, he
     f = torch.exp(-math.log(10000) * torch.arange(128, dtype=torch.float32) / 128)
     arg = t.float()[:, None] * f
     c = torch.cat([torch.cos(arg), torch.sin(arg)], dim=1)
-    c = F.linear(F.silu(F.linear(c, sd["t_embedder.mlp.0.weight"], sd["t_embedder.mlp.0.bias"])),
-                 sd["t_embedder.mlp.2.weight"], sd["t_embedder.mlp.2.bias"])
+    c = F.linear(
+        F.silu(F.linear(c, sd["t_embedder.mlp.0.weight"], sd["t_embedder.mlp.0.bias"])),
+        sd["t_embedder.mlp.2.weight"],
+        sd["t_embedder.mlp.2.bias"],
+    )
     c = c + sd["y_embedder.embedding_table.weight"][y]
-    index = torch.tensor([[(i // G - j // G + G - 1) * (2 * G - 1) + (i % G - j % G + G - 1)
-                           for j in range(G * G)] for i in range(G * G)])
+    index = torch.tensor(
+        [
+            [(i // G - j // G + G - 1) * (2 * G - 1) + (i % G - j % G + G - 1) for j in range(G * G)]
+            for i in range(G * G)
+        ]
+    )
     hd = D // heads
     depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
     for b in range(depth):
         p = lambda name: sd[f"blocks.{b}.{name}"]  # noqa: E731
         u = F.layer_norm(tok, (D,), eps=1e-6)
-        qkv = F.linear(u, p("attn.qkv.weight"), p("attn.qkv.bias")) + \
-            F.linear(c, p("attn.qkv_temb.weight"), p("attn.qkv_temb.bias"))[:, None]
-        q, k, v = qkv[..., :D], qkv[..., D:2 * D], qkv[..., 2 * D:]
+        qkv = (
+            F.linear(u, p("attn.qkv.weight"), p("attn.qkv.bias"))
+            + F.linear(c, p("attn.qkv_temb.weight"), p("attn.qkv_temb.bias"))[:, None]
+        )
+        q, k, v = qkv[..., :D], qkv[..., D : 2 * D], qkv[..., 2 * D :]
         outs = []
         for h in range(heads):
             s = slice(h * hd, (h + 1) * hd)
@@ -160,8 +183,9 @@ def spec_forward(sd: dict, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, he
         u = F.layer_norm(tok, (D,), eps=1e-6)
         hidden = F.gelu(F.linear(u, p("mlp.fc1.weight"), p("mlp.fc1.bias")), approximate="tanh")
         tok = tok + F.linear(hidden, p("mlp.fc2.weight"), p("mlp.fc2.bias"))
-    tok = F.linear(F.silu(F.layer_norm(tok, (D,), eps=1e-6)),
-                   sd["final_layer.linear.weight"], sd["final_layer.linear.bias"])
+    tok = F.linear(
+        F.silu(F.layer_norm(tok, (D,), eps=1e-6)), sd["final_layer.linear.weight"], sd["final_layer.linear.bias"]
+    )
     C = tok.shape[-1] // (patch * patch)
     out = torch.empty(N, C, G * patch, G * patch)
     for h in range(G):
@@ -169,7 +193,7 @@ def spec_forward(sd: dict, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, he
             for pi in range(patch):
                 for qi in range(patch):
                     start = (pi * patch + qi) * C
-                    out[:, :, patch * h + pi, patch * w + qi] = tok[:, h * G + w, start:start + C]
+                    out[:, :, patch * h + pi, patch * w + qi] = tok[:, h * G + w, start : start + C]
     return out
 
 
@@ -234,6 +258,7 @@ def test_constant_guidance_is_an_explicit_setting():
 # 3. Checkpoints
 # --------------------------------------------------------------------------------------------
 
+
 def test_safetensors_round_trip(tmp_path):
     from safetensors.torch import save_file
 
@@ -247,8 +272,14 @@ def test_safetensors_round_trip(tmp_path):
 
 def test_pt_wrapped_under_ema(tmp_path):
     source, target = tiny_latent(seed=0), tiny_latent(seed=1)
-    torch.save({"model": tiny_latent(seed=2).state_dict(), "ema": source.state_dict(),
-                "args": argparse.Namespace(model="DiffiT")}, tmp_path / "ckpt.pt")
+    torch.save(
+        {
+            "model": tiny_latent(seed=2).state_dict(),
+            "ema": source.state_dict(),
+            "args": argparse.Namespace(model="DiffiT"),
+        },
+        tmp_path / "ckpt.pt",
+    )
     load_checkpoint(target, str(tmp_path / "ckpt.pt"))
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
@@ -314,8 +345,10 @@ def test_name_offline_raises_missing_asset(tmp_path, monkeypatch):
 
 
 def test_diffit_imports_without_diffit_eval():
-    code = ("import sys, diffit, diffit.models, diffit.checkpoint, diffit.vae, diffit.testing; "
-            "sys.exit(any(m.startswith('diffit_eval') for m in sys.modules))")
+    code = (
+        "import sys, diffit, diffit.models, diffit.checkpoint, diffit.vae, diffit.testing; "
+        "sys.exit(any(m.startswith('diffit_eval') for m in sys.modules))"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -323,8 +356,10 @@ def test_diffit_imports_without_diffit_eval():
 # 4. Image-space models
 # --------------------------------------------------------------------------------------------
 
-def image_spec_forward(sd: dict, x: torch.Tensor, c_noise: torch.Tensor, blocks: tuple[int, ...], window: int,
-                       resample: str = "conv") -> torch.Tensor:
+
+def image_spec_forward(
+    sd: dict, x: torch.Tensor, c_noise: torch.Tensor, blocks: tuple[int, ...], window: int, resample: str = "conv"
+) -> torch.Tensor:
     """Image-space DiffiT (docs/PROTOCOL.md, "Image-space DiffiT") in plain float64 ops from a state_dict.
 
     Written from the description, not from diffit/image.py: windows are cut by explicit pixel
@@ -338,7 +373,9 @@ def image_spec_forward(sd: dict, x: torch.Tensor, c_noise: torch.Tensor, blocks:
 
     def group_norm(h, name):
         C = h.shape[1]
-        return F.group_norm(h, 32 if C % 32 == 0 else math.gcd(C, 32), sd[f"{name}.weight"], sd[f"{name}.bias"], eps=1e-6)
+        return F.group_norm(
+            h, 32 if C % 32 == 0 else math.gcd(C, 32), sd[f"{name}.weight"], sd[f"{name}.bias"], eps=1e-6
+        )
 
     def linear(h, name):
         return h @ sd[f"{name}.weight"].T + sd[f"{name}.bias"]
@@ -356,19 +393,20 @@ def image_spec_forward(sd: dict, x: torch.Tensor, c_noise: torch.Tensor, blocks:
         qkv = linear(u, f"{p}.qkv") + linear(temb, f"{p}.qkv_temb")[:, None, None]
         out = torch.zeros(N, H, W, C, dtype=torch.float64)
         coords = [(i, j) for i in range(w) for j in range(w)]  # row-major inside a window
-        bias_row = torch.tensor([[(a[0] - b[0] + w - 1) * (2 * w - 1) + (a[1] - b[1] + w - 1) for b in coords]
-                                 for a in coords])
+        bias_row = torch.tensor(
+            [[(a[0] - b[0] + w - 1) * (2 * w - 1) + (a[1] - b[1] + w - 1) for b in coords] for a in coords]
+        )
         for wy in range(0, H, w):
             for wx in range(0, W, w):
-                tok = qkv[:, wy:wy + w, wx:wx + w].reshape(N, w * w, 3 * C)
+                tok = qkv[:, wy : wy + w, wx : wx + w].reshape(N, w * w, 3 * C)
                 outs = []
                 for h in range(heads):
-                    q = tok[..., h * hd:(h + 1) * hd]
-                    k = tok[..., C + h * hd:C + (h + 1) * hd]
-                    v = tok[..., 2 * C + h * hd:2 * C + (h + 1) * hd]
+                    q = tok[..., h * hd : (h + 1) * hd]
+                    k = tok[..., C + h * hd : C + (h + 1) * hd]
+                    v = tok[..., 2 * C + h * hd : 2 * C + (h + 1) * hd]
                     bias = sd[f"{p}.relative_position_bias_table"][bias_row, h]
                     outs.append(torch.softmax(q @ k.transpose(1, 2) / math.sqrt(hd) + bias, dim=-1) @ v)
-                out[:, wy:wy + w, wx:wx + w] = torch.cat(outs, -1).reshape(N, w, w, C)
+                out[:, wy : wy + w, wx : wx + w] = torch.cat(outs, -1).reshape(N, w, w, C)
         return linear(out, f"{p}.proj")
 
     def res_block(h, p, resolution):
@@ -412,12 +450,17 @@ NARROW = dict(channels=(32, 64, 64), head_channels=16)
 NARROW4 = dict(channels=(32, 64, 64, 64), head_channels=16)
 
 
-@pytest.mark.parametrize("name, options", [
-    ("cifar10-tiny", {}),
-    ("cifar10", dict(NARROW, blocks="I.1")), ("cifar10", dict(NARROW, blocks="H.1")),
-    ("cifar10", dict(NARROW, blocks=(1, 3, 2), resample="bilinear")),
-    ("ffhq64", dict(NARROW4, blocks="I.1")), ("ffhq64", dict(NARROW4, blocks=(1, 1, 1, 1), window_size=4)),
-])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("cifar10-tiny", {}),
+        ("cifar10", dict(NARROW, blocks="I.1")),
+        ("cifar10", dict(NARROW, blocks="H.1")),
+        ("cifar10", dict(NARROW, blocks=(1, 3, 2), resample="bilinear")),
+        ("ffhq64", dict(NARROW4, blocks="I.1")),
+        ("ffhq64", dict(NARROW4, blocks=(1, 1, 1, 1), window_size=4)),
+    ],
+)
 def test_image_forward_matches_an_independent_reference(name, options):
     model = randomize_weights(create_model(name, **options).eval(), seed=3)
     res = model.img_resolution
@@ -425,8 +468,9 @@ def test_image_forward_matches_an_independent_reference(name, options):
     c_noise = torch.tensor([-1.2, 0.7])
     with torch.no_grad():
         out = model(x, c_noise).double()  # the model runs in float32 (its time sinusoid is float32)
-    expected = image_spec_forward(model.state_dict(), x, c_noise, model.blocks, model.window_size,
-                                  options.get("resample", "conv"))
+    expected = image_spec_forward(
+        model.state_dict(), x, c_noise, model.blocks, model.window_size, options.get("resample", "conv")
+    )
     scale = expected.abs().max().item()
     assert expected.abs().mean() > 0.1 * scale > 0  # random weights, a non-trivial output
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-4 * scale)
@@ -456,11 +500,17 @@ def test_image_presets_keep_the_shape(name, res):
     print(f"{name}: {parameter_count(model)[0]:,} parameters")
 
 
-@pytest.mark.parametrize("name, options", [
-    ("cifar10", dict(blocks="H.1")), ("ffhq64", dict(blocks="H.1")),
-    ("cifar10", dict(resample="bilinear")), ("ffhq64", dict(resample="bilinear")),
-    ("cifar10", dict(blocks=(1, 3, 2))), ("ffhq64", dict(blocks=(1, 1, 1, 1), window_size=4)),
-])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("cifar10", dict(blocks="H.1")),
+        ("ffhq64", dict(blocks="H.1")),
+        ("cifar10", dict(resample="bilinear")),
+        ("ffhq64", dict(resample="bilinear")),
+        ("cifar10", dict(blocks=(1, 3, 2))),
+        ("ffhq64", dict(blocks=(1, 1, 1, 1), window_size=4)),
+    ],
+)
 def test_image_options_on_meta(name, options):
     # Full width on the meta device (no memory, no compute): the options reach the layout. Their
     # values are checked at narrow width by test_image_forward_matches_an_independent_reference.
@@ -515,14 +565,15 @@ def test_windows_attend_independently():
         out = attn(x.flatten(1, 2), c, (8, 8)).view(2, 8, 8, 32)
         for i in (0, 4):
             for j in (0, 4):
-                window = x[:, i:i + 4, j:j + 4].flatten(1, 2)
+                window = x[:, i : i + 4, j : j + 4].flatten(1, 2)
                 expected = plain_global_attention(attn, window, c, 4).view(2, 4, 4, 32)
-                torch.testing.assert_close(out[:, i:i + 4, j:j + 4], expected, atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(out[:, i : i + 4, j : j + 4], expected, atol=1e-5, rtol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------
 # 5. Fast attention path
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["latent-tiny", "cifar10-tiny"])
 def test_sdpa_equals_math(name, attention_impl):
@@ -552,6 +603,7 @@ def test_unknown_attention_impl():
 # The `diffit-eval models` table
 # --------------------------------------------------------------------------------------------
 
+
 def test_models_command_table():
     from rich.console import Console
 
@@ -560,6 +612,15 @@ def test_models_command_table():
     console = Console(file=io.StringIO(), width=200)
     console.print(models_table())
     text = console.file.getvalue()
-    for needle in ("561,035,232", "562,382,816", "latent-tiny", "cifar10-tiny", "ffhq64", "edm 40", "ddpm 250",
-                   "diffit-512", CHECKPOINTS["diffit-256"].url):
+    for needle in (
+        "561,035,232",
+        "562,382,816",
+        "latent-tiny",
+        "cifar10-tiny",
+        "ffhq64",
+        "edm 40",
+        "ddpm 250",
+        "diffit-512",
+        CHECKPOINTS["diffit-256"].url,
+    ):
         assert needle in text

@@ -36,8 +36,10 @@ def standin_features(rng, n: int, basis: np.ndarray, shift: float = 0.0, grid: b
 def sets():
     rng = np.random.default_rng(0)
     basis = rng.standard_normal((16, 2048)) * 0.25
-    return {grid: (standin_features(rng, 120, basis, grid=grid), standin_features(rng, 150, basis, 0.03, grid=grid))
-            for grid in (True, False)}
+    return {
+        grid: (standin_features(rng, 120, basis, grid=grid), standin_features(rng, 150, basis, 0.03, grid=grid))
+        for grid in (True, False)
+    }
 
 
 def test_every_distance_radius_and_pr_equals_the_evaluator_graph(sets):
@@ -72,8 +74,11 @@ def test_overflowing_blocks_are_redone_in_float32_block_by_block_like_adm(sets):
     ref[3] += 4.0
     assert (ref[[3]].astype(np.float64) ** 2).sum() > 65504
     block = 16
-    blocks = [adm.distance_block(ref[i:i + block], sam[j:j + block]) for i in range(0, len(ref), block)
-              for j in range(0, len(sam), block)]
+    blocks = [
+        adm.distance_block(ref[i : i + block], sam[j : j + block])
+        for i in range(0, len(ref), block)
+        for j in range(0, len(sam), block)
+    ]
     assert {half for _, half in blocks} == {True, False}, "some blocks fall back, others stay float16"
     want = adm.compute_prec_recall(ref, sam, row_batch=block, col_batch=block)
     assert precision_recall(ref, sam, block=block, device="cpu") == want

@@ -125,8 +125,14 @@ def subprocess_env(cache: Path, **extra: str) -> dict[str, str]:
 def offline_env(cache: Path) -> dict[str, str]:
     """Every https request goes to a proxy port nobody listens on: offline, whatever the machine's network."""
     port = str(free_port())
-    return subprocess_env(cache, https_proxy=f"http://127.0.0.1:{port}", HTTPS_PROXY=f"http://127.0.0.1:{port}",
-                          http_proxy=f"http://127.0.0.1:{port}", no_proxy="", NO_PROXY="")
+    return subprocess_env(
+        cache,
+        https_proxy=f"http://127.0.0.1:{port}",
+        HTTPS_PROXY=f"http://127.0.0.1:{port}",
+        http_proxy=f"http://127.0.0.1:{port}",
+        no_proxy="",
+        NO_PROXY="",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,22 +182,78 @@ def test_build_is_deterministic_across_world_sizes(cache, folders, weights, tmp_
     for f in sorted(folders[0].rglob("*.png"))[:10]:
         (data / f.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy(f, data / f.parent.name / f.name)
-    common = ["ref", "build", str(data), "--inception-weights", str(weights), "--device", "cpu", "--workers", "2",
-              "--resolution", "32", "--batch-size", "3", "--chunk-size", "4", "--pr-images", "5", "--seed", "1", "-q"]
-    one = subprocess.run([sys.executable, "-m", "diffit_eval", *common, "--name", "w1", "--out", str(tmp_path / "w1.npz")],
-                         env=subprocess_env(cache), capture_output=True, text=True, timeout=300)
+    common = [
+        "ref",
+        "build",
+        str(data),
+        "--inception-weights",
+        str(weights),
+        "--device",
+        "cpu",
+        "--workers",
+        "2",
+        "--resolution",
+        "32",
+        "--batch-size",
+        "3",
+        "--chunk-size",
+        "4",
+        "--pr-images",
+        "5",
+        "--seed",
+        "1",
+        "-q",
+    ]
+    one = subprocess.run(
+        [sys.executable, "-m", "diffit_eval", *common, "--name", "w1", "--out", str(tmp_path / "w1.npz")],
+        env=subprocess_env(cache),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-                          "-m", "diffit_eval", *common, "--name", "w2", "--out", str(tmp_path / "w2.npz")],
-                         env=subprocess_env(cache), capture_output=True, text=True, timeout=300)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(free_port()),
+            "-m",
+            "diffit_eval",
+            *common,
+            "--name",
+            "w2",
+            "--out",
+            str(tmp_path / "w2.npz"),
+        ],
+        env=subprocess_env(cache),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert two.returncode == 0, two.stderr
     assert two.stdout.count("wrote") == 1  # only rank 0 speaks
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        again = build.build_reference(data, name="again", out=tmp_path / "again.npz", resolution=32, weights=weights,
-                                     batch_size=3, chunk_size=4, pr_images=5, seed=1, workers=0, progress=False)
+        again = build.build_reference(
+            data,
+            name="again",
+            out=tmp_path / "again.npz",
+            resolution=32,
+            weights=weights,
+            batch_size=3,
+            chunk_size=4,
+            pr_images=5,
+            seed=1,
+            workers=0,
+            progress=False,
+        )
     finally:
         torch.set_num_threads(threads)
     a, b, c = arrays_of(tmp_path / "w1.npz"), arrays_of(tmp_path / "w2.npz"), arrays_of(again)
@@ -222,8 +284,18 @@ def pil_adm_steps(im: Image.Image, size: int) -> np.ndarray:
     return np.asarray(im.crop((left, top, left + size, top + size)))
 
 
-@pytest.mark.parametrize("wh,size", [((101, 67), 32), ((67, 101), 32), ((33, 65), 32), ((257, 129), 64),
-                                     ((129, 257), 64), ((45, 45), 32), ((31, 47), 32)])
+@pytest.mark.parametrize(
+    "wh,size",
+    [
+        ((101, 67), 32),
+        ((67, 101), 32),
+        ((33, 65), 32),
+        ((257, 129), 64),
+        ((129, 257), 64),
+        ((45, 45), 32),
+        ((31, 47), 32),
+    ],
+)
 def test_adm_crop_matches_pil_steps(wh, size):
     rng = np.random.default_rng(sum(wh))
     im = Image.fromarray(rng.integers(0, 256, (wh[1], wh[0], 3), dtype=np.uint8))
@@ -237,7 +309,7 @@ def test_edm_and_none_crops():
     arr = rng.integers(0, 256, (51, 80, 3), dtype=np.uint8)
     im = Image.fromarray(arr)
     left = (80 - 51) // 2
-    expect = np.asarray(Image.fromarray(arr[:, left:left + 51]).resize((32, 32), Image.LANCZOS))
+    expect = np.asarray(Image.fromarray(arr[:, left : left + 51]).resize((32, 32), Image.LANCZOS))
     assert np.array_equal(edm_center_crop(im, 32), expect)
     square = Image.fromarray(arr[:32, :32])
     assert np.array_equal(edm_center_crop(square, 32), arr[:32, :32])  # EDM leaves RxR images as they are
@@ -264,10 +336,26 @@ def test_folder_zip_and_npz_inputs_agree(folders, tmp_path):
 def test_build_odd_sizes_needs_a_crop(weights, tmp_path):
     odd = write_images(tmp_path / "odd", 4, seed=5, shift=0, sizes=[(45, 37), (37, 61), (70, 70)])
     with pytest.raises(UserError, match="not 32x32"):
-        build.build_reference(odd, name="odd", out=tmp_path / "odd.npz", resolution=32, crop="none",
-                             weights=weights, pr_images=0, progress=False)
-    path = build.build_reference(odd, name="odd", out=tmp_path / "odd.npz", resolution=32, crop="edm",
-                                weights=weights, pr_images=0, progress=False)
+        build.build_reference(
+            odd,
+            name="odd",
+            out=tmp_path / "odd.npz",
+            resolution=32,
+            crop="none",
+            weights=weights,
+            pr_images=0,
+            progress=False,
+        )
+    path = build.build_reference(
+        odd,
+        name="odd",
+        out=tmp_path / "odd.npz",
+        resolution=32,
+        crop="edm",
+        weights=weights,
+        pr_images=0,
+        progress=False,
+    )
     with np.load(path) as z:
         meta = json.loads(str(z["meta"]))
         assert "arr_0" not in z.files and meta["holds"] == ["fid", "sfid"] and meta["crop"] == "edm"
@@ -295,14 +383,18 @@ def test_registry_file_validates():
 
 
 def test_registry_rejects_bad_entries(tmp_path):
-    good = '[refs.x]\nurl = "https://h/x.npz"\ndataset = "d"\nresolution = 32\nresize = "legacy-tf"\nholds = ["fid"]\n' \
-           'content = "c"\nprotocol = "p"\nsource = "s"\nlicence = "l"\n'
+    good = (
+        '[refs.x]\nurl = "https://h/x.npz"\ndataset = "d"\nresolution = 32\nresize = "legacy-tf"\nholds = ["fid"]\n'
+        'content = "c"\nprotocol = "p"\nsource = "s"\nlicence = "l"\n'
+    )
     (tmp_path / "ok.toml").write_text(good)
     assert refs.load_registry(tmp_path / "ok.toml")["x"]["resolution"] == 32
-    for broken, why in ((good.replace('url = "https://h/x.npz"\n', ""), "url"),
-                        (good.replace("resolution = 32", 'resolution = "32"'), "resolution"),
-                        (good.replace('"legacy-tf"', '"bilinear"'), "resize"),
-                        (good.replace('holds = ["fid"]', 'holds = ["pr"]'), "pr_images")):
+    for broken, why in (
+        (good.replace('url = "https://h/x.npz"\n', ""), "url"),
+        (good.replace("resolution = 32", 'resolution = "32"'), "resolution"),
+        (good.replace('"legacy-tf"', '"bilinear"'), "resize"),
+        (good.replace('holds = ["fid"]', 'holds = ["pr"]'), "pr_images"),
+    ):
         p = tmp_path / f"bad-{why}.toml"
         p.write_text(broken)
         with pytest.raises(UserError, match=why):
@@ -331,7 +423,11 @@ def test_show_flags_a_broken_covariance(tmp_path, capsys):
     np.savez(tmp_path / "bad.npz", mu=np.zeros(64), sigma=sigma)
     code, out, err = run_cli(capsys, "ref", "show", str(tmp_path / "bad.npz"))
     assert code == 1 and "sanity checks failed" in err
-    assert "FAIL mu/sigma: symmetric" in out and "FAIL mu/sigma: positive semi-definite" in out and "FAIL mu: 2048-d" in out
+    assert (
+        "FAIL mu/sigma: symmetric" in out
+        and "FAIL mu/sigma: positive semi-definite" in out
+        and "FAIL mu: 2048-d" in out
+    )
 
 
 def test_corrupt_or_truncated_cached_file_is_removed(built, cache, capsys):
@@ -420,11 +516,27 @@ def test_download_records_hash_and_never_keeps_bad_bytes(cache, tmp_path, monkey
     good = tmp_path / "small.npz"
     np.savez(good, mu=np.zeros(2048), sigma=np.eye(2048))
     server = _Server({"small.npz": good.read_bytes(), "junk.npz": b"not an npz at all"})
-    base = {"dataset": "d", "resolution": 32, "resize": "legacy-tf", "holds": ["fid"], "content": "c",
-            "protocol": "p", "source": "s", "licence": "l", "built": False}
-    table = {n: {**base, "name": n, "url": f"{server.url}/{f}"}
-             for n, f in (("srv-good", "small.npz"), ("srv-junk", "junk.npz"), ("srv-drop", "drop"), ("srv-reset", "reset"),
-                                ("srv-404", "nope"))}
+    base = {
+        "dataset": "d",
+        "resolution": 32,
+        "resize": "legacy-tf",
+        "holds": ["fid"],
+        "content": "c",
+        "protocol": "p",
+        "source": "s",
+        "licence": "l",
+        "built": False,
+    }
+    table = {
+        n: {**base, "name": n, "url": f"{server.url}/{f}"}
+        for n, f in (
+            ("srv-good", "small.npz"),
+            ("srv-junk", "junk.npz"),
+            ("srv-drop", "drop"),
+            ("srv-reset", "reset"),
+            ("srv-404", "nope"),
+        )
+    }
     monkeypatch.setattr(refs, "registry", lambda: table)
     monkeypatch.delenv("http_proxy", raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1")
@@ -467,10 +579,19 @@ def test_download_records_hash_and_never_keeps_bad_bytes(cache, tmp_path, monkey
 @pytest.mark.parametrize("command", ["fetch", "metrics"])
 def test_offline_is_one_line_exit_2(command, folders, weights, tmp_path):
     cache = tmp_path / "cache"
-    args = (["ref", "fetch", "imagenet256"] if command == "fetch"
-            else ["metrics", str(folders[0]), "--ref", "imagenet256", "--inception-weights", str(weights), "-q"])
-    proc = subprocess.run([sys.executable, "-m", "diffit_eval", *args], env=offline_env(cache),
-                          capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    args = (
+        ["ref", "fetch", "imagenet256"]
+        if command == "fetch"
+        else ["metrics", str(folders[0]), "--ref", "imagenet256", "--inception-weights", str(weights), "-q"]
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffit_eval", *args],
+        env=offline_env(cache),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr

@@ -100,8 +100,14 @@ def test_npz_loads_as_adm_evaluator_expects(baseline):
     # Manifest: what produced the images.
     c = manifest["config"]
     assert c["checkpoint"] == "random weights (test preset) seed 0"
-    assert (c["sampler"], c["steps"], c["quantize"], c["vae"], c["seeds"], c["shard_size"]) == \
-        ("ddpm", 3, "truncate", "tiny", "0-23", 8)
+    assert (c["sampler"], c["steps"], c["quantize"], c["vae"], c["seeds"], c["shard_size"]) == (
+        "ddpm",
+        3,
+        "truncate",
+        "tiny",
+        "0-23",
+        8,
+    )
     assert c["guidance"] == {"scale": 4.4, "ramp": "power-cosine", "power": 4.0, "channels": 3}
     assert manifest["complete"] and manifest["versions"]["torch"]
     assert manifest["grid_labels"] == labels.tolist()  # fewer than 64 samples: all of them
@@ -111,7 +117,7 @@ def test_npz_loads_as_adm_evaluator_expects(baseline):
         g = shards.GRID_GAP  # white gaps between and around the tiles
         assert im.size == (8 * (64 + g) + g, 3 * (64 + g) + g)
         tile = g + 64 + g  # row 1, column 1: sample 9
-        np.testing.assert_array_equal(np.asarray(im)[tile:tile + 64, tile:tile + 64], images[9])
+        np.testing.assert_array_equal(np.asarray(im)[tile : tile + 64, tile : tile + 64], images[9])
     assert not list(baseline.rglob(".*.tmp"))
 
 
@@ -151,8 +157,18 @@ def test_bf16_autocast_runs_on_cpu(baseline, tmp_path):
 
 def test_unconditional_image_preset(tmp_path):
     """cifar10-tiny: EDM, no labels, so the npz has no arr_1 (as ADM's unconditional batches)."""
-    run = generate(SampleConfig(model="cifar10-tiny", steps=2, seeds="5-7", shard_size=2, batch_size=2,
-                                features=False, verbose=False, out=tmp_path / "c"))
+    run = generate(
+        SampleConfig(
+            model="cifar10-tiny",
+            steps=2,
+            seeds="5-7",
+            shard_size=2,
+            batch_size=2,
+            features=False,
+            verbose=False,
+            out=tmp_path / "c",
+        )
+    )
     arrays = npz_arrays(run)
     assert set(arrays) == {"arr_0"} and arrays["arr_0"].shape == (3, 32, 32, 3)
     manifest = json.loads((run / "manifest.json").read_text())
@@ -165,8 +181,17 @@ def test_unconditional_image_preset(tmp_path):
 
 
 def test_torchrun_two_ranks_equal_one_process(baseline, tmp_path):
-    launcher = ["torchrun", "--nnodes", "1", "--nproc_per_node", "2", "--master-addr", "127.0.0.1",
-                "--master-port", str(free_port())]
+    launcher = [
+        "torchrun",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(free_port()),
+    ]
     proc = sample_cli([*BASE_ARGS, "--batch-size", "8", "--out", str(tmp_path / "tr")], tmp_path, launcher)
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err[-3000:]
@@ -238,10 +263,25 @@ MEASURE = textwrap.dedent("""
 def test_peak_memory_does_not_grow_with_the_number_of_samples(tmp_path):
     peaks = {}
     for n in (40, 400):
-        args = ["--model", "latent-tiny", "--steps", "2", "--num-samples", str(n), "--shard-size", "8",
-                "--batch-size", "8", "--no-features", "-q", "--out", str(tmp_path / f"n{n}")]
-        out = subprocess.run([sys.executable, "-c", MEASURE, *args], cwd=tmp_path, env=ENV, capture_output=True,
-                             text=True, timeout=300)
+        args = [
+            "--model",
+            "latent-tiny",
+            "--steps",
+            "2",
+            "--num-samples",
+            str(n),
+            "--shard-size",
+            "8",
+            "--batch-size",
+            "8",
+            "--no-features",
+            "-q",
+            "--out",
+            str(tmp_path / f"n{n}"),
+        ]
+        out = subprocess.run(
+            [sys.executable, "-c", MEASURE, *args], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300
+        )
         rc, peak_kib = map(int, out.stdout.split())
         assert rc == 0, out.stderr[-3000:]
         peaks[n] = peak_kib
@@ -344,19 +384,22 @@ def test_latest_run_is_the_most_recent_manifest(tmp_path, monkeypatch):
 # Command line
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model", "nope"], "unknown model 'nope'"),
-    (["--model", "latent-tiny", "--seeds", "0-x"], "bad --seeds '0-x'"),
-    (["--model", "latent-tiny", "--seeds", "9-3"], "must be ascending"),
-    (["--model", "cifar10-tiny", "--cfg-scale", "2"], "unconditional"),
-    (["--model", "cifar10"], "has no released checkpoint; pass --ckpt PATH"),
-    (["--model", "cifar10-tiny", "--vae", "ema"], "--vae does not apply"),
-    (["--model", "latent-tiny", "--precision", "fp16"], "unknown --precision 'fp16'"),
-    (["--model", "latent-tiny", "--quantize", "ceil"], "unknown --quantize 'ceil'"),
-    (["--model", "latent-tiny", "--steps", "1"], "takes 2 to 1000 steps"),
-    (["--model", "latent-tiny", "--ckpt", "random:x"], "bad --ckpt"),
-    (["--model", "latent-tiny", "--ckpt", str(Path("/nonexistent/x.pt"))], "checkpoint not found"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "nope"], "unknown model 'nope'"),
+        (["--model", "latent-tiny", "--seeds", "0-x"], "bad --seeds '0-x'"),
+        (["--model", "latent-tiny", "--seeds", "9-3"], "must be ascending"),
+        (["--model", "cifar10-tiny", "--cfg-scale", "2"], "unconditional"),
+        (["--model", "cifar10"], "has no released checkpoint; pass --ckpt PATH"),
+        (["--model", "cifar10-tiny", "--vae", "ema"], "--vae does not apply"),
+        (["--model", "latent-tiny", "--precision", "fp16"], "unknown --precision 'fp16'"),
+        (["--model", "latent-tiny", "--quantize", "ceil"], "unknown --quantize 'ceil'"),
+        (["--model", "latent-tiny", "--steps", "1"], "takes 2 to 1000 steps"),
+        (["--model", "latent-tiny", "--ckpt", "random:x"], "bad --ckpt"),
+        (["--model", "latent-tiny", "--ckpt", str(Path("/nonexistent/x.pt"))], "checkpoint not found"),
+    ],
+)
 def test_bad_options_are_one_line_errors(args, message, tmp_path, monkeypatch, capsys):
     from diffit_eval.cli import main
 
@@ -375,9 +418,24 @@ def test_help_lists_the_options(capsys):
         main(["sample", "--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0
-    for flag in ("--model", "--ckpt", "--vae", "--steps", "--cfg-scale", "--num-samples", "--seeds", "--batch-size",
-                 "--shard-size", "--out", "--precision", "--quantize", "--compile", "--no-features",
-                 "--inception-weights", "--device"):
+    for flag in (
+        "--model",
+        "--ckpt",
+        "--vae",
+        "--steps",
+        "--cfg-scale",
+        "--num-samples",
+        "--seeds",
+        "--batch-size",
+        "--shard-size",
+        "--out",
+        "--precision",
+        "--quantize",
+        "--compile",
+        "--no-features",
+        "--inception-weights",
+        "--device",
+    ):
         assert flag in out
 
 

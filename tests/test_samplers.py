@@ -47,8 +47,13 @@ def spec_respaced(num_steps: int) -> dict[str, np.ndarray]:
     beta = 1 - abar / abar_prev
     post_var = beta * (1 - abar_prev) / (1 - abar)
     return dict(
-        idx=idx, abar=abar, abar_prev=abar_prev, beta=beta, post_var=post_var,
-        coef1=beta * np.sqrt(abar_prev) / (1 - abar), coef2=(1 - abar_prev) * np.sqrt(1 - beta) / (1 - abar),
+        idx=idx,
+        abar=abar,
+        abar_prev=abar_prev,
+        beta=beta,
+        post_var=post_var,
+        coef1=beta * np.sqrt(abar_prev) / (1 - abar),
+        coef2=(1 - abar_prev) * np.sqrt(1 - beta) / (1 - abar),
     )
 
 
@@ -60,7 +65,7 @@ STD = torch.linspace(0.3, 0.9, DIMS, dtype=torch.float64)
 
 def gaussian_denoiser(x: torch.Tensor, sigma: torch.Tensor, class_labels=None) -> torch.Tensor:
     """Exact D(x; sigma) = E[x0 | x0 + sigma n = x] for x0 ~ N(MU, STD^2)."""
-    return MU + STD ** 2 / (STD ** 2 + sigma ** 2) * (x - MU)
+    return MU + STD**2 / (STD**2 + sigma**2) * (x - MU)
 
 
 def gaussian_eps_model(variance: str):
@@ -70,7 +75,7 @@ def gaussian_eps_model(variance: str):
     def model(x, t, **kwargs):
         assert t.dtype == torch.int64 and t.shape == (x.shape[0],)
         a = abar_all[t].reshape(-1, 1)
-        denom = a * STD ** 2 + 1 - a
+        denom = a * STD**2 + 1 - a
         eps = torch.sqrt(1 - a) * (x - torch.sqrt(a) * MU) / denom
         if variance == "posterior":
             v = -torch.ones_like(x)
@@ -78,7 +83,7 @@ def gaussian_eps_model(variance: str):
             # p(x_{k-1} | x_k) is exactly Gaussian with variance posterior + coef1^2 Var(x0 | x_k); express it as v.
             s = model.schedule
             k = torch.from_numpy(np.searchsorted(s["idx"], t.numpy()))
-            var_x0 = STD ** 2 * (1 - a) / denom
+            var_x0 = STD**2 * (1 - a) / denom
             var = torch.from_numpy(s["post_var"])[k, None] + torch.from_numpy(s["coef1"])[k, None] ** 2 * var_x0
             lo = torch.from_numpy(np.log(np.append(s["post_var"][1], s["post_var"][1:])))[k, None]
             hi = torch.from_numpy(np.log(s["beta"]))[k, None]
@@ -102,7 +107,7 @@ def moments_close(samples: torch.Tensor) -> tuple[float, float]:
 def test_edm_matches_exact_ode_solution_for_gaussian_data():
     noise = torch.randn(COUNT, DIMS, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     # PF-ODE for Gaussian data: x(s) - mu is proportional to sqrt(std^2 + s^2).
-    exact = MU + STD / torch.sqrt(STD ** 2 + 80.0 ** 2) * (noise * 80 - MU)
+    exact = MU + STD / torch.sqrt(STD**2 + 80.0**2) * (noise * 80 - MU)
     errors = []
     for steps in (5, 10, 18, 40):
         out = edm_sampler(gaussian_denoiser, noise, num_steps=steps)
@@ -132,9 +137,9 @@ def test_edm_precond_formulas_and_dtypes():
     s = 1.7
     out = D(x, torch.tensor(s, dtype=torch.float64))
     assert out.dtype == torch.float32
-    c_skip = 0.25 / (s ** 2 + 0.25)
-    c_out = s * 0.5 / math.sqrt(s ** 2 + 0.25)
-    c_in = 1 / math.sqrt(s ** 2 + 0.25)
+    c_skip = 0.25 / (s**2 + 0.25)
+    c_out = s * 0.5 / math.sqrt(s**2 + 0.25)
+    c_in = 1 / math.sqrt(s**2 + 0.25)
     expected = c_skip * x + c_out * torch.tanh(c_in * x)
     torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-6)
     assert seen["x"].dtype == torch.float32
@@ -150,8 +155,8 @@ def test_edm_loss_weight():
     # With all draws 0: sigma = exp(-1.2), no noise; a zero denoiser leaves weight * y^2.
     loss = edm_loss(lambda x, s, c: torch.zeros_like(x), images, randn_like=torch.zeros_like)
     s = math.exp(-1.2)
-    weight = (s ** 2 + 0.25) / (s * 0.5) ** 2
-    torch.testing.assert_close(loss, weight * images ** 2)
+    weight = (s**2 + 0.25) / (s * 0.5) ** 2
+    torch.testing.assert_close(loss, weight * images**2)
     assert edm_loss(lambda x, s, c: images, images).abs().max() == 0
 
 
@@ -166,7 +171,9 @@ def test_ddpm_exact_reverse_variance_reproduces_data():
     model = gaussian_eps_model("exact")
     model.schedule = spec_respaced(250)
     gen = torch.Generator().manual_seed(2)
-    out = ddpm_sampler(model, noise, num_steps=250, randn_like=lambda x: torch.randn(x.shape, generator=gen, dtype=x.dtype))
+    out = ddpm_sampler(
+        model, noise, num_steps=250, randn_like=lambda x: torch.randn(x.shape, generator=gen, dtype=x.dtype)
+    )
     mean_err, std_err = moments_close(out)
     assert mean_err < 5 / math.sqrt(count) and std_err < 0.035, (mean_err, std_err)
 
@@ -177,7 +184,9 @@ def test_ddpm_posterior_variance_250_and_1000_agree():
     results = {}
     for steps in (250, 1000):
         gen = torch.Generator().manual_seed(4)
-        out = ddpm_sampler(model, noise, num_steps=steps, randn_like=lambda x: torch.randn(x.shape, generator=gen, dtype=x.dtype))
+        out = ddpm_sampler(
+            model, noise, num_steps=steps, randn_like=lambda x: torch.randn(x.shape, generator=gen, dtype=x.dtype)
+        )
         results[steps] = moments_close(out)
         assert results[steps][0] < 5 / math.sqrt(COUNT) and results[steps][1] < 0.07, results
         results[steps] = (out.mean(0), out.std(0))
@@ -192,7 +201,7 @@ def test_ddim_converges_to_exact_ode_map():
     a_T, a_0 = abar[999], abar[0]
     s_T2, s_02 = 1 / a_T - 1, 1 / a_0 - 1  # EDM sigma^2 at t = 999 and t = 0
     # In y = x / sqrt(abar) the ODE is EDM's; DDIM's last step returns the x0 prediction at t = 0.
-    exact = MU + STD ** 2 / (torch.sqrt(STD ** 2 + s_02) * torch.sqrt(STD ** 2 + s_T2)) * (noise / math.sqrt(a_T) - MU)
+    exact = MU + STD**2 / (torch.sqrt(STD**2 + s_02) * torch.sqrt(STD**2 + s_T2)) * (noise / math.sqrt(a_T) - MU)
     errors = [(ddim_sampler(model, noise, num_steps=n) - exact).abs().max().item() for n in (50, 250, 1000)]
     assert errors[0] > errors[1] > errors[2] and errors[1] < 0.05, errors
 
@@ -226,7 +235,9 @@ def test_respaced_schedule_against_spec():
 def test_edm_sigma_steps():
     t = edm_sigma_steps(18, 0.002, 80, 7)
     assert t.dtype == torch.float64 and len(t) == 19
-    assert t[0].item() == pytest.approx(80, rel=1e-12) and t[17].item() == pytest.approx(0.002, rel=1e-12) and t[18] == 0
+    assert (
+        t[0].item() == pytest.approx(80, rel=1e-12) and t[17].item() == pytest.approx(0.002, rel=1e-12) and t[18] == 0
+    )
     i = np.arange(18)
     ref = (80 ** (1 / 7) + i / 17 * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7
     np.testing.assert_allclose(t[:-1].numpy(), ref, rtol=1e-12)
@@ -235,7 +246,7 @@ def test_edm_sigma_steps():
 def test_cfg_scale_ramp():
     assert cfg_scale_at(0, 4.4) == pytest.approx(4.4, rel=1e-12)
     assert cfg_scale_at(1000, 4.4) == pytest.approx(1.0)
-    assert cfg_scale_at(500, 4.4) == pytest.approx(1 + 3.4 * (1 - math.cos(math.pi * 0.5 ** 4)) / 2)
+    assert cfg_scale_at(500, 4.4) == pytest.approx(1 + 3.4 * (1 - math.cos(math.pi * 0.5**4)) / 2)
     assert cfg_scale_at(500, 1.49, ramp=False) == 1.49
     t = torch.tensor([0, 500, 999])
     torch.testing.assert_close(cfg_scale_at(t, 4.4), torch.tensor([cfg_scale_at(int(v), 4.4) for v in t]))
@@ -336,9 +347,13 @@ def test_per_sample_determinism(kind):
         shapes = []
         gen = StackedRandomGenerator("cpu", range(6))
         record = lambda x: (shapes.append(x.shape[0]), gen.randn_like(x))[1]
-        guided_ddpm_sample(net, gen.randn([6, 4, 8, 8]), torch.arange(6), cfg_scale=3.0, num_steps=20, randn_like=record)
+        guided_ddpm_sample(
+            net, gen.randn([6, 4, 8, 8]), torch.arange(6), cfg_scale=3.0, num_steps=20, randn_like=record
+        )
         assert shapes == [6] * 20
-        unguided = run_seeds(range(6), lambda z, y, rl: guided_ddpm_sample(net, z, y, cfg_scale=1.0, num_steps=20, randn_like=rl))
+        unguided = run_seeds(
+            range(6), lambda z, y, rl: guided_ddpm_sample(net, z, y, cfg_scale=1.0, num_steps=20, randn_like=rl)
+        )
         assert (unguided - full).abs().max() > 1e-2
 
 

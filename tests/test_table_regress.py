@@ -23,16 +23,23 @@ PUBLISHED = REPO / "results" / "published.csv"
 SUITES = REPO / "results" / "suites.toml"
 
 
-def cli(*args: str, env_cache: Path | None = None, timeout: float = 60,
-        subprocess_run: bool = False) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, env_cache: Path | None = None, timeout: float = 60, subprocess_run: bool = False
+) -> subprocess.CompletedProcess:
     """Run `diffit-eval ARGS`; in-process through `cli.main` (fast) unless `subprocess_run`."""
     env = dict(os.environ)
     if env_cache is not None:
         env["DIFFIT_EVAL_CACHE"] = str(env_cache)
         env.pop("DIFFIT_EVAL_INCEPTION_WEIGHTS", None)  # an empty cache means no weights anywhere
     if subprocess_run:
-        return subprocess.run([sys.executable, "-m", "diffit_eval", *args], capture_output=True, text=True,
-                              cwd=REPO, env=env, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "diffit_eval", *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=timeout,
+        )
     from diffit_eval.cli import main
 
     out, err = io.StringIO(), io.StringIO()
@@ -62,9 +69,19 @@ def error_lines(stderr: str) -> list[str]:
 
 def metrics_json(path: Path, **over) -> Path:
     obj = {
-        "fid": 3.9426, "sfid": 6.1404, "is": 215.84, "is_std": 2.1, "precision": 0.8265, "recall": 0.5309,
-        "num_samples": 50000, "unavailable": {}, "label": "adm-batch", "dataset": "imagenet", "resolution": 256,
-        "samples": "x.npz", "reference": {"name": "imagenet256"},
+        "fid": 3.9426,
+        "sfid": 6.1404,
+        "is": 215.84,
+        "is_std": 2.1,
+        "precision": 0.8265,
+        "recall": 0.5309,
+        "num_samples": 50000,
+        "unavailable": {},
+        "label": "adm-batch",
+        "dataset": "imagenet",
+        "resolution": 256,
+        "samples": "x.npz",
+        "reference": {"name": "imagenet256"},
         "feature_network": {"name": "inception-v3-compat", "standin": False},
     }
     obj.update({("is" if k == "is_" else k): v for k, v in over.items()})  # `is` is a keyword
@@ -91,15 +108,17 @@ def test_published_csv_columns_and_sources():
     assert port and port[0]["fid"] == "3.94103"
 
 
-@pytest.mark.parametrize("view, source", [
-    ([], "appendix-table-s1"),
-    (["--dataset", "imagenet"], "paper-table-1"),
-    (["--dataset", "cifar10"], "paper-table-2"),
-    (["--dataset", "ffhq64"], "paper-table-2"),
-])
+@pytest.mark.parametrize(
+    "view, source",
+    [
+        ([], "appendix-table-s1"),
+        (["--dataset", "imagenet"], "paper-table-1"),
+        (["--dataset", "cifar10"], "paper-table-2"),
+        (["--dataset", "ffhq64"], "paper-table-2"),
+    ],
+)
 def test_table_csv_reproduces_published_values_exactly(view, source):
-    r = cli("table", "--format", "csv", "--metrics", "fid,sfid,is,precision,recall", *view,
-            subprocess_run=not view)
+    r = cli("table", "--format", "csv", "--metrics", "fid,sfid,is,precision,recall", *view, subprocess_run=not view)
     assert r.returncode == 0, r.stderr
     out = list(csv.DictReader(io.StringIO(r.stdout)))
     dataset = tb.resolve_view(view[1] if view else None).dataset
@@ -143,8 +162,13 @@ def test_table_md_latex_rich_render():
 
 def test_table_measured_rows(tmp_path):
     real = metrics_json(tmp_path / "diffit256.json", label="latent-256", fid=1.7512345678, is_=None)
-    standin = metrics_json(tmp_path / "tiny.json", label="tiny", resolution=512, num_samples=64,
-                           feature_network={"name": "inception-v3-compat", "standin": True})
+    standin = metrics_json(
+        tmp_path / "tiny.json",
+        label="tiny",
+        resolution=512,
+        num_samples=64,
+        feature_network={"name": "inception-v3-compat", "standin": True},
+    )
     other = metrics_json(tmp_path / "cifar.json", label="c10", dataset="cifar10", resolution=32)
     golden = tmp_path / "golden-cpu.json"
     golden.write_text(json.dumps({"suite": "golden-cpu", "metrics": {"fid": 1.0}}))
@@ -177,8 +201,7 @@ def test_table_all_sources_and_errors(tmp_path):
     assert {o["model"] for o in adm} == {"ADM-G-U", "ADM-G"}
     assert next(o for o in adm if o["model"] == "ADM-G")["128_fid"] == "2.97329"
     assert not [o for o in out if o["source"] == "appendix-table-s1"]  # verbatim copies of Table 1 rows
-    for args in (["--baseline", "nope"], ["--dataset", "mnist"], ["--format", "xml"],
-                 [str(tmp_path / "missing.json")]):
+    for args in (["--baseline", "nope"], ["--dataset", "mnist"], ["--format", "xml"], [str(tmp_path / "missing.json")]):
         r = cli("table", *args)
         assert r.returncode != 0
         assert len(error_lines(r.stderr)) == 1 and "Traceback" not in r.stderr, r.stderr
@@ -190,8 +213,15 @@ def test_table_all_sources_and_errors(tmp_path):
 
 def test_suites_file_is_versioned_and_complete(tmp_path):
     suites = rg.load_suites(SUITES)
-    assert set(suites) >= {"golden-cpu", "adm-ref-256", "adm-ref-128", "diffit-latent-256",
-                           "diffit-latent-512", "cifar10", "ffhq64"}
+    assert set(suites) >= {
+        "golden-cpu",
+        "adm-ref-256",
+        "adm-ref-128",
+        "diffit-latent-256",
+        "diffit-latent-512",
+        "cifar10",
+        "ffhq64",
+    }
     adm = suites["adm-ref-256"].expected
     assert adm["fid"].value == pytest.approx(3.9426, abs=1e-4) and adm["fid"].bound == pytest.approx(0.01)
     assert suites["diffit-latent-256"].expected["fid"].value == 1.73
@@ -215,8 +245,16 @@ def test_regress_pass_exit_0(tmp_path):
 
 def test_regress_regression_exit_1(tmp_path):
     m = metrics_json(tmp_path / "m.json", fid=4.10)
-    r = cli("regress", "--suite", "adm-ref-256", "--measured", str(m), "--json", str(tmp_path / "r.json"),
-            subprocess_run=True)
+    r = cli(
+        "regress",
+        "--suite",
+        "adm-ref-256",
+        "--measured",
+        str(m),
+        "--json",
+        str(tmp_path / "r.json"),
+        subprocess_run=True,
+    )
     assert r.returncode == 1
     for word in ("metric", "measured", "expected", "tolerance", "verdict", "fid", "FAIL", "4.1", "3.94256"):
         assert word in r.stdout, word
@@ -224,8 +262,9 @@ def test_regress_regression_exit_1(tmp_path):
     assert len(lines) == 1 and "fid" in lines[0] and "is " not in lines[0]
     assert json.loads((tmp_path / "r.json").read_text())["verdict"] == "regression"
     # A gated metric that could not be computed is a failure too, with its reason shown.
-    m = metrics_json(tmp_path / "m2.json", precision=None, recall=None,
-                     unavailable={"pr": "reference has no images (arr_0)"})
+    m = metrics_json(
+        tmp_path / "m2.json", precision=None, recall=None, unavailable={"pr": "reference has no images (arr_0)"}
+    )
     r = cli("regress", "--suite", "adm-ref-256", "--measured", str(m))
     assert r.returncode == 1 and "MISSING" in r.stdout and "arr_0" in r.stdout
 
@@ -240,8 +279,16 @@ def test_regress_info_metrics_do_not_gate(tmp_path):
 def test_regress_missing_assets_exit_2_fast(tmp_path):
     t0 = time.monotonic()
     report = tmp_path / "r.json"
-    r = cli("regress", "--suite", "adm-ref-256", "--json", str(report), env_cache=tmp_path / "cache", timeout=30,
-            subprocess_run=True)
+    r = cli(
+        "regress",
+        "--suite",
+        "adm-ref-256",
+        "--json",
+        str(report),
+        env_cache=tmp_path / "cache",
+        timeout=30,
+        subprocess_run=True,
+    )
     assert r.returncode == 2, r.stdout + r.stderr
     assert time.monotonic() - t0 < 20
     lines = error_lines(r.stderr)
@@ -261,8 +308,10 @@ def test_missing_assets_function_and_overrides(tmp_path, monkeypatch):
     monkeypatch.delenv("DIFFIT_EVAL_INCEPTION_WEIGHTS", raising=False)
     suite = rg.get_suite("adm-ref-256", SUITES)
     assert [a.path for a in rg.missing_assets(suite)] == [
-        tmp_path / "sample_batches" / "admnet_guided_upsampled_imagenet256.npz", tmp_path / "refs" / "imagenet256.npz",
-        tmp_path / "weights" / "weights-inception-2015-12-05-6726825d.pth"]
+        tmp_path / "sample_batches" / "admnet_guided_upsampled_imagenet256.npz",
+        tmp_path / "refs" / "imagenet256.npz",
+        tmp_path / "weights" / "weights-inception-2015-12-05-6726825d.pth",
+    ]
     monkeypatch.setenv("DIFFIT_EVAL_INCEPTION_WEIGHTS", str(tmp_path / "w.pth"))  # given: not the suite's to list
     (tmp_path / "refs").mkdir()
     (tmp_path / "refs" / "imagenet256.npz").write_bytes(b"x")
@@ -273,12 +322,15 @@ def test_missing_assets_function_and_overrides(tmp_path, monkeypatch):
     assert any("--ckpt" in a.fetch for a in rg.missing_assets(c10))
 
 
-@pytest.mark.parametrize("args", [
-    ["--suite", "no-such-suite"],
-    ["--suite", "adm-ref-256", "--measured", "/nonexistent/m.json"],
-    ["--suite", "adm-ref-256", "--update-golden"],
-    [],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--suite", "no-such-suite"],
+        ["--suite", "adm-ref-256", "--measured", "/nonexistent/m.json"],
+        ["--suite", "adm-ref-256", "--update-golden"],
+        [],
+    ],
+)
 def test_regress_could_not_run_exit_2_one_line(args):
     r = cli("regress", *args)
     assert r.returncode == 2
@@ -297,9 +349,17 @@ def test_regress_refuses_standin_against_published(tmp_path):
 # sample suites run through the CLI (golden-cpu has its own tests in tests/test_golden.py)
 
 SUITE_RESULT = {
-    "fid": 123.45678901234567, "sfid": 98.7654321, "is": 1.0123456789, "is_std": 0.0,
-    "precision": 0.296875, "recall": 0.171875, "num_samples": 64, "unavailable": {},
-    "label": "x", "dataset": "imagenet", "resolution": 256,
+    "fid": 123.45678901234567,
+    "sfid": 98.7654321,
+    "is": 1.0123456789,
+    "is_std": 0.0,
+    "precision": 0.296875,
+    "recall": 0.171875,
+    "num_samples": 64,
+    "unavailable": {},
+    "label": "x",
+    "dataset": "imagenet",
+    "resolution": 256,
     "feature_network": {"name": "inception-v3-compat", "standin": False},
 }
 
@@ -310,7 +370,7 @@ def test_sample_suite_commands(tmp_path, monkeypatch):
 
     def fake_run(cmd, check=False):
         calls.append(cmd)
-        args = cmd[cmd.index("diffit_eval") + 1:]
+        args = cmd[cmd.index("diffit_eval") + 1 :]
         if args[0] == "metrics":
             Path(args[args.index("--json") + 1]).write_text(json.dumps(SUITE_RESULT))
         return subprocess.CompletedProcess(cmd, 0)
@@ -320,7 +380,7 @@ def test_sample_suite_commands(tmp_path, monkeypatch):
     out = rg.run_suite(suite, rg.RunOptions(workdir=tmp_path / "w", launcher=["torchrun", "--nproc_per_node", "8"]))
     assert out["fid"] == SUITE_RESULT["fid"]
     assert calls[0][:5] == ["torchrun", "--nproc_per_node", "8", "-m", "diffit_eval"]
-    sample = calls[0][calls[0].index("diffit_eval") + 1:]
+    sample = calls[0][calls[0].index("diffit_eval") + 1 :]
     assert sample[:3] == ["sample", "--model", "latent-256"] and sample[sample.index("--seeds") + 1] == "0-49999"
     assert calls[1][0] == sys.executable and "--ref" in calls[1] and "imagenet256" in calls[1]
     # --samples on a sample suite measures an existing run folder without sampling again.

@@ -30,8 +30,19 @@ from diffit_eval.train import TrainConfig, train
 from diffit_eval.train.loop import ema_beta, learning_rate
 
 REPO = Path(__file__).resolve().parents[1]
-QUICK = dict(preset="cifar10-tiny", batch=8, iterations=8, tick_kimg=0.016, snapshot_ticks=1, state_ticks=1,
-             lr_rampup_kimg=0.016, ema_halflife_kimg=0.05, augment=0.12, dropout=0.1, verbose=False)
+QUICK = dict(
+    preset="cifar10-tiny",
+    batch=8,
+    iterations=8,
+    tick_kimg=0.016,
+    snapshot_ticks=1,
+    state_ticks=1,
+    lr_rampup_kimg=0.016,
+    ema_halflife_kimg=0.05,
+    augment=0.12,
+    dropout=0.1,
+    verbose=False,
+)
 
 
 def synthetic_dataset(path: Path, n: int = 64, res: int = 32, seed: int = 0) -> Path:
@@ -55,8 +66,14 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "diffit_eval", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "diffit_eval", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def snapshot_bytes(run_dir: Path) -> dict[str, bytes]:
@@ -66,8 +83,10 @@ def snapshot_bytes(run_dir: Path) -> dict[str, bytes]:
     path = str(run_dir / "network-snapshot-latest.safetensors")
     with safe_open(path, "pt") as f:
         meta = f.metadata()
-    return {"__metadata__": json.dumps(meta, sort_keys=True).encode(),
-            **{k: v.numpy().tobytes() for k, v in load_file(path).items()}}
+    return {
+        "__metadata__": json.dumps(meta, sort_keys=True).encode(),
+        **{k: v.numpy().tobytes() for k, v in load_file(path).items()},
+    }
 
 
 # ----------------------------------------------------------------------------
@@ -86,8 +105,8 @@ def test_edm_loss_matches_direct_transcription():
         z = torch.randn([6, 1, 1, 1], generator=g).numpy()
         eps = torch.randn([6, 3, 4, 4], generator=g).numpy()
         y = images.numpy()
-        sigma = np.exp(-1.2 + 1.2 * z)                       # ln sigma ~ N(P_mean, P_std^2)
-        weight = (sigma ** 2 + 0.25) / (sigma * 0.5) ** 2    # (sigma^2 + sigma_data^2) / (sigma sigma_data)^2
+        sigma = np.exp(-1.2 + 1.2 * z)  # ln sigma ~ N(P_mean, P_std^2)
+        weight = (sigma**2 + 0.25) / (sigma * 0.5) ** 2  # (sigma^2 + sigma_data^2) / (sigma sigma_data)^2
         noisy = y + sigma * eps
         expect = weight * (0.7 * noisy + 0.1 * sigma - y) ** 2
         assert loss.dtype == torch.float64
@@ -111,8 +130,8 @@ def test_loss_weight_and_sigma_density():
     finally:
         torch.set_default_dtype(torch.float32)
     sigma = captured["sigma"].flatten()
-    c_out = sigma * 0.5 / (sigma ** 2 + 0.25).sqrt()
-    torch.testing.assert_close(loss.flatten(), 1 / c_out ** 2, rtol=1e-12, atol=0)  # D = 0, y = 1
+    c_out = sigma * 0.5 / (sigma**2 + 0.25).sqrt()
+    torch.testing.assert_close(loss.flatten(), 1 / c_out**2, rtol=1e-12, atol=0)  # D = 0, y = 1
     log_sigma = sigma.log()
     assert abs(log_sigma.mean() + 1.2) < 4 * 1.2 / math.sqrt(20000)
     assert abs(log_sigma.std() - 1.2) < 0.03
@@ -173,9 +192,24 @@ def test_tiny_preset_reduces_the_loss(dataset, tmp_path):
     Measured (300 iterations): 0.89 at step 1, 0.32 at step 121, 0.16 at step 300.
     """
     run = tmp_path / "run"
-    train(TrainConfig(data=str(dataset), out=str(run), **{
-        **QUICK, "iterations": 160, "channels": (16, 32, 32), "tick_kimg": 0.16, "snapshot_ticks": 100,
-        "state_ticks": 100, "lr": 2e-3, "lr_rampup_kimg": 0.2, "augment": 0.0, "dropout": 0.0}))
+    train(
+        TrainConfig(
+            data=str(dataset),
+            out=str(run),
+            **{
+                **QUICK,
+                "iterations": 160,
+                "channels": (16, 32, 32),
+                "tick_kimg": 0.16,
+                "snapshot_ticks": 100,
+                "state_ticks": 100,
+                "lr": 2e-3,
+                "lr_rampup_kimg": 0.2,
+                "augment": 0.0,
+                "dropout": 0.0,
+            },
+        )
+    )
     stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     first, last = np.mean([e["loss"] for e in stats[:2]]), np.mean([e["loss"] for e in stats[-3:]])
     assert stats[-1]["step"] == 160
@@ -187,8 +221,14 @@ def test_run_folder_snapshot_and_sample(dataset, tmp_path):
     run = tmp_path / "run"
     train(TrainConfig(data=str(dataset), out=str(run), **{**QUICK, "iterations": 3}))
     names = sorted(p.name for p in run.iterdir())
-    assert {"manifest.json", "stats.jsonl", "loss.png", "network-snapshot-000000.safetensors",
-            "network-snapshot-latest.safetensors", "training-state-000000.pt"} <= set(names)
+    assert {
+        "manifest.json",
+        "stats.jsonl",
+        "loss.png",
+        "network-snapshot-000000.safetensors",
+        "network-snapshot-latest.safetensors",
+        "training-state-000000.pt",
+    } <= set(names)
     assert not [n for n in names if n.endswith(".tmp")]
     sd = load_file(str(run / "network-snapshot-latest.safetensors"))
     assert set(sd) == set(create_model("cifar10-tiny").state_dict())
@@ -202,8 +242,21 @@ def test_run_folder_snapshot_and_sample(dataset, tmp_path):
     assert manifest["config"]["batch"] == 8 and manifest["complete"] is True
 
     out = tmp_path / "samples"
-    r = cli("sample", "--model", "cifar10-tiny", "--ckpt", str(run / "network-snapshot-latest.safetensors"),
-            "--num-samples", "2", "--steps", "2", "--no-features", "--out", str(out), "-q")
+    r = cli(
+        "sample",
+        "--model",
+        "cifar10-tiny",
+        "--ckpt",
+        str(run / "network-snapshot-latest.safetensors"),
+        "--num-samples",
+        "2",
+        "--steps",
+        "2",
+        "--no-features",
+        "--out",
+        str(out),
+        "-q",
+    )
     assert r.returncode == 0, r.stderr
     assert (out / "samples_2x32x32x3.npz").is_file()
 
@@ -218,12 +271,47 @@ def test_two_gloo_ranks_equal_one_rank(dataset, tmp_path):
     to (attention key biases, biases right before a GroupNorm): their true gradient is 0, and Adam
     scales the rounding noise in it up to steps of about lr, so no float tolerance covers them.
     """
-    common = ["--preset", "cifar10-tiny", "--data", str(dataset), "--batch", "8", "--iterations", "4",
-              "--tick-kimg", "0.016", "--lr-rampup-kimg", "0.008", "--augment", "0.5", "--dropout", "0", "-q"]
+    common = [
+        "--preset",
+        "cifar10-tiny",
+        "--data",
+        str(dataset),
+        "--batch",
+        "8",
+        "--iterations",
+        "4",
+        "--tick-kimg",
+        "0.016",
+        "--lr-rampup-kimg",
+        "0.008",
+        "--augment",
+        "0.5",
+        "--dropout",
+        "0",
+        "-q",
+    ]
     env = {"OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "-m", "diffit_eval", "train", *common, "--out", str(tmp_path / "w2")],
-                       capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, **env})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "diffit_eval",
+            "train",
+            *common,
+            "--out",
+            str(tmp_path / "w2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={**os.environ, **env},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     one_rank = {**QUICK, "iterations": 4, "lr_rampup_kimg": 0.008, "augment": 0.5, "dropout": 0.0}
     train(TrainConfig(data=str(dataset), out=str(tmp_path / "w1"), **one_rank))
@@ -257,19 +345,52 @@ def test_kill_then_resume_is_bit_exact(dataset, tmp_path):
     train(TrainConfig(data=str(dataset), out=str(tmp_path / "straight"), **base))
 
     run = tmp_path / "killed"
-    args = ["train", "--preset", "cifar10-tiny", "--data", str(dataset), "--out", str(run), "--batch", "8",
-            "--iterations", str(iterations), "--tick-kimg", "0.016", "--snap", "1", "--dump", "1",
-            "--lr-rampup-kimg", "0.016", "--ema-halflife-kimg", "0.05", "--augment", "0.12", "--dropout", "0.1", "-q"]
+    args = [
+        "train",
+        "--preset",
+        "cifar10-tiny",
+        "--data",
+        str(dataset),
+        "--out",
+        str(run),
+        "--batch",
+        "8",
+        "--iterations",
+        str(iterations),
+        "--tick-kimg",
+        "0.016",
+        "--snap",
+        "1",
+        "--dump",
+        "1",
+        "--lr-rampup-kimg",
+        "0.016",
+        "--ema-halflife-kimg",
+        "0.05",
+        "--augment",
+        "0.12",
+        "--dropout",
+        "0.1",
+        "-q",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.Popen([sys.executable, "-m", "diffit_eval", *args], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "diffit_eval", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 240
     try:
         while not list(run.glob("training-state-*.pt")) and proc.poll() is None and time.time() < deadline:
             time.sleep(0.02)
         stats = run / "stats.jsonl"
-        while proc.poll() is None and time.time() < deadline and (
-                not stats.is_file() or len(stats.read_text().splitlines()) < 3):
+        while (
+            proc.poll() is None
+            and time.time() < deadline
+            and (not stats.is_file() or len(stats.read_text().splitlines()) < 3)
+        ):
             time.sleep(0.02)
         assert proc.poll() is None, "the run finished before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
@@ -310,10 +431,21 @@ def test_dry_run_prints_the_resolved_configuration(tmp_path):
     c = json.loads(r.stdout)
     # Appendix I.1 and EDM's CIFAR-10 settings.
     assert (c["batch"], c["lr"], c["iterations"], c["dropout"], c["augment"], c["augment_dim"]) == (
-        512, 1e-3, 200_000, 0.13, 0.12, 9)
+        512,
+        1e-3,
+        200_000,
+        0.13,
+        0.12,
+        9,
+    )
     assert (c["lr_rampup_kimg"], c["ema_halflife_kimg"], c["ema_rampup_ratio"]) == (10_000, 500, 0.05)
     assert (c["P_mean"], c["P_std"], c["sigma_data"], c["adam_betas"], c["adam_eps"]) == (
-        -1.2, 1.2, 0.5, [0.9, 0.999], 1e-8)
+        -1.2,
+        1.2,
+        0.5,
+        [0.9, 0.999],
+        1e-8,
+    )
     assert c["num_images"] == 1500 and not (tmp_path / "x").exists()
     r = cli("train", "--preset", "ffhq64", "--data", "sklearn-digits", "--dry-run")
     assert r.returncode == 0 and json.loads(r.stdout)["resolution"] == 64  # built-ins render at the preset's size
@@ -324,17 +456,20 @@ def test_data_of_another_resolution_is_refused(dataset):
     assert r.returncode == 1 and "holds 32x32 images but the preset trains at 64x64" in r.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--preset", "cifar10", "--data", "no/such.zip"], "--data no/such.zip: no such file or folder"),
-    (["--preset", "nope", "--data", "sklearn-digits"], "unknown model 'nope'"),
-    (["--preset", "latent-256", "--data", "sklearn-digits"], "latent model"),
-    (["--preset", "cifar10", "--data", "sklearn-digits", "--batch", "0"], "--batch must be a positive integer"),
-    (["--preset", "cifar10", "--data", "sklearn-digits", "--batch", "12", "--batch-gpu", "5"], "--batch-gpu 5"),
-    (["--preset", "cifar10", "--data", "sklearn-digits", "--dropout", "1.5"], "--dropout must be in [0, 1)"),
-    (["--preset", "cifar10", "--data", "sklearn-digits", "--precision", "fp8"], "unknown --precision 'fp8'"),
-    (["--preset", "cifar10", "--data", "sklearn-digits", "--metrics-kimg", "10"], "--metrics-kimg needs --ref"),
-    (["--preset", "cifar10"], "--data is required"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--preset", "cifar10", "--data", "no/such.zip"], "--data no/such.zip: no such file or folder"),
+        (["--preset", "nope", "--data", "sklearn-digits"], "unknown model 'nope'"),
+        (["--preset", "latent-256", "--data", "sklearn-digits"], "latent model"),
+        (["--preset", "cifar10", "--data", "sklearn-digits", "--batch", "0"], "--batch must be a positive integer"),
+        (["--preset", "cifar10", "--data", "sklearn-digits", "--batch", "12", "--batch-gpu", "5"], "--batch-gpu 5"),
+        (["--preset", "cifar10", "--data", "sklearn-digits", "--dropout", "1.5"], "--dropout must be in [0, 1)"),
+        (["--preset", "cifar10", "--data", "sklearn-digits", "--precision", "fp8"], "unknown --precision 'fp8'"),
+        (["--preset", "cifar10", "--data", "sklearn-digits", "--metrics-kimg", "10"], "--metrics-kimg needs --ref"),
+        (["--preset", "cifar10"], "--data is required"),
+    ],
+)
 def test_bad_input_is_one_line(args, message):
     r = cli("train", *args, "--dry-run")
     assert r.returncode != 0
@@ -352,8 +487,17 @@ def test_fid_is_logged_with_the_standin(dataset, tmp_path, standin_weights):
         for i, im in enumerate(z["arr_0"][:4]):
             Image.fromarray(im).save(ref / f"{i}.png")
     run = tmp_path / "run"
-    train(TrainConfig(data=str(dataset), out=str(run), metrics_kimg=0.016, metrics_num=2, ref=str(ref),
-                      inception_weights=str(standin_weights), **{**QUICK, "iterations": 2}))
+    train(
+        TrainConfig(
+            data=str(dataset),
+            out=str(run),
+            metrics_kimg=0.016,
+            metrics_num=2,
+            ref=str(ref),
+            inception_weights=str(standin_weights),
+            **{**QUICK, "iterations": 2},
+        )
+    )
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [e["nimg"] for e in lines] == [8, 16] and all(math.isfinite(e["fid"]) and e["fid"] > 0 for e in lines)
     stats = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]

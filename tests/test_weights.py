@@ -18,14 +18,21 @@ NAMES = ["inception", "diffit-256", "diffit-512", "sd-vae-ft-ema", "sd-vae-ft-ms
 def offline_env(cache: Path) -> dict[str, str]:
     """No network even on a machine that has one: a proxy on a closed loopback port, the hub offline."""
     env = {k: v for k, v in os.environ.items() if k != "DIFFIT_EVAL_INCEPTION_WEIGHTS"}
-    env.update(DIFFIT_EVAL_CACHE=str(cache), HF_HOME=str(cache / "hf"), HF_HUB_OFFLINE="1",
-               HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="")
+    env.update(
+        DIFFIT_EVAL_CACHE=str(cache),
+        HF_HOME=str(cache / "hf"),
+        HF_HUB_OFFLINE="1",
+        HTTPS_PROXY="http://127.0.0.1:9",
+        HTTP_PROXY="http://127.0.0.1:9",
+        NO_PROXY="",
+    )
     return env
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "diffit_eval", *args], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "diffit_eval", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=300
+    )
 
 
 def test_registry_lists_every_released_asset():
@@ -47,8 +54,11 @@ def test_fetch_offline_is_one_line_with_url_and_flag(name, tmp_path):
 def test_fetch_finds_a_cached_file_without_network(name, tmp_path):
     from diffit.checkpoint import CHECKPOINTS
 
-    rel = (Path("weights") / registry()[name].url.rsplit("/", 1)[1] if name == "inception"
-           else Path("checkpoints") / CHECKPOINTS[name].filename)
+    rel = (
+        Path("weights") / registry()[name].url.rsplit("/", 1)[1]
+        if name == "inception"
+        else Path("checkpoints") / CHECKPOINTS[name].filename
+    )
     (tmp_path / rel).parent.mkdir(parents=True)
     (tmp_path / rel).write_bytes(b"x")
     r = run("weights", "fetch", name, env=offline_env(tmp_path))

@@ -176,24 +176,36 @@ def download(
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
         try:
-            with resp, open(part, mode) as f, Progress(
-                "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), disable=not progress, transient=True,
-            ) as bar:
+            with (
+                resp,
+                open(part, mode) as f,
+                Progress(
+                    "[progress.description]{task.description}",
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    disable=not progress,
+                    transient=True,
+                ) as bar,
+            ):
                 task = bar.add_task(f"{what}", total=total, completed=have if resumed else 0)
                 for chunk in iter(lambda: resp.read(CHUNK), b""):
                     f.write(chunk)
                     bar.advance(task, len(chunk))
         except (OSError, http.client.HTTPException) as e:
-            raise MissingAssetError(f"download of {what} from {url} was interrupted ({type(e).__name__}); "
-                                    f"run the same command again to resume") from None
+            raise MissingAssetError(
+                f"download of {what} from {url} was interrupted ({type(e).__name__}); "
+                f"run the same command again to resume"
+            ) from None
         finally:
             if part.exists() and part.stat().st_size == 0:
                 part.unlink()
         # A short read ends the loop silently; the .part stays so the next run resumes it.
         if total is not None and part.stat().st_size < total:
-            raise MissingAssetError(f"download of {what} from {url} stopped at {part.stat().st_size} of {total} "
-                                    f"bytes; run the same command again to resume")
+            raise MissingAssetError(
+                f"download of {what} from {url} stopped at {part.stat().st_size} of {total} "
+                f"bytes; run the same command again to resume"
+            )
 
     problem = _check(part, sha256=sha256, md5_prefix=md5_prefix, size=size)
     if problem:

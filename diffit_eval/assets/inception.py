@@ -9,7 +9,13 @@ from pathlib import Path
 from diffit_eval.assets.cache import cache_dir, download
 from diffit_eval.errors import MissingAssetError, UserError
 
-__all__ = ["INCEPTION_ENV", "INCEPTION_MD5_PREFIX", "INCEPTION_URL", "default_weights_path", "resolve_inception_weights"]
+__all__ = [
+    "INCEPTION_ENV",
+    "INCEPTION_MD5_PREFIX",
+    "INCEPTION_URL",
+    "default_weights_path",
+    "resolve_inception_weights",
+]
 
 INCEPTION_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
@@ -36,8 +42,14 @@ def resolve_inception_weights(path: str | os.PathLike | None = None, *, allow_do
     if p.is_file():
         return p
     if not allow_download:
-        raise MissingAssetError(f"Inception weights are not cached at {p} and downloads are off; run "
-                                f"`diffit-eval weights fetch inception` or pass --inception-weights PATH")
+        raise MissingAssetError(
+            f"Inception weights are not cached at {p} and downloads are off; run "
+            f"`diffit-eval weights fetch inception` or pass --inception-weights PATH"
+        )
     return download(
-        INCEPTION_URL, p, what="Inception weights", alternative="--inception-weights PATH", md5_prefix=INCEPTION_MD5_PREFIX
+        INCEPTION_URL,
+        p,
+        what="Inception weights",
+        alternative="--inception-weights PATH",
+        md5_prefix=INCEPTION_MD5_PREFIX,
     )

@@ -38,14 +38,20 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
     url = urlparse(constants.ENDPOINT)
     try:
-        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
+        socket.create_connection(
+            (url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout
+        ).close()
         return True
     except OSError:
         return False
 
 
-def load_vae(source: str = "ema", dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
-             cache_dir: str | None = None) -> AutoencoderKL:
+def load_vae(
+    source: str = "ema",
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    cache_dir: str | None = None,
+) -> AutoencoderKL:
     """An `AutoencoderKL` in eval mode: `tiny` (STAND-IN), a local folder, a cached or downloaded hub model.
 
     Raises MissingAssetError (one line, `--vae PATH`) when a hub model is neither cached nor reachable.
@@ -59,8 +65,9 @@ def load_vae(source: str = "ema", dtype: torch.dtype = torch.float32, device: to
     except AssetUnavailableError as cached_error:
         repo = vae_repo(source)
         if not hub_reachable():
-            raise MissingAssetError(f"cannot load VAE {repo!r}: not cached and Hugging Face is unreachable; "
-                                    f"{LOCAL_HINT}") from cached_error
+            raise MissingAssetError(
+                f"cannot load VAE {repo!r}: not cached and Hugging Face is unreachable; {LOCAL_HINT}"
+            ) from cached_error
         try:
             from huggingface_hub import snapshot_download
 

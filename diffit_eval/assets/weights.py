@@ -18,7 +18,7 @@ from diffit_eval.errors import MissingAssetError, UserError
 class Weights:
     what: str
     url: str
-    alternative: str           # the flag or path that replaces a download
+    alternative: str  # the flag or path that replaces a download
     fetch: Callable[[], Path]  # downloads (or finds in the cache) and returns the local path
 
 
@@ -59,13 +59,17 @@ def registry() -> dict[str, Weights]:
 
     from diffit_eval.assets.inception import INCEPTION_URL
 
-    out = {"inception": Weights("InceptionV3 (torch-fidelity inception-v3-compat)", INCEPTION_URL,
-                                "--inception-weights PATH", _inception)}
+    out = {
+        "inception": Weights(
+            "InceptionV3 (torch-fidelity inception-v3-compat)", INCEPTION_URL, "--inception-weights PATH", _inception
+        )
+    }
     for name, c in CHECKPOINTS.items():
         out[name] = Weights(f"DiffiT checkpoint ({c.preset})", c.url, "--ckpt PATH", _checkpoint(name))
     for key, repo in VAE_SOURCES.items():
-        out[repo.rsplit("/", 1)[-1]] = Weights(f"Stable Diffusion VAE ({key})", vae_url(key), "--vae PATH",
-                                               _vae(key, repo))
+        out[repo.rsplit("/", 1)[-1]] = Weights(
+            f"Stable Diffusion VAE ({key})", vae_url(key), "--vae PATH", _vae(key, repo)
+        )
     return out
 
 

@@ -53,7 +53,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Reproduce and extend DiffiT's Table S.1."""
 
@@ -87,8 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     except _Exit as e:
         code = getattr(e, "exit_code", 0)
         if code == 130:  # Ctrl-C outside a command's own handler: typer turned it into Exit(130)
-            print(f"diffit-eval: interrupted before anything was written; run again: {command_line()}",
-                  file=sys.stderr)
+            print(f"diffit-eval: interrupted before anything was written; run again: {command_line()}", file=sys.stderr)
         raise SystemExit(code) from None
     except _Abort:
         fail("aborted", 130)

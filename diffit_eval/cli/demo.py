@@ -13,11 +13,22 @@ from diffit_eval.errors import UserError
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo", help="Sample the shipped digits DiffiT (EDM Heun) and score it against the training digits "
-                              "beside held-out real digits (floor) and the untrained model (ceiling); writes grid.png.")
+    @app.command(
+        "demo",
+        help="Sample the shipped digits DiffiT (EDM Heun) and score it against the training digits "
+        "beside held-out real digits (floor) and the untrained model (ceiling); writes grid.png.",
+    )
     def demo(
-        out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the two sample runs, the metrics JSONs and grid.png."),
-        num_samples: int = typer.Option(256, "--num-samples", min=16, max=297, help="Images per row (seeds 0..N-1; at most the 297 held-out digits)."),
+        out: Path = typer.Option(
+            Path("runs/demo"), "--out", help="Folder for the two sample runs, the metrics JSONs and grid.png."
+        ),
+        num_samples: int = typer.Option(
+            256,
+            "--num-samples",
+            min=16,
+            max=297,
+            help="Images per row (seeds 0..N-1; at most the 297 held-out digits).",
+        ),
         steps: int = typer.Option(18, "--steps", min=2, help="EDM Heun steps (2N-1 network calls)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     ) -> None:
@@ -32,27 +43,41 @@ def register(app: typer.Typer) -> None:
             if (out / name).exists() and not (out / name / "manifest.json").is_file():
                 raise UserError(f"--out {out}: {out / name} exists and is not a demo run; pass another --out")
         console = Console()
-        console.print(f"[bold]diffit-eval demo[/]: the shipped digits DiffiT -> EDM Heun {steps} steps -> "
-                      f"{num_samples} samples -> FID / IS / precision / recall against the 1,500 training digits")
+        console.print(
+            f"[bold]diffit-eval demo[/]: the shipped digits DiffiT -> EDM Heun {steps} steps -> "
+            f"{num_samples} samples -> FID / IS / precision / recall against the 1,500 training digits"
+        )
         result = run_demo(out, num_samples, steps=steps, verbose=not quiet)
         write_summary(out, result)
         grid = write_demo_grid(out / "grid.png", result)
         typer.echo(render(demo_table(out, result), "rich"), nl=False)
         net = result.features
-        console.print(f"\nFeatures: a digit classifier (MLP, 64 hidden units) fitted at run time on the training "
-                      f"split (accuracy {net.train_accuracy:.3f} train, {net.heldout_accuracy:.3f} held out); FID "
-                      "and precision/recall on its hidden layer, IS on its logits. Not InceptionV3: these numbers "
-                      "are comparable with each other, not with any paper (docs/DEMO.md).", soft_wrap=True)
+        console.print(
+            f"\nFeatures: a digit classifier (MLP, 64 hidden units) fitted at run time on the training "
+            f"split (accuracy {net.train_accuracy:.3f} train, {net.heldout_accuracy:.3f} held out); FID "
+            "and precision/recall on its hidden layer, IS on its logits. Not InceptionV3: these numbers "
+            "are comparable with each other, not with any paper (docs/DEMO.md).",
+            soft_wrap=True,
+        )
         fid = {k: r["fid"] for k, r in result.rows.items()}
         if fid["heldout"] < fid["trained"] < fid["untrained"]:
             where = (fid["trained"] - fid["heldout"]) / (fid["untrained"] - fid["heldout"])
-            console.print(f"FID {LABELS['heldout']} {fid['heldout']:.2f} < trained {fid['trained']:.2f} < untrained "
-                          f"{fid['untrained']:.2f}: the trained model sits {where:.1%} of the way from the floor "
-                          "to the ceiling.")
+            console.print(
+                f"FID {LABELS['heldout']} {fid['heldout']:.2f} < trained {fid['trained']:.2f} < untrained "
+                f"{fid['untrained']:.2f}: the trained model sits {where:.1%} of the way from the floor "
+                "to the ceiling."
+            )
         else:
-            console.print("[bold red]warning[/]: the expected ordering FID held-out < trained < untrained does not "
-                          f"hold ({fid}); the shipped weights or the sampler may be broken.")
-        console.print(f"{grid}: trained samples | untrained samples | real training digits. "
-                      f"Per-row JSONs and metrics.json in {out}/; took {result.seconds:.0f} s.", soft_wrap=True)
-        console.print(f"The same samples by hand: diffit-eval sample --model digits --seeds 0-{num_samples - 1} "
-                      f"--steps {steps}", soft_wrap=True)
+            console.print(
+                "[bold red]warning[/]: the expected ordering FID held-out < trained < untrained does not "
+                f"hold ({fid}); the shipped weights or the sampler may be broken."
+            )
+        console.print(
+            f"{grid}: trained samples | untrained samples | real training digits. "
+            f"Per-row JSONs and metrics.json in {out}/; took {result.seconds:.0f} s.",
+            soft_wrap=True,
+        )
+        console.print(
+            f"The same samples by hand: diffit-eval sample --model digits --seeds 0-{num_samples - 1} --steps {steps}",
+            soft_wrap=True,
+        )

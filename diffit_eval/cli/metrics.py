@@ -27,12 +27,17 @@ def rank_deficiency_warning(record: dict) -> str | None:
     from diffit_eval.features.extract import POOL_DIM, SPATIAL_DIM
 
     n = record["num_samples"]
-    short = [f"{name} ({dim}-d)" for name, dim in (("FID", POOL_DIM), ("sFID", SPATIAL_DIM))
-             if record.get(name.lower()) is not None and n < dim]
+    short = [
+        f"{name} ({dim}-d)"
+        for name, dim in (("FID", POOL_DIM), ("sFID", SPATIAL_DIM))
+        if record.get(name.lower()) is not None and n < dim
+    ]
     if not short:
         return None
-    return (f"diffit-eval: warning: {n} samples is fewer than the feature dimension of {' and '.join(short)}: "
-            "the statistics are rank-deficient and the values are not comparable with 50K-sample numbers")
+    return (
+        f"diffit-eval: warning: {n} samples is fewer than the feature dimension of {' and '.join(short)}: "
+        "the statistics are rank-deficient and the values are not comparable with 50K-sample numbers"
+    )
 
 
 def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
@@ -46,55 +51,114 @@ def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
     net = record["feature_network"]
     table = Table(title=f"diffit-eval metrics: {record['label']}", title_justify="left")
     suffix = "" if pr_arith == "adm-fp16" else " (exact)"
-    for col in ("FID", "sFID", "IS", "Precision" + suffix, "Recall" + suffix, "N", "reference", "feature network",
-                "resize"):
+    for col in (
+        "FID",
+        "sFID",
+        "IS",
+        "Precision" + suffix,
+        "Recall" + suffix,
+        "N",
+        "reference",
+        "feature network",
+        "resize",
+    ):
         # fold, never cut: a narrow terminal must not turn 3.94256 into "3.9…"
-        table.add_column(col, justify="left" if col in ("reference", "feature network", "resize") else "right",
-                         overflow="fold")
+        table.add_column(
+            col, justify="left" if col in ("reference", "feature network", "resize") else "right", overflow="fold"
+        )
     is_text = fmt(record["is"], 2) + ("" if record["is_std"] is None else f" ± {record['is_std']:.2f}")
     key = "" if pr_arith == "adm-fp16" else "_exact"
     other = "_exact" if pr_arith == "adm-fp16" else ""
-    table.add_row(fmt(record["fid"], 4), fmt(record["sfid"], 4), is_text, fmt(record.get("precision" + key), 4),
-                  fmt(record.get("recall" + key), 4), str(record["num_samples"]), record["reference"]["name"],
-                  "[bold red]STAND-IN[/]" if net["standin"] else net["name"], record["resize"])
+    table.add_row(
+        fmt(record["fid"], 4),
+        fmt(record["sfid"], 4),
+        is_text,
+        fmt(record.get("precision" + key), 4),
+        fmt(record.get("recall" + key), 4),
+        str(record["num_samples"]),
+        record["reference"]["name"],
+        "[bold red]STAND-IN[/]" if net["standin"] else net["name"],
+        record["resize"],
+    )
     console = Console()
     if not console.is_terminal:  # a log file or a pipe: rich would assume 80 columns and squeeze the row
         console = Console(width=max(console.width, 160))
     console.print(table)
     if record.get("precision" + other) is not None:
-        console.print(f"  precision/recall with {PR_ARITH_NOTE['exact' if other else 'adm-fp16']}: "
-                      f"{fmt(record['precision' + other], 4)} / {fmt(record['recall' + other], 4)}")
+        console.print(
+            f"  precision/recall with {PR_ARITH_NOTE['exact' if other else 'adm-fp16']}: "
+            f"{fmt(record['precision' + other], 4)} / {fmt(record['recall' + other], 4)}"
+        )
     for metric, reason in record["unavailable"].items():
         console.print(f"  {metric}: n/a ({reason})")
     if record.get("resolution_mismatch"):
-        console.print(f"[bold red]  {record['resolution_mismatch']}; these numbers do not compare images of one size.[/]")
+        console.print(
+            f"[bold red]  {record['resolution_mismatch']}; these numbers do not compare images of one size.[/]"
+        )
     if net["standin"]:
-        console.print("[bold red]  These numbers come from a stand-in feature network; they are not FID/IS values "
-                      "comparable with any paper.[/]")
+        console.print(
+            "[bold red]  These numbers come from a stand-in feature network; they are not FID/IS values "
+            "comparable with any paper.[/]"
+        )
 
 
 def register(app: typer.Typer) -> None:
     @app.command("metrics", help="FID, sFID, IS, precision and recall of samples against a reference (ADM protocol).")
     def metrics(
-        samples: Optional[str] = typer.Argument(None, help="ADM npz (arr_0 uint8 [N,H,W,3]), image folder or run folder; default: the most recent run."),
-        ref: str = typer.Option(..., "--ref", help="Reference: ADM reference batch, mu/sigma npz, another sample source, or a registry name."),
+        samples: Optional[str] = typer.Argument(
+            None, help="ADM npz (arr_0 uint8 [N,H,W,3]), image folder or run folder; default: the most recent run."
+        ),
+        ref: str = typer.Option(
+            ...,
+            "--ref",
+            help="Reference: ADM reference batch, mu/sigma npz, another sample source, or a registry name.",
+        ),
         metrics_: Optional[str] = typer.Option(None, "--metrics", help=METRICS_HELP),
         num_samples: Optional[int] = typer.Option(None, "--num-samples", help="Use only the first N samples."),
-        json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the values and provenance to this JSON file."),
-        inception_weights: Optional[str] = typer.Option(None, "--inception-weights", help="Local InceptionV3 weights (torch-fidelity layout); env DIFFIT_EVAL_INCEPTION_WEIGHTS."),
-        device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu ... (default: CUDA when present)."),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per feature-network forward (default 64 on CUDA, 8 on CPU, by benchmark)."),
-        resize: str = typer.Option("legacy-tf", "--resize", help="legacy-tf (the published protocol) or clean (clean-fid's PIL bicubic)."),
-        label: Optional[str] = typer.Option(None, "--label", help="Row name in tables (default: run model or file name)."),
-        no_download: bool = typer.Option(False, "--no-download", help="Never download; fail if an asset is not cached."),
+        json_path: Optional[Path] = typer.Option(
+            None, "--json", help="Also write the values and provenance to this JSON file."
+        ),
+        inception_weights: Optional[str] = typer.Option(
+            None,
+            "--inception-weights",
+            help="Local InceptionV3 weights (torch-fidelity layout); env DIFFIT_EVAL_INCEPTION_WEIGHTS.",
+        ),
+        device: Optional[str] = typer.Option(
+            None, "--device", help="cuda, cuda:1, cpu ... (default: CUDA when present)."
+        ),
+        batch_size: Optional[int] = typer.Option(
+            None,
+            "--batch-size",
+            min=1,
+            help="Images per feature-network forward (default 64 on CUDA, 8 on CPU, by benchmark).",
+        ),
+        resize: str = typer.Option(
+            "legacy-tf", "--resize", help="legacy-tf (the published protocol) or clean (clean-fid's PIL bicubic)."
+        ),
+        label: Optional[str] = typer.Option(
+            None, "--label", help="Row name in tables (default: run model or file name)."
+        ),
+        no_download: bool = typer.Option(
+            False, "--no-download", help="Never download; fail if an asset is not cached."
+        ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-        pr_arith: str = typer.Option("adm-fp16", "--pr-arith", help="Precision/recall the table shows: adm-fp16 "
-                                     "(ADM's float16 distances, the protocol) or exact (float64); the JSON has both."),
-        fid_method: str = typer.Option("eigh", "--fid-method", help="eigh (symmetric eigenvalues) or adm-sqrtm "
-                                       "(ADM's scipy sqrtm routine, for its digits on fewer samples than dimensions)."),
+        pr_arith: str = typer.Option(
+            "adm-fp16",
+            "--pr-arith",
+            help="Precision/recall the table shows: adm-fp16 "
+            "(ADM's float16 distances, the protocol) or exact (float64); the JSON has both.",
+        ),
+        fid_method: str = typer.Option(
+            "eigh",
+            "--fid-method",
+            help="eigh (symmetric eigenvalues) or adm-sqrtm "
+            "(ADM's scipy sqrtm routine, for its digits on fewer samples than dimensions).",
+        ),
         allow_resolution_mismatch: bool = typer.Option(
-            False, "--allow-resolution-mismatch", help="Compute even when samples and reference differ in size "
-                                                      "(every output then says so)."),
+            False,
+            "--allow-resolution-mismatch",
+            help="Compute even when samples and reference differ in size (every output then says so).",
+        ),
     ) -> None:
         from diffit_eval.assets.cache import check_writable, write_json_atomic
         from diffit_eval.errors import UserError
@@ -117,16 +181,29 @@ def register(app: typer.Typer) -> None:
         try:
             from diffit_eval.metrics.evaluate import run_metrics
 
-            record = run_metrics(samples, ref, metrics=wanted, num_samples=num_samples, weights=inception_weights,
-                                 device=device, batch_size=batch_size, resize=resize, allow_download=not no_download,
-                                 label=label, progress=not quiet, allow_resolution_mismatch=allow_resolution_mismatch,
-                                 fid_method=fid_method)
+            record = run_metrics(
+                samples,
+                ref,
+                metrics=wanted,
+                num_samples=num_samples,
+                weights=inception_weights,
+                device=device,
+                batch_size=batch_size,
+                resize=resize,
+                allow_download=not no_download,
+                label=label,
+                progress=not quiet,
+                allow_resolution_mismatch=allow_resolution_mismatch,
+                fid_method=fid_method,
+            )
         except KeyboardInterrupt:
             from diffit_eval.cli import command_line
             from diffit_eval.errors import Interrupted
 
-            raise Interrupted("no metric was computed and nothing was written (downloaded weights and cached "
-                              f"reference features are kept); run again: {command_line()}") from None
+            raise Interrupted(
+                "no metric was computed and nothing was written (downloaded weights and cached "
+                f"reference features are kept); run again: {command_line()}"
+            ) from None
         print_result(record, pr_arith)
         warning = rank_deficiency_warning(record)
         if warning:

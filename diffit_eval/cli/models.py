@@ -29,10 +29,20 @@ def models_table():
     for name, p in MODEL_PRESETS.items():
         licences.setdefault(p.licence, []).append(name)
     notes = [f"  {name}:\n    {c.url}" for name, c in CHECKPOINTS.items()]
-    table = Table(title="DiffiT model presets", title_justify="left", caption_justify="left", caption="\n".join([
-        "parameters: trainable (latent models also hold a frozen sin-cos position table).",
-        "Checkpoints are downloaded on request into the cache, never shipped:", *notes,
-        "Licences:", *(f"  {', '.join(names)}: {lic}" for lic, names in licences.items())]))
+    table = Table(
+        title="DiffiT model presets",
+        title_justify="left",
+        caption_justify="left",
+        caption="\n".join(
+            [
+                "parameters: trainable (latent models also hold a frozen sin-cos position table).",
+                "Checkpoints are downloaded on request into the cache, never shipped:",
+                *notes,
+                "Licences:",
+                *(f"  {', '.join(names)}: {lic}" for lic, names in licences.items()),
+            ]
+        ),
+    )
     table.add_column("name", no_wrap=True)
     table.add_column("parameters", justify="right", no_wrap=True)
     table.add_column("resolution", justify="right", no_wrap=True)
@@ -53,8 +63,11 @@ def models_table():
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("models", help="List the model presets: parameters, resolution, default sampler and steps, "
-                                "guidance, checkpoint source and licence.")
+    @app.command(
+        "models",
+        help="List the model presets: parameters, resolution, default sampler and steps, "
+        "guidance, checkpoint source and licence.",
+    )
     def models() -> None:
         from rich.console import Console
 

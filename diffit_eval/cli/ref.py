@@ -7,9 +7,11 @@ from typing import Optional
 
 import typer
 
-CACHE_HELP = ("References are cached in $DIFFIT_EVAL_CACHE/refs (default ~/.cache/diffit-eval/refs): "
-              "<name>.npz with <name>.json beside it (sha256, size, URL, when fetched). "
-              "`metrics --ref NAME` finds them there.")
+CACHE_HELP = (
+    "References are cached in $DIFFIT_EVAL_CACHE/refs (default ~/.cache/diffit-eval/refs): "
+    "<name>.npz with <name>.json beside it (sha256, size, URL, when fetched). "
+    "`metrics --ref NAME` finds them there."
+)
 
 
 def _size(n: int | None) -> str:
@@ -36,13 +38,29 @@ def print_list(rows: list[dict]) -> None:
 
     from diffit_eval.references.registry import refs_dir
 
-    t = Table(title="reference statistics", title_justify="left", caption=f"cache: {refs_dir()}", caption_justify="left")
-    for col, justify in (("name", "left"), ("dataset", "left"), ("res", "right"), ("resize", "left"),
-                         ("metrics", "left"), ("cached", "left"), ("size", "right")):
+    t = Table(
+        title="reference statistics", title_justify="left", caption=f"cache: {refs_dir()}", caption_justify="left"
+    )
+    for col, justify in (
+        ("name", "left"),
+        ("dataset", "left"),
+        ("res", "right"),
+        ("resize", "left"),
+        ("metrics", "left"),
+        ("cached", "left"),
+        ("size", "right"),
+    ):
         t.add_column(col, justify=justify, no_wrap=col == "name", overflow="fold")
     for r in rows:
-        t.add_row(r["name"], str(r["dataset"] or "?"), str(r["resolution"] or "?"), str(r["resize"]),
-                  ",".join(r["holds"]), r["status"], _size(r["size"]))
+        t.add_row(
+            r["name"],
+            str(r["dataset"] or "?"),
+            str(r["resolution"] or "?"),
+            str(r["resize"]),
+            ",".join(r["holds"]),
+            r["status"],
+            _size(r["size"]),
+        )
     Console(width=max(Console().width, 120)).print(t)
 
 
@@ -55,8 +73,20 @@ def print_show(report: dict) -> None:
         t = Table(title=f"reference {report['name']}", title_justify="left", show_header=False)
         t.add_column("field", style="bold", no_wrap=True)
         t.add_column("value", overflow="fold")
-        for key in ("url", "dataset", "resolution", "resize", "holds", "pr_images", "content", "protocol",
-                    "source", "licence", "sha256", "size"):
+        for key in (
+            "url",
+            "dataset",
+            "resolution",
+            "resize",
+            "holds",
+            "pr_images",
+            "content",
+            "protocol",
+            "source",
+            "licence",
+            "sha256",
+            "size",
+        ):
             if entry.get(key) is not None:
                 t.add_row(key, ", ".join(entry[key]) if isinstance(entry[key], list) else str(entry[key]))
         rec = report["record"] or {}
@@ -75,9 +105,11 @@ def print_show(report: dict) -> None:
     for key, a in f["arrays"].items():
         arrays.add_row(key, str(a["shape"]), a["dtype"])
     console.print(arrays)
-    console.print(f"  metrics it supports: {', '.join(f['holds']) or 'none'}; "
-                  f"P/R images: {f['pr_images'] if f['pr_images'] is not None else 'none'}; "
-                  f"statistics over: {f['statistics_count'] if f['statistics_count'] is not None else 'not recorded'} images")
+    console.print(
+        f"  metrics it supports: {', '.join(f['holds']) or 'none'}; "
+        f"P/R images: {f['pr_images'] if f['pr_images'] is not None else 'none'}; "
+        f"statistics over: {f['statistics_count'] if f['statistics_count'] is not None else 'not recorded'} images"
+    )
     if f["meta"]:
         meta = {k: v for k, v in f["meta"].items() if k != "versions"}
         console.print("  provenance: " + ", ".join(f"{k}={v}" for k, v in meta.items()), soft_wrap=True)
@@ -87,19 +119,29 @@ def print_show(report: dict) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    ref = typer.Typer(help="Reference statistics: a registry of named references; list, show, fetch, build. " + CACHE_HELP,
-                      no_args_is_help=True)
+    ref = typer.Typer(
+        help="Reference statistics: a registry of named references; list, show, fetch, build. " + CACHE_HELP,
+        no_args_is_help=True,
+    )
     app.add_typer(ref, name="ref", short_help="Named reference statistics: list, show, fetch, build.")
 
-    @ref.command("list", short_help="Registry entries and built references: cached or not.", help="Every registry entry and every reference built into the cache. " + CACHE_HELP)
+    @ref.command(
+        "list",
+        short_help="Registry entries and built references: cached or not.",
+        help="Every registry entry and every reference built into the cache. " + CACHE_HELP,
+    )
     def list_() -> None:
         from diffit_eval.references.inspect import list_references
 
         print_list(list_references())
 
-    @ref.command("show", short_help="Keys, shapes, provenance and sanity of a reference.", help="Keys, shapes, dtypes, image count, provenance and sanity checks of a reference "
-                              "(registry name or npz path). A cached file's sha256 is checked; nothing is downloaded. "
-                              "Exit 1 when a sanity check fails.")
+    @ref.command(
+        "show",
+        short_help="Keys, shapes, provenance and sanity of a reference.",
+        help="Keys, shapes, dtypes, image count, provenance and sanity checks of a reference "
+        "(registry name or npz path). A cached file's sha256 is checked; nothing is downloaded. "
+        "Exit 1 when a sanity check fails.",
+    )
     def show(spec: str = typer.Argument(..., metavar="NAME|PATH")) -> None:
         from diffit_eval.errors import UserError
         from diffit_eval.references.inspect import show_reference
@@ -109,8 +151,12 @@ def register(app: typer.Typer) -> None:
         if report["file"] is not None and not report["file"]["ok"]:
             raise UserError(f"{spec}: sanity checks failed (see above)")
 
-    @ref.command("fetch", short_help="Download (or verify) a registry reference in the cache.", help="Download a registry reference into the cache (resumable, verified, renamed into "
-                               "place only when complete), or verify it if already there. " + CACHE_HELP)
+    @ref.command(
+        "fetch",
+        short_help="Download (or verify) a registry reference in the cache.",
+        help="Download a registry reference into the cache (resumable, verified, renamed into "
+        "place only when complete), or verify it if already there. " + CACHE_HELP,
+    )
     def fetch(
         name: str = typer.Argument(..., help="A name from `diffit-eval ref list`."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -120,26 +166,62 @@ def register(app: typer.Typer) -> None:
         path, what = fetch_reference(name, progress=not quiet)
         typer.echo(f"{name}: {what}: {path} (sha256 {(read_record(name) or {}).get('sha256', '?')})")
 
-    @ref.command("build", short_help="Compute a reference from an image folder, zip or npz.", help="Compute a reference (mu, sigma, mu_s, sigma_s, arr_0 P/R images, meta) from a "
-                               "dataset. Runs under torchrun to split the work; the file does not depend on the "
-                               "number of processes. " + CACHE_HELP)
+    @ref.command(
+        "build",
+        short_help="Compute a reference from an image folder, zip or npz.",
+        help="Compute a reference (mu, sigma, mu_s, sigma_s, arr_0 P/R images, meta) from a "
+        "dataset. Runs under torchrun to split the work; the file does not depend on the "
+        "number of processes. " + CACHE_HELP,
+    )
     def build(
-        data: Path = typer.Argument(..., help="Image folder (recursive; class subfolders fine), zip of images, or npz with arr_0."),
+        data: Path = typer.Argument(
+            ..., help="Image folder (recursive; class subfolders fine), zip of images, or npz with arr_0."
+        ),
         name: str = typer.Option(..., "--name", help="Reference name; `--ref NAME` finds it in the cache."),
         resolution: int = typer.Option(..., "--resolution", help="Square size of the preprocessed images."),
-        crop: str = typer.Option("adm", "--crop", help="adm (ADM center_crop_arr), edm (EDM dataset_tool center-crop: "
-                                                       "largest centred square, LANCZOS) or none (images already RxR)."),
-        dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset name recorded in the metadata (default: --name)."),
-        resize: str = typer.Option("legacy-tf", "--resize", help="legacy-tf (the published protocol) or clean (clean-fid's PIL bicubic)."),
-        pr_images: int = typer.Option(10_000, "--pr-images", help="Images kept in arr_0 for precision/recall (0: none)."),
+        crop: str = typer.Option(
+            "adm",
+            "--crop",
+            help="adm (ADM center_crop_arr), edm (EDM dataset_tool center-crop: "
+            "largest centred square, LANCZOS) or none (images already RxR).",
+        ),
+        dataset: Optional[str] = typer.Option(
+            None, "--dataset", help="Dataset name recorded in the metadata (default: --name)."
+        ),
+        resize: str = typer.Option(
+            "legacy-tf", "--resize", help="legacy-tf (the published protocol) or clean (clean-fid's PIL bicubic)."
+        ),
+        pr_images: int = typer.Option(
+            10_000, "--pr-images", help="Images kept in arr_0 for precision/recall (0: none)."
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed choosing the P/R images."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Write here instead of the cache (then pass --ref PATH)."),
-        inception_weights: Optional[str] = typer.Option(None, "--inception-weights", help="Local InceptionV3 weights (torch-fidelity layout); env DIFFIT_EVAL_INCEPTION_WEIGHTS."),
-        device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu ... (default: CUDA when present; the local GPU under torchrun)."),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per feature-network forward (default 64 on CUDA, 8 on CPU); the file depends on it."),
-        chunk_size: int = typer.Option(1000, "--chunk-size", min=1, help="Images per partial float64 sum; the file depends on it and on --batch-size, not on the process count."),
+        out: Optional[Path] = typer.Option(
+            None, "--out", help="Write here instead of the cache (then pass --ref PATH)."
+        ),
+        inception_weights: Optional[str] = typer.Option(
+            None,
+            "--inception-weights",
+            help="Local InceptionV3 weights (torch-fidelity layout); env DIFFIT_EVAL_INCEPTION_WEIGHTS.",
+        ),
+        device: Optional[str] = typer.Option(
+            None, "--device", help="cuda, cuda:1, cpu ... (default: CUDA when present; the local GPU under torchrun)."
+        ),
+        batch_size: Optional[int] = typer.Option(
+            None,
+            "--batch-size",
+            min=1,
+            help="Images per feature-network forward (default 64 on CUDA, 8 on CPU); the file depends on it.",
+        ),
+        chunk_size: int = typer.Option(
+            1000,
+            "--chunk-size",
+            min=1,
+            help="Images per partial float64 sum; the file depends on it and on --batch-size, not on the process count.",
+        ),
         workers: int = typer.Option(4, "--workers", min=0, help="Threads decoding and cropping images (0: none)."),
-        no_download: bool = typer.Option(False, "--no-download", help="Never download; fail if the Inception weights are not cached."),
+        no_download: bool = typer.Option(
+            False, "--no-download", help="Never download; fail if the Inception weights are not cached."
+        ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         from diffit_eval.cli import command_line
@@ -147,15 +229,30 @@ def register(app: typer.Typer) -> None:
         from diffit_eval.references.build import build_reference
 
         try:
-            path = build_reference(data, name=name, resolution=resolution, crop=crop, dataset=dataset, resize=resize,
-                                   pr_images=pr_images, seed=seed, out=out, weights=inception_weights, device=device,
-                                   batch_size=batch_size, chunk_size=chunk_size, workers=workers,
-                                   allow_download=not no_download, progress=not quiet)
+            path = build_reference(
+                data,
+                name=name,
+                resolution=resolution,
+                crop=crop,
+                dataset=dataset,
+                resize=resize,
+                pr_images=pr_images,
+                seed=seed,
+                out=out,
+                weights=inception_weights,
+                device=device,
+                batch_size=batch_size,
+                chunk_size=chunk_size,
+                workers=workers,
+                allow_download=not no_download,
+                progress=not quiet,
+            )
         except Interrupted as e:
             raise Interrupted(f"{e}; run again: {command_line()}") from None
         except KeyboardInterrupt:  # while the weights or the images were being opened
-            raise Interrupted(f"before any image went through the network; nothing was written; "
-                              f"run again: {command_line()}") from None
+            raise Interrupted(
+                f"before any image went through the network; nothing was written; run again: {command_line()}"
+            ) from None
         from diffit_eval.distributed import env_rank
 
         if env_rank() == 0:  # under torchrun every rank returns the path; say it once

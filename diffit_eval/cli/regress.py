@@ -23,14 +23,26 @@ def _print_checks(report) -> None:
 
     style = {PASS: "green", FAIL: "bold red", MISSING_VALUE: "bold red"}
     t = Table(title=f"regress {report.suite} ({report.kind}): {report.verdict}")
-    for name, justify in (("metric", "left"), ("measured", "right"), ("expected", "right"),
-                          ("tolerance", "right"), ("|diff|", "right"), ("verdict", "left")):
+    for name, justify in (
+        ("metric", "left"),
+        ("measured", "right"),
+        ("expected", "right"),
+        ("tolerance", "right"),
+        ("|diff|", "right"),
+        ("verdict", "left"),
+    ):
         t.add_column(name, justify=justify, no_wrap=True)
     for c in report.checks:
         verdict = c.verdict + (f" ({c.reason})" if c.reason and c.verdict != "pass" else "")
-        t.add_row(c.metric, "null" if c.measured is None else f"{c.measured:.6g}", f"{c.expected:g}",
-                  c.tolerance, "" if c.abs_diff is None else f"{c.abs_diff:.3g}", verdict,
-                  style=style.get(c.verdict))
+        t.add_row(
+            c.metric,
+            "null" if c.measured is None else f"{c.measured:.6g}",
+            f"{c.expected:g}",
+            c.tolerance,
+            "" if c.abs_diff is None else f"{c.abs_diff:.3g}",
+            verdict,
+            style=style.get(c.verdict),
+        )
     Console(width=max(Console().width, 120)).print(t)
 
 
@@ -66,24 +78,40 @@ def regress(
     suite: Optional[str] = typer.Option(None, "--suite", "-s", help="Suite name from results/suites.toml."),
     list_: bool = typer.Option(False, "--list", help="List the suites and their expected values."),
     measured: Optional[Path] = typer.Option(
-        None, "--measured", help="Compare this `metrics --json` file (or an earlier `regress --json` report) instead of running anything."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report (checks, verdict, measured JSON) here."),
+        None,
+        "--measured",
+        help="Compare this `metrics --json` file (or an earlier `regress --json` report) instead of running anything.",
+    ),
+    json_out: Optional[Path] = typer.Option(
+        None, "--json", help="Write the report (checks, verdict, measured JSON) here."
+    ),
     update_golden: bool = typer.Option(
-        False, "--update-golden",
-        help="Golden suites: run (or read --measured) and re-record the expected values, atomically."),
+        False,
+        "--update-golden",
+        help="Golden suites: run (or read --measured) and re-record the expected values, atomically.",
+    ),
     fetch: bool = typer.Option(False, "--fetch", help="Download the suite's missing sample batch and reference first."),
     fetch_only: bool = typer.Option(
-        False, "--fetch-only", help="Download the suite's missing sample batch and reference, then exit "
-                                    "(e.g. on a login node before an offline GPU job)."),
-    samples: Optional[Path] = typer.Option(None, "--samples", help="Sample file or run folder to measure instead of the suite's sample batch, or instead of sampling."),
+        False,
+        "--fetch-only",
+        help="Download the suite's missing sample batch and reference, then exit "
+        "(e.g. on a login node before an offline GPU job).",
+    ),
+    samples: Optional[Path] = typer.Option(
+        None,
+        "--samples",
+        help="Sample file or run folder to measure instead of the suite's sample batch, or instead of sampling.",
+    ),
     ref: Optional[str] = typer.Option(None, "--ref", help="Reference path or registry name instead of the suite's."),
     ckpt: Optional[str] = typer.Option(None, "--ckpt", help="Checkpoint for sampling (required by cifar10/ffhq64)."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="Local Inception weights file."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Passed to sample and metrics."),
     workdir: Optional[Path] = typer.Option(
-        None, "--workdir", help="Where runs go (default runs/regress/SUITE; golden: a temporary folder)."),
+        None, "--workdir", help="Where runs go (default runs/regress/SUITE; golden: a temporary folder)."
+    ),
     launcher: Optional[str] = typer.Option(
-        None, "--launcher", help='Prefix for the sampling command, e.g. "torchrun --standalone --nproc_per_node 8".'),
+        None, "--launcher", help='Prefix for the sampling command, e.g. "torchrun --standalone --nproc_per_node 8".'
+    ),
     suites_path: Optional[Path] = typer.Option(None, "--suites", help="Suites file instead of results/suites.toml."),
 ) -> None:
     """Run a regression suite and compare its metrics with the expected values."""
@@ -98,8 +126,15 @@ def regress(
         return
     if not suite:
         raise UserError("pass --suite NAME (see `diffit-eval regress --list`)", code=2)
-    opts = RunOptions(workdir=workdir, samples=samples, ref=ref, ckpt=ckpt, inception_weights=inception_weights,
-                      batch_size=batch_size, launcher=shlex.split(launcher) if launcher else None)
+    opts = RunOptions(
+        workdir=workdir,
+        samples=samples,
+        ref=ref,
+        ckpt=ckpt,
+        inception_weights=inception_weights,
+        batch_size=batch_size,
+        launcher=shlex.split(launcher) if launcher else None,
+    )
     if fetch_only:
         from diffit_eval.report.regress import CouldNotRun, fetch_assets, get_suite
 

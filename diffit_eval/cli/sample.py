@@ -17,30 +17,92 @@ Defaults follow the preset: 50,000 samples with seeds 0-49999, the preset's samp
 def register(app: typer.Typer) -> None:
     @app.command("sample", help=HELP)
     def sample(
-        model: str = typer.Option(..., "--model", "-m", help="Preset (see `diffit-eval models`): latent-256 (alias latent), latent-512, cifar10, ffhq64; tests: latent-tiny, cifar10-tiny."),
-        ckpt: Optional[str] = typer.Option(None, "--ckpt", help="Checkpoint name (diffit-256, diffit-512) or path; `random` or `random:SEED` for random weights. Default: the preset's released checkpoint (test presets: random weights, seed 0)."),
-        vae: Optional[str] = typer.Option(None, "--vae", help="Latent decoder: ema, mse, tiny (test) or a local diffusers folder. Default: ema (latent-tiny: tiny)."),
-        steps: Optional[int] = typer.Option(None, "--steps", help="Sampler steps (default: the preset's, DDPM 250 / EDM 18 or 40)."),
-        cfg_scale: Optional[float] = typer.Option(None, "--cfg-scale", help="Guidance scale s (default: the preset's, 4.4 ramped at 256, 1.49 at 512; 1 = unguided)."),
-        num_samples: Optional[int] = typer.Option(None, "--num-samples", help="Number of samples, seeds 0..N-1 (default 50000)."),
-        seeds: Optional[str] = typer.Option(None, "--seeds", help="Seed list, e.g. 0-49999 or 0-9,20-29 (overrides --num-samples)."),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per forward on each GPU (default 16 latent, 64 image); not part of the run's configuration."),
+        model: str = typer.Option(
+            ...,
+            "--model",
+            "-m",
+            help="Preset (see `diffit-eval models`): latent-256 (alias latent), latent-512, cifar10, ffhq64; tests: latent-tiny, cifar10-tiny.",
+        ),
+        ckpt: Optional[str] = typer.Option(
+            None,
+            "--ckpt",
+            help="Checkpoint name (diffit-256, diffit-512) or path; `random` or `random:SEED` for random weights. Default: the preset's released checkpoint (test presets: random weights, seed 0).",
+        ),
+        vae: Optional[str] = typer.Option(
+            None,
+            "--vae",
+            help="Latent decoder: ema, mse, tiny (test) or a local diffusers folder. Default: ema (latent-tiny: tiny).",
+        ),
+        steps: Optional[int] = typer.Option(
+            None, "--steps", help="Sampler steps (default: the preset's, DDPM 250 / EDM 18 or 40)."
+        ),
+        cfg_scale: Optional[float] = typer.Option(
+            None,
+            "--cfg-scale",
+            help="Guidance scale s (default: the preset's, 4.4 ramped at 256, 1.49 at 512; 1 = unguided).",
+        ),
+        num_samples: Optional[int] = typer.Option(
+            None, "--num-samples", help="Number of samples, seeds 0..N-1 (default 50000)."
+        ),
+        seeds: Optional[str] = typer.Option(
+            None, "--seeds", help="Seed list, e.g. 0-49999 or 0-9,20-29 (overrides --num-samples)."
+        ),
+        batch_size: Optional[int] = typer.Option(
+            None,
+            "--batch-size",
+            help="Samples per forward on each GPU (default 16 latent, 64 image); not part of the run's configuration.",
+        ),
         shard_size: int = typer.Option(1000, "--shard-size", help="Samples per shard file."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<model>-<sampler><steps>-cfg<s>-seeds<a-b>)."),
-        precision: str = typer.Option("tf32", "--precision", help="fp32 (no TF32), tf32 (the release's: fp32 with TF32 matmuls) or bf16 (autocast of the model forward)."),
-        quantize: Optional[str] = typer.Option(None, "--quantize", help="uint8 rule: truncate (the DiffiT release, default) or round (DiT)."),
-        compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (does not change the configuration)."),
-        features: Optional[bool] = typer.Option(None, "--features/--no-features", help="Keep Inception features per shard for `diffit-eval metrics` (float32, 20 KB an image). Default: from 83x83 up, where they cost less than the images; smaller runs are re-extracted by `metrics`."),
-        inception_weights: Optional[str] = typer.Option(None, "--inception-weights", help="Local InceptionV3 weights for the features; env DIFFIT_EVAL_INCEPTION_WEIGHTS."),
-        device: Optional[str] = typer.Option(None, "--device", help="cuda, cpu ... (default: each rank's GPU, else the CPU)."),
+        out: Optional[Path] = typer.Option(
+            None, "--out", help="Run folder (default: runs/<model>-<sampler><steps>-cfg<s>-seeds<a-b>)."
+        ),
+        precision: str = typer.Option(
+            "tf32",
+            "--precision",
+            help="fp32 (no TF32), tf32 (the release's: fp32 with TF32 matmuls) or bf16 (autocast of the model forward).",
+        ),
+        quantize: Optional[str] = typer.Option(
+            None, "--quantize", help="uint8 rule: truncate (the DiffiT release, default) or round (DiT)."
+        ),
+        compile_: bool = typer.Option(
+            False, "--compile", help="torch.compile the model (does not change the configuration)."
+        ),
+        features: Optional[bool] = typer.Option(
+            None,
+            "--features/--no-features",
+            help="Keep Inception features per shard for `diffit-eval metrics` (float32, 20 KB an image). Default: from 83x83 up, where they cost less than the images; smaller runs are re-extracted by `metrics`.",
+        ),
+        inception_weights: Optional[str] = typer.Option(
+            None,
+            "--inception-weights",
+            help="Local InceptionV3 weights for the features; env DIFFIT_EVAL_INCEPTION_WEIGHTS.",
+        ),
+        device: Optional[str] = typer.Option(
+            None, "--device", help="cuda, cpu ... (default: each rank's GPU, else the CPU)."
+        ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     ) -> None:
         from diffit_eval.generate.runner import generate
         from diffit_eval.generate.sample import SampleConfig
 
-        generate(SampleConfig(
-            model=model, ckpt=ckpt, vae=vae, steps=steps, cfg_scale=cfg_scale, num_samples=num_samples,
-            seeds=seeds, batch_size=batch_size, shard_size=shard_size, out=out, precision=precision,
-            quantize=quantize, compile=compile_, features=features, inception_weights=inception_weights,
-            device=device, verbose=not quiet,
-        ))
+        generate(
+            SampleConfig(
+                model=model,
+                ckpt=ckpt,
+                vae=vae,
+                steps=steps,
+                cfg_scale=cfg_scale,
+                num_samples=num_samples,
+                seeds=seeds,
+                batch_size=batch_size,
+                shard_size=shard_size,
+                out=out,
+                precision=precision,
+                quantize=quantize,
+                compile=compile_,
+                features=features,
+                inception_weights=inception_weights,
+                device=device,
+                verbose=not quiet,
+            )
+        )

@@ -88,18 +88,23 @@ def load_feature_rows(path: str | os.PathLike, count: int | None = None) -> dict
         with np.load(path, allow_pickle=False) as z:
             rows = {k: z[k] for k in ROW_KEYS}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        raise UserError(f"cannot read features {path} ({type(e).__name__}); delete it and re-run the sample "
-                        "command to extract them again") from None
+        raise UserError(
+            f"cannot read features {path} ({type(e).__name__}); delete it and re-run the sample "
+            "command to extract them again"
+        ) from None
     for k, dim in ROW_KEYS.items():
         a = rows[k]
         if a.dtype != np.float32 or a.ndim != 2 or a.shape[1] != dim or (count is not None and len(a) != count):
-            raise UserError(f"features {path}: `{k}` is {a.dtype} {list(a.shape)}, expected float32 "
-                            f"[{count if count is not None else 'S'}, {dim}]; delete it and re-run the sample command")
+            raise UserError(
+                f"features {path}: `{k}` is {a.dtype} {list(a.shape)}, expected float32 "
+                f"[{count if count is not None else 'S'}, {dim}]; delete it and re-run the sample command"
+            )
     return rows
 
 
-def extract_batch(net: InceptionFeatures, images_nhwc: np.ndarray | torch.Tensor, into: FeatureSet,
-                  keep_rows: bool = True) -> None:
+def extract_batch(
+    net: InceptionFeatures, images_nhwc: np.ndarray | torch.Tensor, into: FeatureSet, keep_rows: bool = True
+) -> None:
     """Run one uint8 NHWC batch through the network and add it to `into`."""
     f = batch_features(net, images_nhwc)
     into.add(f.pool, f.logits, f.spatial, keep_rows=keep_rows)
@@ -112,8 +117,16 @@ def batch_features(net: InceptionFeatures, images_nhwc: np.ndarray | torch.Tenso
     return net(x.to(device).permute(0, 3, 1, 2).contiguous())
 
 
-def extract_features(source, net: InceptionFeatures, *, batch_size: int = 64, limit: int | None = None,
-                     keep_rows: bool = True, progress: bool = True, description: str | None = None) -> FeatureSet:
+def extract_features(
+    source,
+    net: InceptionFeatures,
+    *,
+    batch_size: int = 64,
+    limit: int | None = None,
+    keep_rows: bool = True,
+    progress: bool = True,
+    description: str | None = None,
+) -> FeatureSet:
     """Extract a :class:`FeatureSet` from a sample source (see :mod:`diffit_eval.io.sources`)."""
     from diffit_eval.progress import progress_bar
 

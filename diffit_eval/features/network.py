@@ -32,8 +32,8 @@ STANDIN_LABEL = "STAND-IN (random weights, not InceptionV3)"
 
 
 class Features(NamedTuple):
-    pool: torch.Tensor     # [N, 2048] float32
-    logits: torch.Tensor   # [N, 1008] float32, no bias
+    pool: torch.Tensor  # [N, 2048] float32
+    logits: torch.Tensor  # [N, 1008] float32, no bias
     spatial: torch.Tensor  # [N, 2023] float32
 
 
@@ -53,10 +53,13 @@ class InceptionFeatures(torch.nn.Module):
         self.weights_path = Path(weights_path)
         try:
             with contextlib.redirect_stdout(None):
-                self.net = _extractor_class()(FEATURE_NETWORK, ["2048", "logits_unbiased"],
-                                              feature_extractor_weights_path=str(self.weights_path))
+                self.net = _extractor_class()(
+                    FEATURE_NETWORK, ["2048", "logits_unbiased"], feature_extractor_weights_path=str(self.weights_path)
+                )
         except Exception as e:  # a file of the wrong layout: say so in one line
-            raise UserError(f"{self.weights_path} is not InceptionV3 weights in torch-fidelity's layout ({type(e).__name__})") from None
+            raise UserError(
+                f"{self.weights_path} is not InceptionV3 weights in torch-fidelity's layout ({type(e).__name__})"
+            ) from None
         self.resize = resize
         self.weights_sha256 = sha256_file(self.weights_path)
         self.is_standin = not md5_file(self.weights_path).startswith(INCEPTION_MD5_PREFIX)
@@ -67,8 +70,14 @@ class InceptionFeatures(torch.nn.Module):
         return STANDIN_LABEL if self.is_standin else FEATURE_NETWORK
 
     def describe(self) -> dict:
-        return {"name": FEATURE_NETWORK, "label": self.label, "weights": str(self.weights_path),
-                "sha256": self.weights_sha256, "standin": self.is_standin, "resize": self.resize}
+        return {
+            "name": FEATURE_NETWORK,
+            "label": self.label,
+            "weights": str(self.weights_path),
+            "sha256": self.weights_sha256,
+            "standin": self.is_standin,
+            "resize": self.resize,
+        }
 
     def _to_299(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW at any size -> float32 NCHW at 299, in [0, 255]."""
@@ -118,8 +127,13 @@ def default_batch_size(device: str | None = None) -> int:
     return DEFAULT_BATCH_SIZE.get(kind, 64)
 
 
-def load_feature_network(weights: str | os.PathLike | None = None, *, device: str | None = None,
-                         resize: str = DEFAULT_RESIZE, allow_download: bool = True) -> InceptionFeatures:
+def load_feature_network(
+    weights: str | os.PathLike | None = None,
+    *,
+    device: str | None = None,
+    resize: str = DEFAULT_RESIZE,
+    allow_download: bool = True,
+) -> InceptionFeatures:
     """Resolve the weights (see :func:`resolve_inception_weights`) and build the network on `device`."""
     path = resolve_inception_weights(weights, allow_download=allow_download)
     return InceptionFeatures(path, resize=resize).to(device or default_device())

@@ -26,14 +26,15 @@ def write_shard_features(net: InceptionFeatures, images: np.ndarray, path: Path)
     """The shard's float32 feature rows (20,316 bytes an image; diffit_eval.protocol.ROW_BYTES), atomically."""
     parts: dict[str, list[np.ndarray]] = {"pool": [], "spatial": [], "logits": []}
     for start in range(0, len(images), FEATURE_BATCH):
-        f = batch_features(net, images[start:start + FEATURE_BATCH])
+        f = batch_features(net, images[start : start + FEATURE_BATCH])
         for key in parts:
             parts[key].append(getattr(f, key).float().cpu().numpy())
     save_feature_rows(path, {key: np.concatenate(v) for key, v in parts.items()})
 
 
-def run_folder_features(run: RunSource, net: InceptionFeatures, limit: int | None = None,
-                        keep_rows: bool = True) -> FeatureSet | None:
+def run_folder_features(
+    run: RunSource, net: InceptionFeatures, limit: int | None = None, keep_rows: bool = True
+) -> FeatureSet | None:
     """The per-shard feature rows replayed in seed order into one FeatureSet, when every shard has
     them for `net`'s weights and resize mode and the whole run is wanted; else None (the caller
     extracts from the images)."""

@@ -24,9 +24,9 @@ class RunningStats:
     def __init__(self, dim: int) -> None:
         self.dim = dim
         self.count = 0
-        self.sum = np.zeros(dim, dtype=np.float64)          # over the folded blocks only
+        self.sum = np.zeros(dim, dtype=np.float64)  # over the folded blocks only
         self.sum_outer = np.zeros((dim, dim), dtype=np.float64)
-        self._pending: list[np.ndarray] = []                # float64 rows of the block being filled
+        self._pending: list[np.ndarray] = []  # float64 rows of the block being filled
         self._pending_rows = 0
         self._totals: tuple[np.ndarray, np.ndarray] | None = None  # folded + pending, cached until the next update
 

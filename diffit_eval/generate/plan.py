@@ -38,8 +38,10 @@ def _resolve_weights(preset: str, has_release: str | None, ckpt: str | None) -> 
             text = "random weights (test preset) seed 0"
             return ("random", 0, None), text, {"source": text, "sha256": None}
         else:
-            raise UserError(f"model {preset} has no released checkpoint; pass --ckpt PATH "
-                            "(or --ckpt random[:SEED] for random weights)")
+            raise UserError(
+                f"model {preset} has no released checkpoint; pass --ckpt PATH "
+                "(or --ckpt random[:SEED] for random weights)"
+            )
     if ckpt == "random" or ckpt.startswith("random:"):
         try:
             seed = int(ckpt.partition(":")[2] or 0)
@@ -86,8 +88,9 @@ def keep_features(resolution: int, asked: bool | None) -> bool:
     return asked if asked is not None else ROW_BYTES < resolution * resolution * 3
 
 
-def default_run_dir(preset: str, sampler: str, steps: int, cfg_scale: float | None, seeds: list[int],
-                    extras: list[str] = ()) -> Path:
+def default_run_dir(
+    preset: str, sampler: str, steps: int, cfg_scale: float | None, seeds: list[int], extras: list[str] = ()
+) -> Path:
     """runs/latent-256-ddpm250-cfg4.4-seeds0-49999 (plus any non-default precision, rule, VAE, weights)."""
     parts = [preset, f"{sampler}{steps}"]
     if cfg_scale is not None:
@@ -133,8 +136,10 @@ def plan_run(config: SampleConfig) -> tuple[RunPlan, object | None]:
     if config.seeds is not None:
         seeds = shards.parse_seeds(config.seeds)
         if config.num_samples is not None and config.num_samples != len(seeds) and config.verbose:
-            print(f"diffit-eval: --seeds gives {len(seeds)} samples; --num-samples {config.num_samples} is ignored",
-                  file=sys.stderr)
+            print(
+                f"diffit-eval: --seeds gives {len(seeds)} samples; --num-samples {config.num_samples} is ignored",
+                file=sys.stderr,
+            )
     else:
         n = DEFAULT_NUM_SAMPLES if config.num_samples is None else int(config.num_samples)
         if not 1 <= n <= shards.MAX_SEEDS:
@@ -170,22 +175,32 @@ def plan_run(config: SampleConfig) -> tuple[RunPlan, object | None]:
 
     guidance = None
     if p.guidance is not None:
-        guidance = {"scale": cfg, "ramp": p.guidance.ramp, "power": p.guidance.power,
-                    "channels": p.guidance.channels}
+        guidance = {"scale": cfg, "ramp": p.guidance.ramp, "power": p.guidance.power, "channels": p.guidance.channels}
     extras = [x for x, default in ((config.precision, DEFAULT_PRECISION), (quantize, DEFAULT_QUANTIZE)) if x != default]
     if config.vae is not None and vae_id != ("tiny" if name == "latent-tiny" else "ema"):
         extras.append(f"vae-{Path(config.vae).name}")
     if config.ckpt is not None and weights[0] == "random":
         extras.append(config.ckpt.replace(":", ""))
-    run_dir = Path(config.out) if config.out is not None else default_run_dir(name, p.sampler, steps, cfg, seeds, extras)
+    run_dir = (
+        Path(config.out) if config.out is not None else default_run_dir(name, p.sampler, steps, cfg, seeds, extras)
+    )
 
     seeds_text = shards.format_seeds(seeds)
     # Only what changes the images is compared on resume: batch size, world size, device,
     # --features and --compile are deliberately absent.
     image_config = {
-        "model": name, "resolution": p.resolution, "num_classes": p.num_classes, "checkpoint": ckpt_id,
-        "sampler": p.sampler, "steps": steps, "guidance": guidance, "seeds": seeds_text,
-        "shard_size": config.shard_size, "quantize": quantize, "vae": vae_id, "precision": config.precision,
+        "model": name,
+        "resolution": p.resolution,
+        "num_classes": p.num_classes,
+        "checkpoint": ckpt_id,
+        "sampler": p.sampler,
+        "steps": steps,
+        "guidance": guidance,
+        "seeds": seeds_text,
+        "shard_size": config.shard_size,
+        "quantize": quantize,
+        "vae": vae_id,
+        "precision": config.precision,
     }
     from diffit_eval.provenance import now_iso, package_versions
 
@@ -203,10 +218,23 @@ def plan_run(config: SampleConfig) -> tuple[RunPlan, object | None]:
         "created": now_iso(),
         "complete": False,
     }
-    plan = RunPlan(preset=name, run_dir=run_dir, seeds=seeds, shard_size=config.shard_size, batch_size=batch,
-                   steps=steps, cfg_scale=cfg, quantize=quantize, precision=config.precision,
-                   compile=config.compile, weights=weights, vae=vae, inception_weights=inception,
-                   inception_source=config.inception_weights, manifest=manifest)
+    plan = RunPlan(
+        preset=name,
+        run_dir=run_dir,
+        seeds=seeds,
+        shard_size=config.shard_size,
+        batch_size=batch,
+        steps=steps,
+        cfg_scale=cfg,
+        quantize=quantize,
+        precision=config.precision,
+        compile=config.compile,
+        weights=weights,
+        vae=vae,
+        inception_weights=inception,
+        inception_source=config.inception_weights,
+        manifest=manifest,
+    )
     return plan, loaded_vae
 
 
@@ -223,19 +251,25 @@ def claim_run_dir(plan: RunPlan) -> shards.RunLock:
             raise UserError(f"--out {run_dir} is a file; pass a folder for the run")
         manifest_path = run_dir / shards.MANIFEST
         if run_dir.is_dir() and not manifest_path.is_file() and any(p.name != shards.LOCK for p in run_dir.iterdir()):
-            raise UserError(f"{run_dir} exists and is not a sample run folder (no {shards.MANIFEST}); pass another --out")
+            raise UserError(
+                f"{run_dir} exists and is not a sample run folder (no {shards.MANIFEST}); pass another --out"
+            )
         created = [d for d in (run_dir, *run_dir.parents) if not d.exists()]  # removed again on a refusal
         lock_existed = (run_dir / shards.LOCK).exists()
         lock = shards.RunLock(run_dir).acquire()
     except OSError as e:
-        raise UserError(f"cannot write {where} ({e.strerror or e}: {e.filename or run_dir}); pass another --out") from None
+        raise UserError(
+            f"cannot write {where} ({e.strerror or e}: {e.filename or run_dir}); pass another --out"
+        ) from None
     try:
         if manifest_path.is_file():
             old = shards.read_manifest(run_dir)
             diff = shards.config_differences(old["config"], plan.manifest["config"])
             if diff:
-                raise UserError(f"{run_dir} holds a run with another configuration ({'; '.join(diff)}); "
-                                "pass another --out, or delete the folder to start over")
+                raise UserError(
+                    f"{run_dir} holds a run with another configuration ({'; '.join(diff)}); "
+                    "pass another --out, or delete the folder to start over"
+                )
             plan.manifest = {**old, "versions": plan.manifest["versions"], "command": plan.manifest["command"]}
         shards.remove_stale_temporaries(run_dir)
         shards.write_manifest(run_dir, plan.manifest)
@@ -251,7 +285,8 @@ def claim_run_dir(plan: RunPlan) -> shards.RunLock:
             except OSError:
                 break
         if isinstance(e, OSError):
-            raise UserError(f"cannot write {where} ({e.strerror or e}: {e.filename or run_dir}); "
-                            "pass another --out") from None
+            raise UserError(
+                f"cannot write {where} ({e.strerror or e}: {e.filename or run_dir}); pass another --out"
+            ) from None
         raise
     return lock

@@ -43,9 +43,17 @@ def _progress(description: str, total: int, num_shards: int, done: int, enabled:
 
     from diffit_eval.progress import RateColumn, stderr_console
 
-    bar = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   RateColumn(), TimeRemainingColumn(), TextColumn("shards {task.fields[shards]}"),
-                   console=stderr_console, transient=True, disable=not (enabled and sys.stderr.isatty()))
+    bar = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeRemainingColumn(),
+        TextColumn("shards {task.fields[shards]}"),
+        console=stderr_console,
+        transient=True,
+        disable=not (enabled and sys.stderr.isatty()),
+    )
     task = bar.add_task(description, total=total, shards=f"{done}/{num_shards}")
     return bar, task
 
@@ -74,7 +82,9 @@ def run_shards(plan: RunPlan, d: distributed.Dist, device: str, vae=None, verbos
         for k in distributed.my_share(finished, d):
             feats = shards.features_path(plan.run_dir, k, net.weights_sha256, net.resize)
             if not feats.is_file():
-                shard = shards.read_shard(shards.shard_path(plan.run_dir, k), shards.shard_seeds(plan.seeds, k, plan.shard_size))
+                shard = shards.read_shard(
+                    shards.shard_path(plan.run_dir, k), shards.shard_seeds(plan.seeds, k, plan.shard_size)
+                )
                 write_shard_features(net, shard["images"], feats)
     if not todo:
         return 0, 0.0
@@ -97,12 +107,20 @@ def run_shards(plan: RunPlan, d: distributed.Dist, device: str, vae=None, verbos
             images = np.empty((len(seeds), preset.resolution, preset.resolution, 3), dtype=np.uint8)
             labels = np.empty(len(seeds), dtype=np.int64) if preset.num_classes else None
             for start in range(0, len(seeds), plan.batch_size):
-                batch = seeds[start:start + plan.batch_size]
-                x, y = sample_batch(model, preset, batch, steps=plan.steps, cfg_scale=plan.cfg_scale, vae=vae,
-                                    quantize=plan.quantize, device=device)
-                images[start:start + len(batch)] = x.cpu().numpy()
+                batch = seeds[start : start + plan.batch_size]
+                x, y = sample_batch(
+                    model,
+                    preset,
+                    batch,
+                    steps=plan.steps,
+                    cfg_scale=plan.cfg_scale,
+                    vae=vae,
+                    quantize=plan.quantize,
+                    device=device,
+                )
+                images[start : start + len(batch)] = x.cpu().numpy()
                 if labels is not None:
-                    labels[start:start + len(batch)] = y.cpu().numpy()
+                    labels[start : start + len(batch)] = y.cpu().numpy()
                 generated += len(batch)
                 bar.advance(task, len(batch))
             shards.write_shard(shards.shard_path(plan.run_dir, k), images, labels, seeds)
@@ -119,8 +137,10 @@ def finish_run(plan: RunPlan, elapsed: float, generated: int, world_size: int, d
 
     missing = shards.missing_shards(plan.run_dir, plan.manifest)
     if missing:  # a rank died without raising; say so rather than write a short npz
-        raise UserError(f"{len(missing)} of {plan.num_shards} shards are missing after sampling; "
-                        f"re-run the same command to resume: {plan.manifest['command']}")
+        raise UserError(
+            f"{len(missing)} of {plan.num_shards} shards are missing after sampling; "
+            f"re-run the same command to resume: {plan.manifest['command']}"
+        )
     npz_name = shards.npz_name(len(plan.seeds), *plan.manifest["resolution"])
     if not (plan.run_dir / npz_name).is_file():
         shards.assemble_npz(plan.run_dir, plan.manifest)
@@ -129,16 +149,36 @@ def finish_run(plan: RunPlan, elapsed: float, generated: int, world_size: int, d
     if plan.inception_weights is not None:
         from diffit_eval.assets.cache import sha256_file
 
-        features = {"network": FEATURE_NETWORK, "weights": plan.inception_weights,
-                    "sha256": sha256_file(plan.inception_weights), "resize": RESIZE,
-                    "files": "shards/shard_NNNNN.features-<sha256[:16]>-<resize>.npz"}
+        features = {
+            "network": FEATURE_NETWORK,
+            "weights": plan.inception_weights,
+            "sha256": sha256_file(plan.inception_weights),
+            "resize": RESIZE,
+            "files": "shards/shard_NNNNN.features-<sha256[:16]>-<resize>.npz",
+        }
     sessions = list(plan.manifest.get("sessions", []))
-    sessions.append({"finished": now_iso(), "elapsed_s": round(elapsed, 3), "generated": generated,
-                     "world_size": world_size, "batch_size": plan.batch_size, "device": device_description(device),
-                     "compile": plan.compile})
-    plan.manifest.update({"complete": True, "npz": npz_name, "grid": shards.GRID, "grid_labels": grid_labels,
-                          "features": features or plan.manifest.get("features"), "updated": now_iso(),
-                          "sessions": sessions})
+    sessions.append(
+        {
+            "finished": now_iso(),
+            "elapsed_s": round(elapsed, 3),
+            "generated": generated,
+            "world_size": world_size,
+            "batch_size": plan.batch_size,
+            "device": device_description(device),
+            "compile": plan.compile,
+        }
+    )
+    plan.manifest.update(
+        {
+            "complete": True,
+            "npz": npz_name,
+            "grid": shards.GRID,
+            "grid_labels": grid_labels,
+            "features": features or plan.manifest.get("features"),
+            "updated": now_iso(),
+            "sessions": sessions,
+        }
+    )
     shards.write_manifest(plan.run_dir, plan.manifest)
     return plan.run_dir / npz_name
 
@@ -160,8 +200,10 @@ def _interrupted_message(plan: RunPlan | None) -> str:
     if done == plan.num_shards and not (plan.run_dir / npz).is_file():
         kept = f"all {done} shards are finished and kept in {plan.run_dir}, {npz} is not written yet"
     else:
-        kept = (f"{done} of {plan.num_shards} shards are finished and kept in {plan.run_dir} "
-                "(the shard being sampled is dropped)")
+        kept = (
+            f"{done} of {plan.num_shards} shards are finished and kept in {plan.run_dir} "
+            "(the shard being sampled is dropped)"
+        )
     return f"{kept}; resume with: {plan.manifest['command']}"
 
 
@@ -198,10 +240,13 @@ def generate(config: SampleConfig) -> Path:
             if config.verbose:
                 rate = generated / seconds if seconds > 0 else 0.0  # over the slowest rank's sampling time
                 resumed = len(plan.seeds) - generated
-                print(f"diffit-eval: sampled {generated} images in {elapsed:.1f} s ({rate:.2f} img/s while sampling, "
-                      f"{d.world_size} process{'es' if d.world_size > 1 else ''})"
-                      + (f", {resumed} from earlier runs" if resumed else "")
-                      + f"; {len(plan.seeds)} samples in {npz}", file=sys.stderr)
+                print(
+                    f"diffit-eval: sampled {generated} images in {elapsed:.1f} s ({rate:.2f} img/s while sampling, "
+                    f"{d.world_size} process{'es' if d.world_size > 1 else ''})"
+                    + (f", {resumed} from earlier runs" if resumed else "")
+                    + f"; {len(plan.seeds)} samples in {npz}",
+                    file=sys.stderr,
+                )
         distributed.shutdown(d)
         return plan.run_dir
     except KeyboardInterrupt:

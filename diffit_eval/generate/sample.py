@@ -31,14 +31,14 @@ from diffit_eval.protocol import DEFAULT_RESIZE
 
 TEST_PRESETS = ("latent-tiny", "cifar10-tiny")  # no checkpoint: seeded random weights by default
 PRECISIONS = ("fp32", "tf32", "bf16")
-DEFAULT_PRECISION = "tf32"                      # the release: fp32 weights, TF32 matmuls (DiT's sample_ddp.py)
-DEFAULT_BATCH = {"latent": 16, "image": 64}     # per GPU
+DEFAULT_PRECISION = "tf32"  # the release: fp32 weights, TF32 matmuls (DiT's sample_ddp.py)
+DEFAULT_BATCH = {"latent": 16, "image": 64}  # per GPU
 DEFAULT_NUM_SAMPLES = 50_000
 DEFAULT_SHARD_SIZE = 1_000
-DEFAULT_QUANTIZE = "truncate"                   # the DiffiT release's uint8 rule (docs/PROTOCOL.md, "Pixels")
-FEATURE_BATCH = 64                              # images per Inception forward for the on-the-fly features
-RESIZE = DEFAULT_RESIZE                         # the published protocol's resize (docs/PROTOCOL.md)
-LATENT_CHANNELS = 4                             # SD VAE latents
+DEFAULT_QUANTIZE = "truncate"  # the DiffiT release's uint8 rule (docs/PROTOCOL.md, "Pixels")
+FEATURE_BATCH = 64  # images per Inception forward for the on-the-fly features
+RESIZE = DEFAULT_RESIZE  # the published protocol's resize (docs/PROTOCOL.md)
+LATENT_CHANNELS = 4  # SD VAE latents
 # How long a rank may wait for the others (rank 0 downloading the checkpoint, a rank finishing one
 # more shard than the rest, rank 0 writing the npz); torch's NCCL default of 10 minutes is too short.
 COLLECTIVE_TIMEOUT = timedelta(hours=12)
@@ -48,33 +48,42 @@ COLLECTIVE_TIMEOUT = timedelta(hours=12)
 class SampleConfig:
     """Everything `diffit-eval sample` takes; None means the preset's (the paper's) choice."""
 
-    model: str                                  # Preset name or alias (diffit.models.MODEL_PRESETS).
-    ckpt: str | None = None                     # Checkpoint name or path, "random" or "random:SEED".
-    vae: str | None = None                      # ema | mse | tiny | PATH (latent models only).
-    steps: int | None = None                    # Sampler steps (DDPM respaced steps, EDM N).
-    cfg_scale: float | None = None              # Guidance scale s (guided presets only); 1 = unguided.
-    num_samples: int | None = None              # Samples with seeds 0..N-1 (default 50,000).
-    seeds: str | None = None                    # "0-49999", "0-9,20-29"; overrides num_samples.
-    batch_size: int | None = None               # Samples per forward on each device.
-    shard_size: int = DEFAULT_SHARD_SIZE        # Samples per shard file.
-    out: str | Path | None = None               # Run folder (default runs/<model>-<sampler><steps>-...).
-    precision: str = DEFAULT_PRECISION          # fp32 | tf32 | bf16 (autocast of the model forward).
-    quantize: str | None = None                 # uint8 rule: truncate | round.
-    compile: bool = False                       # torch.compile the model.
-    features: bool | None = None                # Inception features per shard, for `metrics`; None: auto.
-    inception_weights: str | None = None        # Local Inception weights for the features.
-    device: str | None = None                   # Default: this rank's GPU, else the CPU.
-    verbose: bool = True                        # Progress bar and summary line on rank 0 (stderr).
+    model: str  # Preset name or alias (diffit.models.MODEL_PRESETS).
+    ckpt: str | None = None  # Checkpoint name or path, "random" or "random:SEED".
+    vae: str | None = None  # ema | mse | tiny | PATH (latent models only).
+    steps: int | None = None  # Sampler steps (DDPM respaced steps, EDM N).
+    cfg_scale: float | None = None  # Guidance scale s (guided presets only); 1 = unguided.
+    num_samples: int | None = None  # Samples with seeds 0..N-1 (default 50,000).
+    seeds: str | None = None  # "0-49999", "0-9,20-29"; overrides num_samples.
+    batch_size: int | None = None  # Samples per forward on each device.
+    shard_size: int = DEFAULT_SHARD_SIZE  # Samples per shard file.
+    out: str | Path | None = None  # Run folder (default runs/<model>-<sampler><steps>-...).
+    precision: str = DEFAULT_PRECISION  # fp32 | tf32 | bf16 (autocast of the model forward).
+    quantize: str | None = None  # uint8 rule: truncate | round.
+    compile: bool = False  # torch.compile the model.
+    features: bool | None = None  # Inception features per shard, for `metrics`; None: auto.
+    inception_weights: str | None = None  # Local Inception weights for the features.
+    device: str | None = None  # Default: this rank's GPU, else the CPU.
+    verbose: bool = True  # Progress bar and summary line on rank 0 (stderr).
 
     def cli_args(self) -> list[str]:
         """The `diffit-eval sample` arguments that ask for this configuration's images (built here
         once, for the manifest's resume command and for `regress`). Fields left None keep the
         preset's choice; how the images are computed (batch, device, compile, features) is not
         part of what they are, so it is not repeated."""
-        flags = [("--model", self.model), ("--ckpt", self.ckpt), ("--vae", self.vae), ("--steps", self.steps),
-                 ("--cfg-scale", self.cfg_scale), ("--num-samples", self.num_samples), ("--seeds", self.seeds),
-                 ("--shard-size", self.shard_size), ("--precision", self.precision), ("--quantize", self.quantize),
-                 ("--out", self.out)]
+        flags = [
+            ("--model", self.model),
+            ("--ckpt", self.ckpt),
+            ("--vae", self.vae),
+            ("--steps", self.steps),
+            ("--cfg-scale", self.cfg_scale),
+            ("--num-samples", self.num_samples),
+            ("--seeds", self.seeds),
+            ("--shard-size", self.shard_size),
+            ("--precision", self.precision),
+            ("--quantize", self.quantize),
+            ("--out", self.out),
+        ]
         return ["sample", *(a for flag, value in flags if value is not None for a in (flag, str(value)))]
 
 
@@ -92,10 +101,10 @@ class RunPlan:
     quantize: str
     precision: str
     compile: bool
-    weights: tuple[str, object, str | None]     # ("random", seed, None) or ("file", path, name or path given)
+    weights: tuple[str, object, str | None]  # ("random", seed, None) or ("file", path, name or path given)
     vae: str | None
-    inception_weights: str | None               # path resolved on rank 0; None = no features
-    inception_source: str | None = None         # what was given (None: env / cache), for ranks on other nodes
+    inception_weights: str | None  # path resolved on rank 0; None = no features
+    inception_source: str | None = None  # what was given (None: env / cache), for ranks on other nodes
     manifest: dict = field(default_factory=dict)
     todo: list[int] = field(default_factory=list)  # shards missing when the run started (set by claim_run_dir)
 
@@ -144,9 +153,17 @@ def state_shape(preset) -> tuple[int, int, int]:
 
 
 @torch.no_grad()
-def sample_batch(model: torch.nn.Module, preset, seeds: list[int], *, steps: int | None = None,
-                 cfg_scale: float | None = None, vae=None, quantize: str = DEFAULT_QUANTIZE,
-                 device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def sample_batch(
+    model: torch.nn.Module,
+    preset,
+    seeds: list[int],
+    *,
+    steps: int | None = None,
+    cfg_scale: float | None = None,
+    vae=None,
+    quantize: str = DEFAULT_QUANTIZE,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Images for `seeds`, one per seed: (uint8 NHWC tensor, int64 labels or None if unconditional).
 
     `model` is the preset's network in eval mode (latent: with `forward_with_cfg`); `preset` a

@@ -33,8 +33,8 @@ MANIFEST = "manifest.json"
 LOCK = ".lock"
 SHARD_DIR = "shards"
 GRID = "grid.png"
-GRID_SIDE = 8             # grid.png is GRID_SIDE x GRID_SIDE samples
-GRID_GAP = 2              # white pixels between tiles, so a grid of noise still reads as separate samples
+GRID_SIDE = 8  # grid.png is GRID_SIDE x GRID_SIDE samples
+GRID_GAP = 2  # white pixels between tiles, so a grid of noise still reads as separate samples
 FORMAT = "diffit-eval-run/1"
 RUNS_ROOT = Path("runs")  # default parent of run folders, relative to the working directory
 
@@ -43,8 +43,8 @@ RUNS_ROOT = Path("runs")  # default parent of run folders, relative to the worki
 # Seed lists: "0-49999", "0-9,20-29", "7".
 
 
-MAX_SEEDS = 1_000_000   # 20x the protocol's 50,000; a run holds its seed list in memory
-SEED_LIMIT = 1 << 32     # per-sample generators take the seed modulo 2**32 (diffit.random): larger ones repeat
+MAX_SEEDS = 1_000_000  # 20x the protocol's 50,000; a run holds its seed list in memory
+SEED_LIMIT = 1 << 32  # per-sample generators take the seed modulo 2**32 (diffit.random): larger ones repeat
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -66,8 +66,10 @@ def parse_seeds(text: str) -> list[int]:
             raise UserError(f"bad --seeds {text!r}: seed {b} is too large (seeds must be below 2**32 = {SEED_LIMIT})")
         total += b - a + 1
         if total > MAX_SEEDS:
-            raise UserError(f"bad --seeds {text!r}: more than {MAX_SEEDS:,} seeds; split the run into several "
-                            "runs of at most that many")
+            raise UserError(
+                f"bad --seeds {text!r}: more than {MAX_SEEDS:,} seeds; split the run into several "
+                "runs of at most that many"
+            )
         ranges.append(range(a, b + 1))
     seeds = [s for r in ranges for s in r]
     if not seeds:
@@ -96,7 +98,7 @@ def num_shards(num_samples: int, shard_size: int) -> int:
 
 
 def shard_seeds(seeds: list[int], k: int, shard_size: int) -> list[int]:
-    return seeds[k * shard_size:(k + 1) * shard_size]
+    return seeds[k * shard_size : (k + 1) * shard_size]
 
 
 def shard_path(run_dir: Path, k: int) -> Path:
@@ -126,7 +128,9 @@ def read_shard(path: Path, expected_seeds: list[int] | None = None) -> dict[str,
     except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise UserError(f"cannot read shard {path} ({e}); delete it and re-run the sample command") from None
     if expected_seeds is not None and not np.array_equal(out["seeds"], np.asarray(expected_seeds, dtype=np.int64)):
-        raise UserError(f"shard {path} holds other seeds than the manifest says; delete it and re-run the sample command")
+        raise UserError(
+            f"shard {path} holds other seeds than the manifest says; delete it and re-run the sample command"
+        )
     return out
 
 
@@ -205,8 +209,10 @@ class RunLock:
             f.seek(0)
             holder = f.read().strip() or "another process"
             f.close()
-            raise UserError(f"{self.path.parent} is being written by another `diffit-eval sample` run "
-                            f"({holder}); wait for it to finish or pass another --out") from None
+            raise UserError(
+                f"{self.path.parent} is being written by another `diffit-eval sample` run "
+                f"({holder}); wait for it to finish or pass another --out"
+            ) from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()}\n")
@@ -300,7 +306,7 @@ def write_grid(run_dir: Path, manifest: dict) -> list[int] | None:
     canvas = np.full((rows * (h + g) + g, cols * (w + g) + g, 3), 255, dtype=np.uint8)
     for i, im in enumerate(images):
         r, c = divmod(i, GRID_SIDE)
-        canvas[g + r * (h + g):g + r * (h + g) + h, g + c * (w + g):g + c * (w + g) + w] = im
+        canvas[g + r * (h + g) : g + r * (h + g) + h, g + c * (w + g) : g + c * (w + g) + w] = im
     path = Path(run_dir) / GRID
     with atomic_path(path) as tmp:
         Image.fromarray(canvas).save(tmp, format="PNG")
@@ -324,8 +330,10 @@ class RunSource:
         missing = missing_shards(self.path, self.manifest)
         if missing:
             total = num_shards(self.num_images, self.shard_size)
-            raise UserError(f"run {self.path} is incomplete: {len(missing)} of {total} shards are missing; "
-                            f"re-run the sample command to resume it: {self.manifest.get('command', 'diffit-eval sample ...')}")
+            raise UserError(
+                f"run {self.path} is incomplete: {len(missing)} of {total} shards are missing; "
+                f"re-run the sample command to resume it: {self.manifest.get('command', 'diffit-eval sample ...')}"
+            )
 
     @property
     def num_shards(self) -> int:
@@ -341,7 +349,7 @@ class RunSource:
             buf = np.concatenate([carry, images]) if len(carry) else images
             start = 0
             while len(buf) - start >= batch_size:
-                yield buf[start:start + batch_size]
+                yield buf[start : start + batch_size]
                 start += batch_size
             produced += start
             carry = buf[start:]
@@ -361,6 +369,8 @@ def latest_run(root: str | os.PathLike = RUNS_ROOT) -> Path:
     root = Path(root)
     runs = [m.parent for m in root.rglob(MANIFEST)] if root.is_dir() else []
     if not runs:
-        raise UserError(f"no sample source given and no run folder under {root}/ ; pass an npz, an image folder "
-                        "or a run folder, or run `diffit-eval sample` first")
+        raise UserError(
+            f"no sample source given and no run folder under {root}/ ; pass an npz, an image folder "
+            "or a run folder, or run `diffit-eval sample` first"
+        )
     return max(runs, key=lambda r: (r / MANIFEST).stat().st_mtime_ns)

@@ -47,7 +47,7 @@ def adm_center_crop(image: Image.Image, size: int) -> np.ndarray:
     arr = np.array(image)
     crop_y = (arr.shape[0] - size) // 2
     crop_x = (arr.shape[1] - size) // 2
-    return arr[crop_y:crop_y + size, crop_x:crop_x + size]
+    return arr[crop_y : crop_y + size, crop_x : crop_x + size]
 
 
 def edm_center_crop(image: Image.Image, size: int) -> np.ndarray:
@@ -55,7 +55,7 @@ def edm_center_crop(image: Image.Image, size: int) -> np.ndarray:
     arr = np.array(image)
     s = min(arr.shape[:2])
     h, w = arr.shape[:2]
-    arr = arr[(h - s) // 2:(h + s) // 2, (w - s) // 2:(w + s) // 2]
+    arr = arr[(h - s) // 2 : (h + s) // 2, (w - s) // 2 : (w + s) // 2]
     return np.array(Image.fromarray(arr, "RGB").resize((size, size), Image.Resampling.LANCZOS))
 
 
@@ -123,8 +123,11 @@ class ZipImages:
         self.path = path
         try:
             with zipfile.ZipFile(path) as z:
-                names = [n for n in z.namelist() if Path(n).suffix.lower() in IMAGE_SUFFIXES
-                         and not n.startswith("__MACOSX/")]
+                names = [
+                    n
+                    for n in z.namelist()
+                    if Path(n).suffix.lower() in IMAGE_SUFFIXES and not n.startswith("__MACOSX/")
+                ]
         except (zipfile.BadZipFile, OSError) as e:
             raise UserError(f"{path} is not a readable zip file ({e})") from None
         self.names = sorted(names)

@@ -50,12 +50,16 @@ class NpzMember:
         try:
             with self._zip.open(f"{key}.npy") as f:
                 version = np.lib.format.read_magic(f)
-                read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(version, np.lib.format.read_array_header_2_0)
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                    version, np.lib.format.read_array_header_2_0
+                )
                 shape, fortran, dtype = read_header(f)
                 self.offset = f.tell()
         except Exception as e:  # numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError ...
-            raise UserError(f"{path}: `{key}` is not a readable .npy array ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0] if str(e) else 'bad header'})") from None
+            raise UserError(
+                f"{path}: `{key}` is not a readable .npy array ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else 'bad header'})"
+            ) from None
         self.shape, self.dtype, self.fortran = tuple(shape), np.dtype(dtype), fortran
 
     def read_rows(self, start: int, count: int) -> np.ndarray:
@@ -132,8 +136,8 @@ class FolderSource:
     def iter_batches(self, batch_size: int, limit: int | None = None) -> Iterator[np.ndarray]:
         files = self.files if limit is None else self.files[:limit]
         for start in range(0, len(files), batch_size):
-            batch = [self._read(f) for f in files[start:start + batch_size]]
-            for f, im in zip(files[start:start + batch_size], batch):
+            batch = [self._read(f) for f in files[start : start + batch_size]]
+            for f, im in zip(files[start : start + batch_size], batch):
                 if im.shape[:2] != self.resolution:
                     raise UserError(
                         f"{f} is {im.shape[1]}x{im.shape[0]} but {self.files[0].name} is "
@@ -198,11 +202,13 @@ class ZipSource:
     def iter_batches(self, batch_size: int, limit: int | None = None) -> Iterator[np.ndarray]:
         names = self.names if limit is None else self.names[:limit]
         for start in range(0, len(names), batch_size):
-            batch = [self._read(n) for n in names[start:start + batch_size]]
-            for n, im in zip(names[start:start + batch_size], batch):
+            batch = [self._read(n) for n in names[start : start + batch_size]]
+            for n, im in zip(names[start : start + batch_size], batch):
                 if im.shape[:2] != self.resolution:
-                    raise UserError(f"{self.path}:{n} is {im.shape[1]}x{im.shape[0]} but {self.names[0]} is "
-                                    f"{self.resolution[1]}x{self.resolution[0]}; all images must share one size")
+                    raise UserError(
+                        f"{self.path}:{n} is {im.shape[1]}x{im.shape[0]} but {self.names[0]} is "
+                        f"{self.resolution[1]}x{self.resolution[0]}; all images must share one size"
+                    )
             yield np.stack(batch)
 
     def labels(self) -> np.ndarray | None:
@@ -224,7 +230,7 @@ class ArraySource:
     def iter_batches(self, batch_size: int, limit: int | None = None) -> Iterator[np.ndarray]:
         n = self.num_images if limit is None else min(limit, self.num_images)
         for start in range(0, n, batch_size):
-            yield self.images[start:min(start + batch_size, n)]
+            yield self.images[start : min(start + batch_size, n)]
 
     def labels(self) -> np.ndarray | None:
         return self._labels
@@ -233,9 +239,9 @@ class ArraySource:
 # ----------------------------------------------------------------------------
 # Built-in datasets: real images shipped inside installed packages, opened by name.
 
-DIGITS_SPLIT_SEED = 0        # np.random.default_rng(0).permutation(1797) orders scikit-learn's digits
-DIGITS_NUM_TRAIN = 1500      # the first 1,500 of that order are the training split, the other 297 held out
-DIGITS_RESOLUTION = 32       # default rendering side when no resolution is asked for
+DIGITS_SPLIT_SEED = 0  # np.random.default_rng(0).permutation(1797) orders scikit-learn's digits
+DIGITS_NUM_TRAIN = 1500  # the first 1,500 of that order are the training split, the other 297 held out
+DIGITS_RESOLUTION = 32  # default rendering side when no resolution is asked for
 
 
 def sklearn_digits(split: str = "train", resolution: int = DIGITS_RESOLUTION) -> tuple[np.ndarray, np.ndarray]:
@@ -254,12 +260,14 @@ def sklearn_digits(split: str = "train", resolution: int = DIGITS_RESOLUTION) ->
 
     digits = load_digits()
     order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(digits.images))
-    index = {"train": order[:DIGITS_NUM_TRAIN], "heldout": order[DIGITS_NUM_TRAIN:],
-             "all": np.arange(len(digits.images))}[split]
+    index = {
+        "train": order[:DIGITS_NUM_TRAIN],
+        "heldout": order[DIGITS_NUM_TRAIN:],
+        "all": np.arange(len(digits.images)),
+    }[split]
     gray = np.rint(digits.images[index] * (255 / 16)).astype(np.uint8)
     if resolution != gray.shape[1]:
-        gray = np.stack([np.asarray(Image.fromarray(g).resize((resolution, resolution), Image.BILINEAR))
-                         for g in gray])
+        gray = np.stack([np.asarray(Image.fromarray(g).resize((resolution, resolution), Image.BILINEAR)) for g in gray])
     return np.repeat(gray[..., None], 3, axis=-1), digits.target[index].astype(np.int64)
 
 

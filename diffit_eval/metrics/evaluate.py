@@ -50,9 +50,17 @@ def _distance(stats, mu, sigma, ref_name: str, fid_method: str = "eigh") -> floa
         raise UserError(f"cannot compute a Frechet distance against {ref_name}: {e}") from None
 
 
-def evaluate(samples: FeatureSet, ref: Reference, metrics: list[str] | None = None, *, net=None,
-             batch_size: int = 64, device: str | None = None, progress: bool = True,
-             fid_method: str = "eigh") -> MetricsResult:
+def evaluate(
+    samples: FeatureSet,
+    ref: Reference,
+    metrics: list[str] | None = None,
+    *,
+    net=None,
+    batch_size: int = 64,
+    device: str | None = None,
+    progress: bool = True,
+    fid_method: str = "eigh",
+) -> MetricsResult:
     """Compute the requested metrics (default: all the reference supports)."""
     if samples.count < 2:
         raise UserError(f"need at least 2 samples for statistics, got {samples.count}")
@@ -63,10 +71,14 @@ def evaluate(samples: FeatureSet, ref: Reference, metrics: list[str] | None = No
         if reason:
             res.unavailable[m] = reason
     if "pr" in wanted and "pr" not in res.unavailable and samples.count <= K:
-        res.unavailable["pr"] = f"precision/recall need more than {K} samples (k-th neighbour, k = {K}), got {samples.count}"
+        res.unavailable["pr"] = (
+            f"precision/recall need more than {K} samples (k-th neighbour, k = {K}), got {samples.count}"
+        )
     if "pr" in wanted and "pr" not in res.unavailable and ref.num_pr_images <= K:
-        res.unavailable["pr"] = (f"precision/recall need more than {K} reference images (k-th neighbour, k = {K}), "
-                                 f"the reference has {ref.num_pr_images}")
+        res.unavailable["pr"] = (
+            f"precision/recall need more than {K} reference images (k-th neighbour, k = {K}), "
+            f"the reference has {ref.num_pr_images}"
+        )
     todo = [m for m in wanted if m not in res.unavailable]
     if "fid" in todo:
         res.values["fid"] = _distance(samples.pool, ref.mu, ref.sigma, ref.shown, fid_method)
@@ -80,8 +92,9 @@ def evaluate(samples: FeatureSet, ref: Reference, metrics: list[str] | None = No
             raise ValueError("precision/recall need the sample pool_3 rows (extract with keep_rows=True)")
         ref_rows = ref.pr_feature_rows(net, batch_size=batch_size, progress=progress)
         res.values["precision"], res.values["recall"] = precision_recall(ref_rows, rows, device=device)
-        res.values["precision_exact"], res.values["recall_exact"] = precision_recall(ref_rows, rows, arith="exact",
-                                                                                     device=device)
+        res.values["precision_exact"], res.values["recall_exact"] = precision_recall(
+            ref_rows, rows, arith="exact", device=device
+        )
     return res
 
 
@@ -93,11 +106,22 @@ def sample_features(source, net, *, limit: int | None, batch_size: int, keep_row
     return fs
 
 
-def run_metrics(samples_path: str | Path, ref_spec: str, *, metrics: list[str] | None = None,
-                num_samples: int | None = None, weights: str | None = None, device: str | None = None,
-                batch_size: int | None = None, resize: str = DEFAULT_RESIZE, allow_download: bool = True,
-                label: str | None = None, progress: bool = True, allow_resolution_mismatch: bool = False,
-                fid_method: str = "eigh") -> dict:
+def run_metrics(
+    samples_path: str | Path,
+    ref_spec: str,
+    *,
+    metrics: list[str] | None = None,
+    num_samples: int | None = None,
+    weights: str | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+    resize: str = DEFAULT_RESIZE,
+    allow_download: bool = True,
+    label: str | None = None,
+    progress: bool = True,
+    allow_resolution_mismatch: bool = False,
+    fid_method: str = "eigh",
+) -> dict:
     """The whole `diffit-eval metrics` job as a library call; returns the JSON-ready record."""
     from diffit_eval.features.network import default_batch_size, load_feature_network
 
@@ -110,20 +134,33 @@ def run_metrics(samples_path: str | Path, ref_spec: str, *, metrics: list[str] |
     net = load_feature_network(weights, device=device, resize=resize, allow_download=allow_download)
     batch_size = batch_size or default_batch_size(str(next(net.parameters()).device))
     wanted_pr = metrics is None or "pr" in metrics
-    ref = load_reference(ref_spec, net=net, batch_size=batch_size, keep_rows=wanted_pr,
-                         allow_download=allow_download, progress=progress, samples_resolution=source.resolution,
-                         samples_shown=str(samples_path), allow_resolution_mismatch=allow_resolution_mismatch)
+    ref = load_reference(
+        ref_spec,
+        net=net,
+        batch_size=batch_size,
+        keep_rows=wanted_pr,
+        allow_download=allow_download,
+        progress=progress,
+        samples_resolution=source.resolution,
+        samples_shown=str(samples_path),
+        allow_resolution_mismatch=allow_resolution_mismatch,
+    )
     if ref.resize != net.resize:
-        raise UserError(f"reference {ref.shown} was built with the {ref.resize} resize but these features use "
-                        f"{net.resize}; pass --resize {ref.resize} or rebuild the reference")
+        raise UserError(
+            f"reference {ref.shown} was built with the {ref.resize} resize but these features use "
+            f"{net.resize}; pass --resize {ref.resize} or rebuild the reference"
+        )
     built_with = (ref.meta.get("feature_network") or {}).get("sha256")
     if built_with and built_with != net.weights_sha256:
-        raise UserError(f"reference {ref.shown} was built with another feature network (sha256 {built_with[:12]}, "
-                        f"{'a stand-in' if ref.meta['feature_network'].get('standin') else 'InceptionV3'}) than "
-                        f"{net.weights_path.name} (sha256 {net.weights_sha256[:12]}); rebuild it or pass the same weights")
+        raise UserError(
+            f"reference {ref.shown} was built with another feature network (sha256 {built_with[:12]}, "
+            f"{'a stand-in' if ref.meta['feature_network'].get('standin') else 'InceptionV3'}) than "
+            f"{net.weights_path.name} (sha256 {net.weights_sha256[:12]}); rebuild it or pass the same weights"
+        )
     fs = sample_features(source, net, limit=num_samples, batch_size=batch_size, keep_rows=wanted_pr, progress=progress)
-    res = evaluate(fs, ref, metrics, net=net, batch_size=batch_size, device=device, progress=progress,
-                   fid_method=fid_method)
+    res = evaluate(
+        fs, ref, metrics, net=net, batch_size=batch_size, device=device, progress=progress, fid_method=fid_method
+    )
     manifest = source.manifest if isinstance(source, RunSource) else {}
     return {
         **res.values,
@@ -138,6 +175,10 @@ def run_metrics(samples_path: str | Path, ref_spec: str, *, metrics: list[str] |
         "resize": net.resize,
         "fid_method": fid_method,
         **({"resolution_mismatch": ref.resolution_note} if ref.resolution_note else {}),
-        "provenance": {"versions": package_versions(), "device": device_description(str(next(net.parameters()).device)),
-                       "elapsed_s": round(time.time() - t0, 3), "created": now_iso()},
+        "provenance": {
+            "versions": package_versions(),
+            "device": device_description(str(next(net.parameters()).device)),
+            "elapsed_s": round(time.time() - t0, 3),
+            "created": now_iso(),
+        },
     }

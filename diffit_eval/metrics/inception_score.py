@@ -31,7 +31,7 @@ def inception_score(logits: np.ndarray, split_size: int = SPLIT_SIZE) -> tuple[f
     preds = np.exp(log_p)
     scores = []
     for i in range(0, len(preds), split_size):
-        part, log_part = preds[i:i + split_size], log_p[i:i + split_size]
+        part, log_part = preds[i : i + split_size], log_p[i : i + split_size]
         # ADM writes part * (log(part) - log(mean(part))). Taking both logs in log space (log_softmax,
         # logsumexp) gives the same value, but a probability that underflows to 0 contributes its
         # limit 0 instead of 0 * -inf = nan (a float32 softmax of large logits does underflow).

@@ -80,9 +80,9 @@ def half_sq_norms(x: np.ndarray) -> np.ndarray:
     out = np.empty(len(x), np.float16)
     with np.errstate(over="ignore", invalid="ignore"):
         for i in range(0, len(x), _NORM_CHUNK):
-            h = np.asarray(x[i:i + _NORM_CHUNK], np.float32).astype(np.float16).astype(np.float32)
+            h = np.asarray(x[i : i + _NORM_CHUNK], np.float32).astype(np.float16).astype(np.float32)
             sq = (h * h).astype(np.float16)  # the float32 product of two halves is exact: one rounding
-            out[i:i + _NORM_CHUNK] = sq.astype(np.float64).sum(1).astype(np.float16)
+            out[i : i + _NORM_CHUNK] = sq.astype(np.float64).sum(1).astype(np.float16)
     return out
 
 
@@ -101,8 +101,8 @@ def sq_norms(feats: torch.Tensor, arith: str = "adm-fp16", half_norms: HalfNorms
         return torch.from_numpy(half_norms(feats.cpu().numpy())).to(feats.device)
     out = torch.empty(len(feats), dtype=torch.float64, device=feats.device)
     for i in range(0, len(feats), _NORM_CHUNK):
-        x = feats[i:i + _NORM_CHUNK].double()
-        out[i:i + _NORM_CHUNK] = (x * x).sum(1)
+        x = feats[i : i + _NORM_CHUNK].double()
+        out[i : i + _NORM_CHUNK] = (x * x).sum(1)
     return out
 
 
@@ -110,9 +110,9 @@ def _adm_block(u: torch.Tensor, v: torch.Tensor, nu: torch.Tensor, nv: torch.Ten
     """[len(u), len(v)] ADM distances: float16, or after a non-finite entry the float32 graph."""
     u16, v16 = u.to(torch.float16).float(), v.to(torch.float16).float()
     d = torch.mm(u16, v16.T).to(torch.float16)  # u.v: float32 accumulation, rounded to half
-    d.mul_(-2)                                     # -2 u.v (exact, or -inf on overflow)
-    d.add_(nu[:, None])                            # |u|^2 - 2 u.v, rounded
-    d.add_(nv[None, :])                            # ... + |v|^2, rounded
+    d.mul_(-2)  # -2 u.v (exact, or -inf on overflow)
+    d.add_(nu[:, None])  # |u|^2 - 2 u.v, rounded
+    d.add_(nv[None, :])  # ... + |v|^2, rounded
     d.clamp_min_(0)
     # ADM's test is tf.reduce_all(tf.math.is_finite(d)); after the clamp every entry is in
     # [0, inf] or nan, and max() propagates nan, so this is the same test in one cheap pass.
@@ -135,16 +135,24 @@ def _block(arith: str):
     return _adm_block if arith == "adm-fp16" else _exact_block
 
 
-def pairwise_sq_distances(u: torch.Tensor, v: torch.Tensor, arith: str = "adm-fp16", *,
-                          half_norms: HalfNorms = half_sq_norms) -> torch.Tensor:
+def pairwise_sq_distances(
+    u: torch.Tensor, v: torch.Tensor, arith: str = "adm-fp16", *, half_norms: HalfNorms = half_sq_norms
+) -> torch.Tensor:
     """[len(u), len(v)] squared distances in one block: float32 holding ADM's values, or float64."""
     nu, nv = sq_norms(u, arith, half_norms), sq_norms(v, arith, half_norms)
     d = _block(arith)(u, v, nu, nv)
     return d.double() if arith == "exact" else d.float()
 
 
-def manifold_radii(feats: torch.Tensor, k: int = K, block: int = BLOCK, arith: str = "adm-fp16", *,
-                   norms: torch.Tensor | None = None, half_norms: HalfNorms = half_sq_norms) -> torch.Tensor:
+def manifold_radii(
+    feats: torch.Tensor,
+    k: int = K,
+    block: int = BLOCK,
+    arith: str = "adm-fp16",
+    *,
+    norms: torch.Tensor | None = None,
+    half_norms: HalfNorms = half_sq_norms,
+) -> torch.Tensor:
     """Distance from each point to its k-th nearest neighbour within `feats` (self excluded).
 
     float32 for adm-fp16 (ADM keeps radii in a float32 array), float64 for exact.
@@ -157,15 +165,15 @@ def manifold_radii(feats: torch.Tensor, k: int = K, block: int = BLOCK, arith: s
     dtype = torch.float64 if arith == "exact" else torch.float32
     radii = torch.empty(n, dtype=dtype, device=feats.device)
     for r0 in range(0, n, block):
-        rows, nrows = feats[r0:r0 + block], norms[r0:r0 + block]
+        rows, nrows = feats[r0 : r0 + block], norms[r0 : r0 + block]
         best = None  # the k+1 smallest distances seen so far per row (self is one of them)
         for c0 in range(0, n, block):
-            d = dist(rows, feats[c0:c0 + block], nrows, norms[c0:c0 + block])
+            d = dist(rows, feats[c0 : c0 + block], nrows, norms[c0 : c0 + block])
             top = torch.topk(d, min(k + 1, d.shape[1]), dim=1, largest=False).values.to(dtype)
             del d
             cand = top if best is None else torch.cat([best, top], dim=1)
             best = torch.topk(cand, min(k + 1, cand.shape[1]), dim=1, largest=False).values
-        radii[r0:r0 + block] = best[:, k]
+        radii[r0 : r0 + block] = best[:, k]
     return radii
 
 
@@ -176,8 +184,16 @@ def _in_radius(d: torch.Tensor, r: torch.Tensor, r_low: torch.Tensor | None) -> 
     return d.to(r.dtype) <= r
 
 
-def _covered(ref: torch.Tensor, sam: torch.Tensor, ref_norms: torch.Tensor, sam_norms: torch.Tensor,
-             ref_radii: torch.Tensor, sam_radii: torch.Tensor, block: int, arith: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _covered(
+    ref: torch.Tensor,
+    sam: torch.Tensor,
+    ref_norms: torch.Tensor,
+    sam_norms: torch.Tensor,
+    ref_radii: torch.Tensor,
+    sam_radii: torch.Tensor,
+    block: int,
+    arith: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(samples inside some reference radius, reference points inside some sample radius), from D(ref, sam)."""
     dist = _block(arith)
     sam_in = torch.zeros(len(sam), dtype=torch.bool, device=sam.device)
@@ -189,23 +205,30 @@ def _covered(ref: torch.Tensor, sam: torch.Tensor, ref_norms: torch.Tensor, sam_
 
     ref_r16, sam_r16 = as_half(ref_radii), as_half(sam_radii)
     for p0 in range(0, len(ref), block):
-        rr = ref_radii[p0:p0 + block, None]
-        rr16 = None if ref_r16 is None else ref_r16[p0:p0 + block, None]
+        rr = ref_radii[p0 : p0 + block, None]
+        rr16 = None if ref_r16 is None else ref_r16[p0 : p0 + block, None]
         for c0 in range(0, len(sam), block):
             # ADM's orientation: rows are reference points, columns samples. (|u|^2 - 2 u.v) + |v|^2
             # is not symmetric under float16 rounding, so the orientation is part of the protocol.
-            d = dist(ref[p0:p0 + block], sam[c0:c0 + block], ref_norms[p0:p0 + block], sam_norms[c0:c0 + block])
-            rs = sam_radii[None, c0:c0 + block]
-            rs16 = None if sam_r16 is None else sam_r16[None, c0:c0 + block]
-            ref_in[p0:p0 + block] |= _in_radius(d, rs, rs16).any(dim=1)
-            sam_in[c0:c0 + block] |= _in_radius(d, rr, rr16).any(dim=0)
+            d = dist(ref[p0 : p0 + block], sam[c0 : c0 + block], ref_norms[p0 : p0 + block], sam_norms[c0 : c0 + block])
+            rs = sam_radii[None, c0 : c0 + block]
+            rs16 = None if sam_r16 is None else sam_r16[None, c0 : c0 + block]
+            ref_in[p0 : p0 + block] |= _in_radius(d, rs, rs16).any(dim=1)
+            sam_in[c0 : c0 + block] |= _in_radius(d, rr, rr16).any(dim=0)
             del d
     return sam_in, ref_in
 
 
-def precision_recall(ref_feats, sample_feats, *, arith: str = "adm-fp16", k: int = K, block: int = BLOCK,
-                     device: str | torch.device | None = None,
-                     half_norms: HalfNorms = half_sq_norms) -> tuple[float, float]:
+def precision_recall(
+    ref_feats,
+    sample_feats,
+    *,
+    arith: str = "adm-fp16",
+    k: int = K,
+    block: int = BLOCK,
+    device: str | torch.device | None = None,
+    half_norms: HalfNorms = half_sq_norms,
+) -> tuple[float, float]:
     """(precision, recall) of `sample_feats` against `ref_feats` ([N, D] arrays).
 
     `arith`: "adm-fp16" (ADM's float16 distances) or "exact" (float64). `half_norms` replaces
@@ -241,7 +264,7 @@ def precision_recall_literal(ref_feats, sample_feats, *, k: int = K) -> tuple[fl
 
     r_ref = np.sort(sq_dist(ref, ref), axis=1)[:, k]  # k-th neighbour; column 0 is the point itself
     r_sam = np.sort(sq_dist(sam, sam), axis=1)[:, k]
-    d = sq_dist(ref, sam)                              # D(reference, samples)
+    d = sq_dist(ref, sam)  # D(reference, samples)
     precision = (d <= r_ref[:, None]).any(axis=0).mean()  # a sample inside some reference ball
-    recall = (d <= r_sam[None, :]).any(axis=1).mean()     # a reference point inside some sample ball
+    recall = (d <= r_sam[None, :]).any(axis=1).mean()  # a reference point inside some sample ball
     return float(precision), float(recall)

@@ -53,8 +53,18 @@ def _main_then_share(fn, d: distributed.Dist):
 class _ChunkWorker:
     """Features and P/R images of one chunk of images, on this rank."""
 
-    def __init__(self, images, net, *, resolution: int, crop: str, batch_size: int, pr_positions: dict[int, int],
-                 threads: ThreadPoolExecutor | None, advance) -> None:
+    def __init__(
+        self,
+        images,
+        net,
+        *,
+        resolution: int,
+        crop: str,
+        batch_size: int,
+        pr_positions: dict[int, int],
+        threads: ThreadPoolExecutor | None,
+        advance,
+    ) -> None:
         self.images, self.net, self.resolution, self.crop = images, net, resolution, crop
         self.batch_size, self.pr_positions, self.threads, self.advance = batch_size, pr_positions, threads, advance
 
@@ -78,17 +88,37 @@ class _ChunkWorker:
                     extract_batch(self.net, np.stack(batch), fs, keep_rows=False)
                     self.advance(len(batch))
                     batch = []
-            return {"chunk": chunk, "count": len(indices), "pool": fs.pool, "spatial": fs.spatial,
-                    "pr_pos": np.array(pr_pos, np.int64), "pr_images": np.stack(pr_images) if pr_images else None}
+            return {
+                "chunk": chunk,
+                "count": len(indices),
+                "pool": fs.pool,
+                "spatial": fs.spatial,
+                "pr_pos": np.array(pr_pos, np.int64),
+                "pr_images": np.stack(pr_images) if pr_images else None,
+            }
         except UserError as e:  # handed to every rank, so all stop together instead of waiting forever
             return {"error": str(e)}
 
 
-def build_reference(data: str | os.PathLike, *, name: str, resolution: int, crop: str = "adm",
-                    dataset: str | None = None, resize: str = DEFAULT_RESIZE, pr_images: int = 10_000, seed: int = 0,
-                    out: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,
-                    device: str | None = None, batch_size: int | None = None, chunk_size: int = 1000, workers: int = 4,
-                    allow_download: bool = True, progress: bool = True) -> Path:
+def build_reference(
+    data: str | os.PathLike,
+    *,
+    name: str,
+    resolution: int,
+    crop: str = "adm",
+    dataset: str | None = None,
+    resize: str = DEFAULT_RESIZE,
+    pr_images: int = 10_000,
+    seed: int = 0,
+    out: str | os.PathLike | None = None,
+    weights: str | os.PathLike | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+    chunk_size: int = 1000,
+    workers: int = 4,
+    allow_download: bool = True,
+    progress: bool = True,
+) -> Path:
     """Compute an ADM-compatible reference npz from a dataset: `mu`, `sigma`, `mu_s`, `sigma_s`
     (float64), `arr_0` (a seeded random `pr_images` of the preprocessed images, in index order) and
     `meta` (JSON).
@@ -112,8 +142,13 @@ def build_reference(data: str | os.PathLike, *, name: str, resolution: int, crop
     check_crop(crop)
     if resize not in RESIZE_MODES:
         raise UserError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
-    for label, value, least in (("--resolution", resolution, 8), ("--batch-size", batch_size or 1, 1),
-                                ("--chunk-size", chunk_size, 1), ("--pr-images", pr_images, 0), ("--workers", workers, 0)):
+    for label, value, least in (
+        ("--resolution", resolution, 8),
+        ("--batch-size", batch_size or 1, 1),
+        ("--chunk-size", chunk_size, 1),
+        ("--pr-images", pr_images, 0),
+        ("--workers", workers, 0),
+    ):
         if value < least:
             raise UserError(f"{label} must be at least {least}, got {value}")
     out_path = Path(out).expanduser() if out is not None else cached_path(name)
@@ -142,19 +177,30 @@ def build_reference(data: str | os.PathLike, *, name: str, resolution: int, crop
         out_path.parent.mkdir(parents=True, exist_ok=True)
         fd, pr_tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".pr.tmp", dir=out_path.parent)
         os.close(fd)
-        pr_store = np.lib.format.open_memmap(pr_tmp, mode="w+", dtype=np.uint8,
-                                             shape=(len(kept), resolution, resolution, 3))
+        pr_store = np.lib.format.open_memmap(
+            pr_tmp, mode="w+", dtype=np.uint8, shape=(len(kept), resolution, resolution, 3)
+        )
     done = [0]  # images through the network on this rank, for the Ctrl-C message
     try:
-        with progress_bar(count, f"reference {name}", enabled=progress and d.is_main) as bar_advance, \
-                ThreadPoolExecutor(workers) if workers else contextlib.nullcontext() as threads:
+        with (
+            progress_bar(count, f"reference {name}", enabled=progress and d.is_main) as bar_advance,
+            ThreadPoolExecutor(workers) if workers else contextlib.nullcontext() as threads,
+        ):
+
             def advance(n: int) -> None:
                 done[0] += n
                 bar_advance(n)
 
-            work = _ChunkWorker(images, net, resolution=resolution, crop=crop, batch_size=batch_size,
-                                pr_positions=pr_positions, threads=threads,
-                                advance=advance if d.is_main else lambda n: None)
+            work = _ChunkWorker(
+                images,
+                net,
+                resolution=resolution,
+                crop=crop,
+                batch_size=batch_size,
+                pr_positions=pr_positions,
+                threads=threads,
+                advance=advance if d.is_main else lambda n: None,
+            )
             for first in range(0, len(chunks), d.world_size):
                 # Round: rank r takes chunk first + r; rank 0 then folds the round's chunks in chunk order.
                 chunk = first + d.rank
@@ -177,11 +223,21 @@ def build_reference(data: str | os.PathLike, *, name: str, resolution: int, crop
 
         holds = ["fid", "sfid"] + (["pr"] if len(kept) else [])
         meta = {
-            "name": name, "dataset": dataset or name, "resolution": resolution, "resize": resize, "crop": crop,
-            "source": str(Path(data).expanduser().resolve()), "count": count, "pr_images": int(len(kept)),
-            "holds": holds, "seed": seed, "batch_size": batch_size, "chunk_size": chunk_size,
+            "name": name,
+            "dataset": dataset or name,
+            "resolution": resolution,
+            "resize": resize,
+            "crop": crop,
+            "source": str(Path(data).expanduser().resolve()),
+            "count": count,
+            "pr_images": int(len(kept)),
+            "holds": holds,
+            "seed": seed,
+            "batch_size": batch_size,
+            "chunk_size": chunk_size,
             "feature_network": {k: v for k, v in net.describe().items() if k != "weights"},
-            "versions": package_versions(), "created": now_iso(),
+            "versions": package_versions(),
+            "created": now_iso(),
         }
 
         def write() -> Path:
@@ -197,18 +253,39 @@ def build_reference(data: str | os.PathLike, *, name: str, resolution: int, crop
                 with open(tmp, "wb") as f:
                     np.savez(f, **arrays)
             if in_cache:
-                write_json_atomic(record_path(name), {
-                    "name": name, "built": True, "sha256": sha256_file(out_path), "size": out_path.stat().st_size,
-                    "sha256_source": "built", "created": meta["created"],
-                    **{k: meta[k] for k in ("dataset", "resolution", "resize", "crop", "source", "count",
-                                            "pr_images", "holds")},
-                    "standin": meta["feature_network"]["standin"]})
+                write_json_atomic(
+                    record_path(name),
+                    {
+                        "name": name,
+                        "built": True,
+                        "sha256": sha256_file(out_path),
+                        "size": out_path.stat().st_size,
+                        "sha256_source": "built",
+                        "created": meta["created"],
+                        **{
+                            k: meta[k]
+                            for k in (
+                                "dataset",
+                                "resolution",
+                                "resize",
+                                "crop",
+                                "source",
+                                "count",
+                                "pr_images",
+                                "holds",
+                            )
+                        },
+                        "standin": meta["feature_network"]["standin"],
+                    },
+                )
             return out_path
 
         written = _main_then_share(write, d)
     except KeyboardInterrupt:
-        raise Interrupted(f"{done[0]} of {count} images had gone through the feature network; {out_path} was not "
-                          "written and the scratch file is removed (a build starts over)") from None
+        raise Interrupted(
+            f"{done[0]} of {count} images had gone through the feature network; {out_path} was not "
+            "written and the scratch file is removed (a build starts over)"
+        ) from None
     finally:
         if pr_tmp is not None:
             pr_store = None

@@ -36,9 +36,18 @@ def list_references() -> list[dict]:
             status, size = f"partial ({part.stat().st_size / 2**20:.0f} MiB)", entry.get("size")
         else:
             status, size = "-", entry.get("size")
-        rows.append({"name": name, "dataset": entry.get("dataset"), "resolution": entry.get("resolution"),
-                     "resize": entry.get("resize"), "holds": entry.get("holds", []), "status": status,
-                     "size": size, "path": str(path)})
+        rows.append(
+            {
+                "name": name,
+                "dataset": entry.get("dataset"),
+                "resolution": entry.get("resolution"),
+                "resize": entry.get("resize"),
+                "holds": entry.get("holds", []),
+                "status": status,
+                "size": size,
+                "path": str(path),
+            }
+        )
     return rows
 
 
@@ -84,8 +93,9 @@ def inspect_file(path: str | os.PathLike) -> dict:
     with np.load(path, allow_pickle=False) as z:
         for mu_key, sigma_key in (("mu", "sigma"), ("mu_s", "sigma_s")):
             if mu_key in arrays and sigma_key in arrays:
-                checks += _covariance_checks(f"{mu_key}/{sigma_key}", z[mu_key].astype(np.float64),
-                                             z[sigma_key].astype(np.float64))
+                checks += _covariance_checks(
+                    f"{mu_key}/{sigma_key}", z[mu_key].astype(np.float64), z[sigma_key].astype(np.float64)
+                )
     if "mu" not in arrays or "sigma" not in arrays:
         checks.append(("has mu and sigma", False, "FID needs both"))
     for key, dim in (("mu", POOL_DIM), ("mu_s", SPATIAL_DIM)):
@@ -95,14 +105,23 @@ def inspect_file(path: str | os.PathLike) -> dict:
         shape, dtype = arrays["arr_0"]
         ok = len(shape) == 4 and shape[-1] == 3 and dtype == np.uint8
         checks.append(("arr_0: uint8 [N, H, W, 3]", ok, f"{list(shape)} {dtype}"))
-    holds = [m for m, keys in (("fid", ("mu", "sigma")), ("sfid", ("mu_s", "sigma_s")), ("pr", ("arr_0",)))
-             if all(k in arrays for k in keys)]
-    return {"path": str(path), "size": path.stat().st_size, "sha256": sha256_file(path),
-            "arrays": {k: {"shape": list(s), "dtype": str(d)} for k, (s, d) in arrays.items()},
-            "pr_images": arrays["arr_0"][0][0] if "arr_0" in arrays else None,
-            "statistics_count": meta.get("count"), "holds": holds, "meta": meta,
-            "checks": [{"check": c, "ok": ok, "detail": detail} for c, ok, detail in checks],
-            "ok": all(ok for _, ok, _ in checks)}
+    holds = [
+        m
+        for m, keys in (("fid", ("mu", "sigma")), ("sfid", ("mu_s", "sigma_s")), ("pr", ("arr_0",)))
+        if all(k in arrays for k in keys)
+    ]
+    return {
+        "path": str(path),
+        "size": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "arrays": {k: {"shape": list(s), "dtype": str(d)} for k, (s, d) in arrays.items()},
+        "pr_images": arrays["arr_0"][0][0] if "arr_0" in arrays else None,
+        "statistics_count": meta.get("count"),
+        "holds": holds,
+        "meta": meta,
+        "checks": [{"check": c, "ok": ok, "detail": detail} for c, ok, detail in checks],
+        "ok": all(ok for _, ok, _ in checks),
+    }
 
 
 def show_reference(spec: str) -> dict:
@@ -113,5 +132,10 @@ def show_reference(spec: str) -> dict:
         return {"name": None, "entry": None, "record": None, "file": inspect_file(path)}
     entry = registry_entry(spec)  # an unknown name raises, listing the known ones
     file = inspect_file(verify_cached(spec, full=True)) if cached_path(spec).is_file() else None
-    return {"name": spec, "entry": entry, "record": read_record(spec), "file": file,
-            "cached_path": str(cached_path(spec))}
+    return {
+        "name": spec,
+        "entry": entry,
+        "record": read_record(spec),
+        "file": file,
+        "cached_path": str(cached_path(spec)),
+    }

@@ -40,8 +40,17 @@ except ModuleNotFoundError:  # Python 3.10
 REGISTRY_PATH = shipped_dir("reference_stats") / "registry.toml"
 HOLDS = ("fid", "sfid", "pr")  # what a reference can support; IS needs no reference
 # field -> type; every registry entry must have these (reference_stats/README.md).
-REQUIRED_FIELDS = {"url": str, "dataset": str, "resolution": int, "resize": str, "holds": list,
-                   "content": str, "protocol": str, "source": str, "licence": str}
+REQUIRED_FIELDS = {
+    "url": str,
+    "dataset": str,
+    "resolution": int,
+    "resize": str,
+    "holds": list,
+    "content": str,
+    "protocol": str,
+    "source": str,
+    "licence": str,
+}
 OPTIONAL_FIELDS = {"pr_images": int, "sha256": str, "size": int}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a name is never a path
 
@@ -163,9 +172,14 @@ def _remove(name: str) -> None:
 def _corrupt(name: str, entry: dict, problem: str) -> CorruptReferenceError:
     path = cached_path(name)
     _remove(name)
-    again = ("rebuild it with `diffit-eval ref build`" if entry["built"]
-             else f"run `diffit-eval ref fetch {name}` to download it again")
-    return CorruptReferenceError(f"cached reference {name} at {path} was corrupt ({problem}) and has been removed; {again}")
+    again = (
+        "rebuild it with `diffit-eval ref build`"
+        if entry["built"]
+        else f"run `diffit-eval ref fetch {name}` to download it again"
+    )
+    return CorruptReferenceError(
+        f"cached reference {name} at {path} was corrupt ({problem}) and has been removed; {again}"
+    )
 
 
 def verify_cached(name: str, *, full: bool = False) -> Path:
@@ -191,8 +205,17 @@ def verify_cached(name: str, *, full: bool = False) -> Path:
             raise _corrupt(name, entry, f"sha256 {sha[:12]}... differs from the recorded {want_sha[:12]}...")
         if rec is None:
             source = "registry" if entry.get("sha256") else "first seen in the cache"
-            write_json_atomic(record_path(name), {"name": name, "url": entry.get("url"), "sha256": sha, "size": size,
-                                                  "sha256_source": source, "recorded": now_iso()})
+            write_json_atomic(
+                record_path(name),
+                {
+                    "name": name,
+                    "url": entry.get("url"),
+                    "sha256": sha,
+                    "size": size,
+                    "sha256_source": source,
+                    "recorded": now_iso(),
+                },
+            )
     return path
 
 
@@ -217,14 +240,20 @@ def registry_entry(name: str) -> dict:
         meta = {**read_meta(path), **(read_record(name) or {})}
         pr = meta.get("pr_images")
         return {
-            "name": name, "built": True, "url": None,
-            "dataset": meta.get("dataset"), "resolution": meta.get("resolution"),
-            "resize": meta.get("resize", DEFAULT_RESIZE), "holds": meta.get("holds", ["fid"]),
+            "name": name,
+            "built": True,
+            "url": None,
+            "dataset": meta.get("dataset"),
+            "resolution": meta.get("resolution"),
+            "resize": meta.get("resize", DEFAULT_RESIZE),
+            "holds": meta.get("holds", ["fid"]),
             **({"pr_images": pr} if pr else {}),
             "content": f"built by `diffit-eval ref build` from {meta.get('source', 'unknown data')}"
-                       if meta.get("source") else "a reference placed in the cache by hand",
+            if meta.get("source")
+            else "a reference placed in the cache by hand",
             "protocol": f"crop {meta.get('crop', '?')}, resize {meta.get('resize', 'legacy-tf')}",
-            "source": meta.get("source"), "licence": "that of the source images",
+            "source": meta.get("source"),
+            "licence": "that of the source images",
         }
     names = ", ".join(list(known) + _built_names())
     raise UserError(f"unknown reference {name!r}; known: {names} (see `diffit-eval ref list`)")
@@ -240,8 +269,15 @@ def _drop_empty_part(name: str) -> None:
 def _download(name: str, entry: dict, progress: bool) -> Path:
     url, path = entry["url"], cached_path(name)
     try:
-        download(url, path, what=f"reference {name}", alternative="--ref PATH",
-                 sha256=entry.get("sha256"), size=entry.get("size"), progress=progress)
+        download(
+            url,
+            path,
+            what=f"reference {name}",
+            alternative="--ref PATH",
+            sha256=entry.get("sha256"),
+            size=entry.get("size"),
+            progress=progress,
+        )
     except UserError:  # offline, interrupted (cache.download keeps a non-empty .part to resume) or corrupt
         _drop_empty_part(name)
         raise
@@ -249,9 +285,17 @@ def _download(name: str, entry: dict, progress: bool) -> Path:
     if problem:
         path.unlink()
         raise UserError(f"downloaded reference {name} from {url} is unusable ({problem}); it was deleted, run again")
-    write_json_atomic(record_path(name), {
-        "name": name, "url": url, "sha256": sha256_file(path), "size": path.stat().st_size,
-        "sha256_source": "registry" if entry.get("sha256") else "first download", "fetched": now_iso()})
+    write_json_atomic(
+        record_path(name),
+        {
+            "name": name,
+            "url": url,
+            "sha256": sha256_file(path),
+            "size": path.stat().st_size,
+            "sha256_source": "registry" if entry.get("sha256") else "first download",
+            "fetched": now_iso(),
+        },
+    )
     return path
 
 
@@ -270,8 +314,10 @@ def resolve_reference(name: str, allow_download: bool = True, *, verify: bool = 
                 raise
             print(f"diffit-eval: warning: {e}", file=sys.stderr)
     if not allow_download:
-        raise MissingAssetError(f"reference {name} is not cached at {path} and downloads are off; "
-                                f"fetch {entry['url']} by hand and pass --ref PATH, or run `diffit-eval ref fetch {name}`")
+        raise MissingAssetError(
+            f"reference {name} is not cached at {path} and downloads are off; "
+            f"fetch {entry['url']} by hand and pass --ref PATH, or run `diffit-eval ref fetch {name}`"
+        )
     return _download(name, entry, progress)
 
 

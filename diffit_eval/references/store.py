@@ -33,13 +33,13 @@ class Reference:
     mu_s: np.ndarray | None = None
     sigma_s: np.ndarray | None = None
     pr_features: np.ndarray | None = None  # pool_3 rows of the P/R images, once computed
-    pr_images: NpzMember | None = None     # arr_0 of a reference batch, read on demand
+    pr_images: NpzMember | None = None  # arr_0 of a reference batch, read on demand
     path: Path | None = None
     sha256: str | None = None
     resize: str = DEFAULT_RESIZE
     meta: dict = field(default_factory=dict)
-    spec: str | None = None                # what the user passed as --ref: the name every message uses
-    resolution_note: str | None = None     # set when samples of another resolution were allowed
+    spec: str | None = None  # what the user passed as --ref: the name every message uses
+    resolution_note: str | None = None  # set when samples of another resolution were allowed
 
     @property
     def shown(self) -> str:
@@ -70,8 +70,14 @@ class Reference:
         return None
 
     def describe(self) -> dict:
-        return {"name": self.name, "path": str(self.path) if self.path else None, "sha256": self.sha256,
-                "resize": self.resize, "pr_images": self.num_pr_images, **{k: self.meta[k] for k in ("dataset", "resolution") if k in self.meta}}
+        return {
+            "name": self.name,
+            "path": str(self.path) if self.path else None,
+            "sha256": self.sha256,
+            "resize": self.resize,
+            "pr_images": self.num_pr_images,
+            **{k: self.meta[k] for k in ("dataset", "resolution") if k in self.meta},
+        }
 
     def pr_feature_rows(self, net, *, batch_size: int, progress: bool = True) -> np.ndarray:
         """pool_3 rows of the P/R images; cached per (file, network, resize) since ADM's 10,000 cost minutes on CPU."""
@@ -82,8 +88,13 @@ class Reference:
         if cached.is_file():
             self.pr_features = np.load(cached)
         else:
-            fs = extract_features(NpzSource(self.path), net, batch_size=batch_size, progress=progress,
-                                  description=f"reference images {self.name}")
+            fs = extract_features(
+                NpzSource(self.path),
+                net,
+                batch_size=batch_size,
+                progress=progress,
+                description=f"reference images {self.name}",
+            )
             self.pr_features = fs.all_pool_rows()
             with atomic_path(cached) as tmp:
                 with open(tmp, "wb") as f:
@@ -94,26 +105,35 @@ class Reference:
 def _check_dims(ref: Reference, where: str) -> None:
     """Dimensions and finiteness, checked when the file is opened, before any feature is extracted."""
     if ref.mu.shape != (POOL_DIM,) or ref.sigma.shape != (POOL_DIM, POOL_DIM):
-        raise UserError(f"reference {where}: mu/sigma are {list(ref.mu.shape)}/{list(ref.sigma.shape)}, "
-                        f"but pool_3 features are {POOL_DIM}-d")
+        raise UserError(
+            f"reference {where}: mu/sigma are {list(ref.mu.shape)}/{list(ref.sigma.shape)}, "
+            f"but pool_3 features are {POOL_DIM}-d"
+        )
     if ref.mu_s is not None and (ref.mu_s.shape != (SPATIAL_DIM,) or ref.sigma_s.shape != (SPATIAL_DIM, SPATIAL_DIM)):
-        raise UserError(f"reference {where}: mu_s/sigma_s are {list(ref.mu_s.shape)}/{list(ref.sigma_s.shape)}, "
-                        f"but sFID features are {SPATIAL_DIM}-d")
+        raise UserError(
+            f"reference {where}: mu_s/sigma_s are {list(ref.mu_s.shape)}/{list(ref.sigma_s.shape)}, "
+            f"but sFID features are {SPATIAL_DIM}-d"
+        )
     for key in ("mu", "sigma", "mu_s", "sigma_s"):
         a = getattr(ref, key)
         if a is not None and not np.isfinite(a).all():
-            raise UserError(f"reference {where}: {key} holds {int((~np.isfinite(a)).sum())} non-finite values "
-                            "(NaN or inf); the file is broken, rebuild or re-fetch it")
+            raise UserError(
+                f"reference {where}: {key} holds {int((~np.isfinite(a)).sum())} non-finite values "
+                "(NaN or inf); the file is broken, rebuild or re-fetch it"
+            )
 
 
-def check_resolution(ref_hw: tuple[int, int] | None, samples_hw: tuple[int, int], ref_shown: str, samples_shown: str,
-                     allow: bool) -> str | None:
+def check_resolution(
+    ref_hw: tuple[int, int] | None, samples_hw: tuple[int, int], ref_shown: str, samples_shown: str, allow: bool
+) -> str | None:
     """Samples and reference of different sizes give meaningless numbers (48x40 against 32x32: FID
     ~2e5): an error naming both sizes, or with `allow` the note every output carries."""
     if ref_hw is None or tuple(ref_hw) == tuple(samples_hw):
         return None
-    sizes = (f"samples {samples_shown} are {samples_hw[1]}x{samples_hw[0]} but reference {ref_shown} is "
-             f"{ref_hw[1]}x{ref_hw[0]}")
+    sizes = (
+        f"samples {samples_shown} are {samples_hw[1]}x{samples_hw[0]} but reference {ref_shown} is "
+        f"{ref_hw[1]}x{ref_hw[0]}"
+    )
     if not allow:
         raise UserError(f"{sizes}; sample at the reference's resolution, or pass --allow-resolution-mismatch")
     return f"resolution mismatch allowed: {sizes}"
@@ -129,18 +149,23 @@ def load_statistics_file(path: Path, name: str | None = None) -> Reference:
         keys = set(z.files)
         missing = [k for k in ("mu", "sigma") if k not in keys]
         if missing:
-            raise UserError(f"{path} has no {' or '.join(missing)} (keys: {', '.join(sorted(keys)) or 'none'}); "
-                            f"a reference needs mu and sigma")
+            raise UserError(
+                f"{path} has no {' or '.join(missing)} (keys: {', '.join(sorted(keys)) or 'none'}); "
+                f"a reference needs mu and sigma"
+            )
         try:
             meta = json.loads(str(z["meta"])) if "meta" in keys else {}
             if not isinstance(meta, dict):
                 raise ValueError("meta is not a JSON object")
             ref = Reference(
                 name=name or meta.get("name") or path.stem,
-                mu=z["mu"].astype(np.float64), sigma=z["sigma"].astype(np.float64),
+                mu=z["mu"].astype(np.float64),
+                sigma=z["sigma"].astype(np.float64),
                 mu_s=z["mu_s"].astype(np.float64) if "mu_s" in keys else None,
                 sigma_s=z["sigma_s"].astype(np.float64) if "sigma_s" in keys else None,
-                path=path, resize=meta.get("resize", DEFAULT_RESIZE), meta=meta,
+                path=path,
+                resize=meta.get("resize", DEFAULT_RESIZE),
+                meta=meta,
             )
         except Exception as e:  # pickled objects, non-numeric arrays, truncated members, bad meta JSON
             raise UserError(f"{path}: cannot read the reference statistics ({type(e).__name__}: {e})") from None
@@ -152,11 +177,22 @@ def load_statistics_file(path: Path, name: str | None = None) -> Reference:
     return ref
 
 
-def reference_from_features(fs: FeatureSet, name: str, path: Path | None, resize: str, meta: dict | None = None) -> Reference:
+def reference_from_features(
+    fs: FeatureSet, name: str, path: Path | None, resize: str, meta: dict | None = None
+) -> Reference:
     if fs.count < 2:
         raise UserError(f"reference {name} has {fs.count} image(s); statistics need at least 2")
-    return Reference(name=name, mu=fs.pool.mean, sigma=fs.pool.cov, mu_s=fs.spatial.mean, sigma_s=fs.spatial.cov,
-                     pr_features=fs.all_pool_rows(), path=path, resize=resize, meta=meta or {})
+    return Reference(
+        name=name,
+        mu=fs.pool.mean,
+        sigma=fs.pool.cov,
+        mu_s=fs.spatial.mean,
+        sigma_s=fs.spatial.cov,
+        pr_features=fs.all_pool_rows(),
+        path=path,
+        resize=resize,
+        meta=meta or {},
+    )
 
 
 def _is_statistics_npz(path: Path) -> bool:
@@ -167,10 +203,18 @@ def _is_statistics_npz(path: Path) -> bool:
         return False
 
 
-def load_reference(spec: str, *, net=None, batch_size: int = 64, keep_rows: bool = True,
-                   allow_download: bool = True, progress: bool = True,
-                   samples_resolution: tuple[int, int] | None = None, samples_shown: str = "",
-                   allow_resolution_mismatch: bool = False) -> Reference:
+def load_reference(
+    spec: str,
+    *,
+    net=None,
+    batch_size: int = 64,
+    keep_rows: bool = True,
+    allow_download: bool = True,
+    progress: bool = True,
+    samples_resolution: tuple[int, int] | None = None,
+    samples_shown: str = "",
+    allow_resolution_mismatch: bool = False,
+) -> Reference:
     """Resolve `--ref`: a statistics file, a sample source (needs `net`), or a registry name.
 
     With `samples_resolution`, a reference of another size is refused (or noted, when allowed)
@@ -181,7 +225,9 @@ def load_reference(spec: str, *, net=None, batch_size: int = 64, keep_rows: bool
     def checked(ref: Reference, hw) -> Reference:
         ref.spec = spec
         if samples_resolution is not None:
-            ref.resolution_note = check_resolution(hw, samples_resolution, spec, samples_shown, allow_resolution_mismatch)
+            ref.resolution_note = check_resolution(
+                hw, samples_resolution, spec, samples_shown, allow_resolution_mismatch
+            )
         return ref
 
     if not path.exists():
@@ -195,8 +241,9 @@ def load_reference(spec: str, *, net=None, batch_size: int = 64, keep_rows: bool
             for key in ("dataset", "resolution"):
                 ref.meta.setdefault(key, entry.get(key))
             return checked(ref, ref.resolution)
-        raise UserError(f"reference not found: {spec} is neither a file, a folder nor a registry name "
-                        f"(see `diffit-eval ref list`)")
+        raise UserError(
+            f"reference not found: {spec} is neither a file, a folder nor a registry name (see `diffit-eval ref list`)"
+        )
     if path.is_file() and path.suffix == ".npz" and _is_statistics_npz(path):
         ref = load_statistics_file(path)
         return checked(ref, ref.resolution)

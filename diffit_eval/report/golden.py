@@ -60,8 +60,17 @@ class GoldenSet:
 
 def golden_sets(settings: dict[str, Any]) -> list[GoldenSet]:
     sets = settings.get("sets") or {}
-    out = [GoldenSet(name, str(s["model"]), str(s["seeds"]), int(s["steps"]),
-                     None if s.get("cfg_scale") is None else float(s["cfg_scale"]), s.get("ref")) for name, s in sets.items()]
+    out = [
+        GoldenSet(
+            name,
+            str(s["model"]),
+            str(s["seeds"]),
+            int(s["steps"]),
+            None if s.get("cfg_scale") is None else float(s["cfg_scale"]),
+            s.get("ref"),
+        )
+        for name, s in sets.items()
+    ]
     for s in out:
         if s.ref is not None and s.ref not in sets:
             raise UserError(f"golden set {s.name} is scored against {s.ref!r}, which is not a set")
@@ -72,7 +81,7 @@ def sketch_matrix(dim: int) -> np.ndarray:
     """[dim, SKETCH_DIM] float64 N(0, 1/dim) from PCG64: the same matrix on every machine."""
     from diffit import seeded
 
-    return seeded.normal(seeded.rng(SKETCH_SEED, dim), (dim, SKETCH_DIM), dim ** -0.5).double().numpy()
+    return seeded.normal(seeded.rng(SKETCH_SEED, dim), (dim, SKETCH_DIM), dim**-0.5).double().numpy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,9 +95,20 @@ def sample_set(s: GoldenSet, out: Path, batch_size: int) -> np.ndarray:
     from diffit_eval.io.sources import open_samples
 
     shutil.rmtree(out, ignore_errors=True)
-    run = generate(SampleConfig(model=s.model, seeds=s.seeds, steps=s.steps, cfg_scale=s.cfg_scale, out=out,
-                                batch_size=batch_size, precision="fp32", features=False, verbose=False,
-                                device="cpu"))
+    run = generate(
+        SampleConfig(
+            model=s.model,
+            seeds=s.seeds,
+            steps=s.steps,
+            cfg_scale=s.cfg_scale,
+            out=out,
+            batch_size=batch_size,
+            precision="fp32",
+            features=False,
+            verbose=False,
+            device="cpu",
+        )
+    )
     return np.concatenate(list(open_samples(run).iter_batches(256)))
 
 
@@ -163,7 +183,7 @@ def extract(net, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
 
     out: dict[str, list[np.ndarray]] = {k: [] for k in FEATURE_KINDS}
     for i in range(0, len(images), batch_size):
-        f = net(torch.from_numpy(images[i:i + batch_size]).permute(0, 3, 1, 2).contiguous())
+        f = net(torch.from_numpy(images[i : i + batch_size]).permute(0, 3, 1, 2).contiguous())
         for k in FEATURE_KINDS:
             out[k].append(getattr(f, k).cpu().numpy())
     return {k: np.concatenate(v) for k, v in out.items()}
@@ -188,8 +208,9 @@ def metrics_from_features(feats: dict[str, np.ndarray], ref: dict[str, np.ndarra
         "is": float(inception_score(feats["logits"])[0]),
         "precision": float(precision),
         "recall": float(recall),
-        "fid16": _fid(feats["pool"] @ sketch_matrix(feats["pool"].shape[1]),
-                      ref["pool"] @ sketch_matrix(ref["pool"].shape[1])),
+        "fid16": _fid(
+            feats["pool"] @ sketch_matrix(feats["pool"].shape[1]), ref["pool"] @ sketch_matrix(ref["pool"].shape[1])
+        ),
     }
 
 
@@ -201,9 +222,25 @@ def e2e_metrics(run: Path, ref_run: Path, weights: Path, settings: dict[str, Any
     """Stage 4: `diffit-eval metrics RUN --ref REF_RUN --json OUT`, in this process."""
     from diffit_eval.cli import main
 
-    args = ["metrics", str(run), "--ref", str(ref_run), "--json", str(out_json), "--metrics", "fid,sfid,is,pr",
-            "--inception-weights", str(weights), "--batch-size", str(settings.get("feature_batch", 64)),
-            "--resize", str(settings.get("resize", DEFAULT_RESIZE)), "--device", "cpu", "--quiet"]
+    args = [
+        "metrics",
+        str(run),
+        "--ref",
+        str(ref_run),
+        "--json",
+        str(out_json),
+        "--metrics",
+        "fid,sfid,is,pr",
+        "--inception-weights",
+        str(weights),
+        "--batch-size",
+        str(settings.get("feature_batch", 64)),
+        "--resize",
+        str(settings.get("resize", DEFAULT_RESIZE)),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     try:
         main(args)
     except SystemExit as e:
@@ -213,32 +250,47 @@ def e2e_metrics(run: Path, ref_run: Path, weights: Path, settings: dict[str, Any
     return {m: float(obj[m]) for m in METRIC_KEYS}
 
 
-def measure(settings: dict[str, Any], workdir: Path, golden_images: dict[str, np.ndarray] | None = None,
-            inception_weights: Path | None = None) -> dict[str, Any]:
+def measure(
+    settings: dict[str, Any],
+    workdir: Path,
+    golden_images: dict[str, np.ndarray] | None = None,
+    inception_weights: Path | None = None,
+) -> dict[str, Any]:
     """Run every stage; features (stage 2-3) come from `golden_images` when given, else this run's."""
     from diffit_eval.features.network import load_feature_network
     from diffit_eval.testing import make_standin_weights
 
     workdir.mkdir(parents=True, exist_ok=True)
     sets = golden_sets(settings)
-    weights = inception_weights or make_standin_weights(workdir / "standin-inception.pth",
-                                                        seed=int(settings.get("standin_seed", 0)))
+    weights = inception_weights or make_standin_weights(
+        workdir / "standin-inception.pth", seed=int(settings.get("standin_seed", 0))
+    )
     batch = int(settings.get("batch_size", 64))
     images = {s.name: sample_set(s, workdir / s.name, batch) for s in sets}
     probed = {s.name: sampler_state(s) for s in sets if s.ref is not None}
     states = {name: state for name, (state, _) in probed.items()}
     gains = {name: g for name, (_, g) in probed.items() if g is not None}
-    net = load_feature_network(weights, device="cpu", resize=str(settings.get("resize", DEFAULT_RESIZE)),
-                               allow_download=False)
+    net = load_feature_network(
+        weights, device="cpu", resize=str(settings.get("resize", DEFAULT_RESIZE)), allow_download=False
+    )
     fb = int(settings.get("feature_batch", 64))
     source = golden_images if golden_images is not None else images
     feats = {name: extract(net, source[name], fb) for name in images}
     scored = [s for s in sets if s.ref is not None]
     stage3 = {s.name: metrics_from_features(feats[s.name], feats[s.ref]) for s in scored}
-    stage4 = {s.name: e2e_metrics(workdir / s.name, workdir / s.ref, weights, settings,
-                                  workdir / f"{s.name}-metrics.json") for s in scored}
-    return {"images": images, "states": states, "gains": gains, "sketch": {name: sketch(f) for name, f in feats.items()},
-            "metrics": stage3, "e2e": stage4, "weights": weights}
+    stage4 = {
+        s.name: e2e_metrics(workdir / s.name, workdir / s.ref, weights, settings, workdir / f"{s.name}-metrics.json")
+        for s in scored
+    }
+    return {
+        "images": images,
+        "states": states,
+        "gains": gains,
+        "sketch": {name: sketch(f) for name, f in feats.items()},
+        "metrics": stage3,
+        "e2e": stage4,
+        "weights": weights,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,23 +327,29 @@ def load_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, dict[str, 
     return images, sketches
 
 
-def stage_values(measured: dict[str, Any], golden_images: dict[str, np.ndarray],
-                 golden_sketch: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
+def stage_values(
+    measured: dict[str, Any], golden_images: dict[str, np.ndarray], golden_sketch: dict[str, dict[str, np.ndarray]]
+) -> dict[str, float]:
     """Stage 0-2 numbers: relative sampler-output difference and differing pixels per set, relative
     sketch difference per feature kind."""
     out: dict[str, float] = {}
     for name, state in measured.get("states", {}).items():
         ref = golden_sketch.get(name, {}).get(SAMPLER_KEY)
-        out[f"sampler.{name}"] = (float("inf") if ref is None or ref.shape != state.shape
-                                  else float(np.abs(state - ref).max() / np.abs(ref).max()))
+        out[f"sampler.{name}"] = (
+            float("inf")
+            if ref is None or ref.shape != state.shape
+            else float(np.abs(state - ref).max() / np.abs(ref).max())
+        )
     for name, gain in measured.get("gains", {}).items():
         ref = golden_sketch.get(name, {}).get(GAIN_KEY)
-        out[f"guidance.{name}"] = (float("inf") if ref is None or ref.shape != gain.shape
-                                   else float(np.abs(gain - ref).max()))
+        out[f"guidance.{name}"] = (
+            float("inf") if ref is None or ref.shape != gain.shape else float(np.abs(gain - ref).max())
+        )
     for name, img in measured["images"].items():
         ref = golden_images.get(name)
-        out[f"images.{name}"] = float(img.size if ref is None or ref.shape != img.shape
-                                      else np.count_nonzero(img != ref))
+        out[f"images.{name}"] = float(
+            img.size if ref is None or ref.shape != img.shape else np.count_nonzero(img != ref)
+        )
     for kind in FEATURE_KINDS:
         worst = 0.0
         for name, sk in measured["sketch"].items():

@@ -98,8 +98,13 @@ def _expectation(metric: str, spec: Any, where: str) -> Expectation:
     if isinstance(spec, (int, float)):
         raise CouldNotRun(f"{where}.{metric}: give a tolerance, e.g. {{ value = {spec}, tol = 0.01 }}")
     try:
-        return Expectation(metric, float(spec["value"]), float(spec.get("tol", 0.0)),
-                           float(spec.get("rtol", 0.0)), bool(spec.get("gate", True)))
+        return Expectation(
+            metric,
+            float(spec["value"]),
+            float(spec.get("tol", 0.0)),
+            float(spec.get("rtol", 0.0)),
+            bool(spec.get("gate", True)),
+        )
     except (KeyError, TypeError, ValueError):
         raise CouldNotRun(f"{where}.{metric}: expected {{ value = X, tol = A }} and/or rtol = R") from None
 
@@ -117,8 +122,10 @@ def load_golden(suite: Suite) -> dict[str, Expectation]:
         recorded = json.loads(path.read_text())["values"]
         values = {str(k): float(v) for k, v in recorded.items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise CouldNotRun(f"golden file {path} is unreadable ({e}); re-record it with "
-                          f"`diffit-eval regress --suite {suite.name} --update-golden`") from None
+        raise CouldNotRun(
+            f"golden file {path} is unreadable ({e}); re-record it with "
+            f"`diffit-eval regress --suite {suite.name} --update-golden`"
+        ) from None
     tolerances = suite.settings.get("tolerances", {})
     return {name: Expectation(name, value, *golden_tolerance(name, tolerances)) for name, value in values.items()}
 
@@ -205,8 +212,9 @@ def required_assets(suite: Suite, opts: RunOptions | None = None) -> list[Asset]
     elif suite.kind == "metrics":
         url = s["sample_batch_url"]
         path = sample_batch_path(url)
-        assets.append(Asset(f"sample batch {path.name}", path,
-                            f"diffit-eval regress --suite {suite.name} --fetch", url))
+        assets.append(
+            Asset(f"sample batch {path.name}", path, f"diffit-eval regress --suite {suite.name} --fetch", url)
+        )
     if suite.kind in ("metrics", "sample"):
         ref = opts.ref or s["ref"]
         if _looks_like_path(ref):
@@ -217,20 +225,27 @@ def required_assets(suite: Suite, opts: RunOptions | None = None) -> list[Asset]
             assets.append(Asset(f"reference {ref}", cached_path(ref), f"diffit-eval ref fetch {ref}"))
     if s.get("requires_ckpt") and opts.samples is None:
         if opts.ckpt is None:
-            assets.append(Asset("checkpoint (no weights were released for this model)", None,
-                                "train one and pass --ckpt PATH"))
+            assets.append(
+                Asset("checkpoint (no weights were released for this model)", None, "train one and pass --ckpt PATH")
+            )
         elif _looks_like_path(opts.ckpt):
             assets.append(Asset("checkpoint (--ckpt)", Path(opts.ckpt), "check the --ckpt path"))
     if suite.kind == "sample" and opts.samples is None and opts.ckpt is None:
         assets += _release_assets(s["model"])
     if opts.inception_weights is not None:
-        assets.append(Asset("Inception weights (--inception-weights)", Path(opts.inception_weights),
-                            "check the --inception-weights path"))
+        assets.append(
+            Asset(
+                "Inception weights (--inception-weights)",
+                Path(opts.inception_weights),
+                "check the --inception-weights path",
+            )
+        )
     elif suite.kind in ("metrics", "sample") and not os.environ.get("DIFFIT_EVAL_INCEPTION_WEIGHTS"):
         from diffit_eval.assets.inception import INCEPTION_URL, default_weights_path
 
-        assets.append(Asset("Inception weights", default_weights_path(), "diffit-eval weights fetch inception",
-                            INCEPTION_URL))
+        assets.append(
+            Asset("Inception weights", default_weights_path(), "diffit-eval weights fetch inception", INCEPTION_URL)
+        )
     return assets
 
 
@@ -243,8 +258,14 @@ def _release_assets(model: str) -> list[Asset]:
     out = []
     if p.checkpoint in CHECKPOINTS:
         c = CHECKPOINTS[p.checkpoint]
-        out.append(Asset(f"checkpoint {p.checkpoint}", cache_dir() / "checkpoints" / c.filename,
-                         f"diffit-eval weights fetch {p.checkpoint}", c.url))
+        out.append(
+            Asset(
+                f"checkpoint {p.checkpoint}",
+                cache_dir() / "checkpoints" / c.filename,
+                f"diffit-eval weights fetch {p.checkpoint}",
+                c.url,
+            )
+        )
     if p.kind == "latent":
         from diffit.vae import VAE_SOURCES
 
@@ -255,8 +276,13 @@ def _release_assets(model: str) -> list[Asset]:
             hit = try_to_load_from_cache(repo, "config.json")
         except Exception:  # an unusual hub cache layout: report it missing rather than fail
             hit = None
-        out.append(Asset(f"VAE {repo}", Path(hit) if isinstance(hit, str) else None,
-                         f"online, `diffit-eval sample` downloads it (or `huggingface-cli download {repo}`)"))
+        out.append(
+            Asset(
+                f"VAE {repo}",
+                Path(hit) if isinstance(hit, str) else None,
+                f"online, `diffit-eval sample` downloads it (or `huggingface-cli download {repo}`)",
+            )
+        )
     return out
 
 
@@ -328,21 +354,36 @@ def _common(opts: RunOptions) -> list[str]:
     return out
 
 
-def call_metrics(samples: str | Path, ref: str | Path, out_json: Path, *, metrics: str,
-                extra: list[str] = ()) -> dict[str, Any]:
+def call_metrics(
+    samples: str | Path, ref: str | Path, out_json: Path, *, metrics: str, extra: list[str] = ()
+) -> dict[str, Any]:
     """`diffit-eval metrics SAMPLES --ref REF --json OUT`, then the JSON it wrote."""
     _call(["metrics", str(samples), "--ref", str(ref), "--json", str(out_json), "--metrics", metrics, *extra])
     return _read_json(out_json)
 
 
-def call_sample(model: str, out_dir: Path, *, seeds: str, num_samples: int | None = None,
-               steps: int | None = None, ckpt: str | None = None, extra: list[str] = (),
-               launcher: list[str] | None = None) -> Path:
+def call_sample(
+    model: str,
+    out_dir: Path,
+    *,
+    seeds: str,
+    num_samples: int | None = None,
+    steps: int | None = None,
+    ckpt: str | None = None,
+    extra: list[str] = (),
+    launcher: list[str] | None = None,
+) -> Path:
     """`diffit-eval sample --model MODEL --seeds A-B --out DIR`; returns the run folder."""
     from diffit_eval.generate.sample import SampleConfig
 
-    config = SampleConfig(model=model, ckpt=None if ckpt is None else str(ckpt), steps=steps, num_samples=num_samples,
-                          seeds=seeds, out=out_dir)
+    config = SampleConfig(
+        model=model,
+        ckpt=None if ckpt is None else str(ckpt),
+        steps=steps,
+        num_samples=num_samples,
+        seeds=seeds,
+        out=out_dir,
+    )
     _call([*config.cli_args(), *extra], launcher)
     return out_dir
 
@@ -363,15 +404,32 @@ def run_metrics_suite(suite: Suite, opts: RunOptions) -> dict[str, Any]:
 def run_sample_suite(suite: Suite, opts: RunOptions) -> dict[str, Any]:
     s, wd = suite.settings, _workdir(suite, opts)
     # --samples: an existing run folder (e.g. from a torchrun job) is measured as it is.
-    run = Path(opts.samples) if opts.samples is not None else call_sample(s["model"], wd / "samples", seeds=s["seeds"], num_samples=s.get("num_samples"),
-                     steps=s.get("steps"), ckpt=opts.ckpt or s.get("ckpt"), extra=_common(opts),
-                     launcher=opts.launcher)
-    return call_metrics(run, opts.ref or s["ref"], wd / "metrics.json", metrics=suite.metric_flags(),
-                       extra=_common(opts))
+    run = (
+        Path(opts.samples)
+        if opts.samples is not None
+        else call_sample(
+            s["model"],
+            wd / "samples",
+            seeds=s["seeds"],
+            num_samples=s.get("num_samples"),
+            steps=s.get("steps"),
+            ckpt=opts.ckpt or s.get("ckpt"),
+            extra=_common(opts),
+            launcher=opts.launcher,
+        )
+    )
+    return call_metrics(
+        run, opts.ref or s["ref"], wd / "metrics.json", metrics=suite.metric_flags(), extra=_common(opts)
+    )
 
 
-def run_golden_cpu(workdir: str | Path, settings: dict[str, Any], suites_file: Path,
-                   inception_weights: str | Path | None = None, record: bool = False) -> dict[str, Any]:
+def run_golden_cpu(
+    workdir: str | Path,
+    settings: dict[str, Any],
+    suites_file: Path,
+    inception_weights: str | Path | None = None,
+    record: bool = False,
+) -> dict[str, Any]:
     """The golden CPU run (:mod:`diffit_eval.report.golden`) as a flat dict of stage values.
 
     Checking feeds the recorded images to stages 2-3; recording (`record`) uses this run's own and
@@ -446,15 +504,39 @@ def compare(measured: dict[str, Any], expected: dict[str, Expectation]) -> list[
         raw = measured.get(m)
         value = None if raw is None else float(raw)
         if value is None or not math.isfinite(value):
-            reason = unavailable.get(UNAVAILABLE_KEY.get(m, m), "not in the measured JSON" if raw is None else "not finite")
-            checks.append(Check(m, value, e.value, e.describe(), e.bound, None,
-                                MISSING_VALUE if e.gate else INFO, e.gate, str(reason)))
+            reason = unavailable.get(
+                UNAVAILABLE_KEY.get(m, m), "not in the measured JSON" if raw is None else "not finite"
+            )
+            checks.append(
+                Check(
+                    m,
+                    value,
+                    e.value,
+                    e.describe(),
+                    e.bound,
+                    None,
+                    MISSING_VALUE if e.gate else INFO,
+                    e.gate,
+                    str(reason),
+                )
+            )
             continue
         diff = abs(value - e.value)
         ok = diff <= e.bound
         verdict = (PASS if ok else FAIL) if e.gate else INFO
-        checks.append(Check(m, value, e.value, e.describe(), e.bound, diff, verdict, e.gate,
-                            "" if ok else f"outside by {diff - e.bound:.3g}"))
+        checks.append(
+            Check(
+                m,
+                value,
+                e.value,
+                e.describe(),
+                e.bound,
+                diff,
+                verdict,
+                e.gate,
+                "" if ok else f"outside by {diff - e.bound:.3g}",
+            )
+        )
     return checks
 
 
@@ -487,12 +569,17 @@ class RegressReport:
         from diffit_eval.provenance import now_iso
 
         return {
-            "suite": self.suite, "kind": self.kind, "verdict": self.verdict, "exit_code": self.exit_code,
+            "suite": self.suite,
+            "kind": self.kind,
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
             "reason": self.reason or None,
             "checks": [asdict(c) for c in self.checks],
             "missing_assets": [{**asdict(a), "path": a.path and str(a.path)} for a in self.missing_assets],
-            "measured_from": self.measured_from, "measured": self.measured,
-            "suites_version": SUITES_VERSION, "created": now_iso(),
+            "measured_from": self.measured_from,
+            "measured": self.measured,
+            "suites_version": SUITES_VERSION,
+            "created": now_iso(),
         }
 
 
@@ -503,18 +590,36 @@ def _fmt(v: float | None) -> str:
 def evaluate_measured(suite: Suite, measured: dict[str, Any], measured_from: str | None = None) -> RegressReport:
     """Compare a metrics JSON with the suite's expectations."""
     if not suite.expected:
-        hint = (f"record them with `diffit-eval regress --suite {suite.name} --update-golden`"
-                if suite.kind == "golden" else "add an [expected] table to the suite")
-        return RegressReport(suite.name, suite.kind, 2, "could-not-run",
-                             reason=f"no expected values ({hint})", measured=measured, measured_from=measured_from)
+        hint = (
+            f"record them with `diffit-eval regress --suite {suite.name} --update-golden`"
+            if suite.kind == "golden"
+            else "add an [expected] table to the suite"
+        )
+        return RegressReport(
+            suite.name,
+            suite.kind,
+            2,
+            "could-not-run",
+            reason=f"no expected values ({hint})",
+            measured=measured,
+            measured_from=measured_from,
+        )
     problem = _incomparable(suite, measured)
     if problem:
-        return RegressReport(suite.name, suite.kind, 2, "could-not-run", reason=problem,
-                             measured=measured, measured_from=measured_from)
+        return RegressReport(
+            suite.name, suite.kind, 2, "could-not-run", reason=problem, measured=measured, measured_from=measured_from
+        )
     checks = compare(measured, suite.expected)
     failed = any(c.gate and c.verdict != PASS for c in checks)
-    return RegressReport(suite.name, suite.kind, 1 if failed else 0, "regression" if failed else "pass",
-                         checks=checks, measured=measured, measured_from=measured_from)
+    return RegressReport(
+        suite.name,
+        suite.kind,
+        1 if failed else 0,
+        "regression" if failed else "pass",
+        checks=checks,
+        measured=measured,
+        measured_from=measured_from,
+    )
 
 
 def _incomparable(suite: Suite, measured: dict[str, Any]) -> str | None:
@@ -545,8 +650,7 @@ def regress(
         kind = suite.kind
         if measured is not None:
             if suite.kind == "golden":
-                raise CouldNotRun(f"suite {suite.name} is checked stage by stage from its own run; "
-                                  "drop --measured")
+                raise CouldNotRun(f"suite {suite.name} is checked stage by stage from its own run; drop --measured")
             return evaluate_measured(suite, read_measured(measured), str(measured))
         if not suite.expected and suite.kind == "golden":
             return evaluate_measured(suite, {}, None)  # nothing to compare with: say so before running
@@ -576,13 +680,16 @@ def update_golden(
         golden_tolerance(name, suite.settings.get("tolerances", {}))  # every value must have a tolerance
     from diffit_eval.provenance import now_iso
 
-    write_json_atomic(suite.expected_file, {
-        "suite": suite.name,
-        "suites_version": SUITES_VERSION,
-        "values": values,
-        "settings": {k: v for k, v in suite.settings.items() if k != "tolerances"},
-        "feature_network": result.get("feature_network"),
-        "provenance": result.get("provenance"),
-        "recorded": now_iso(),
-    })
+    write_json_atomic(
+        suite.expected_file,
+        {
+            "suite": suite.name,
+            "suites_version": SUITES_VERSION,
+            "values": values,
+            "settings": {k: v for k, v in suite.settings.items() if k != "tolerances"},
+            "feature_network": result.get("feature_network"),
+            "provenance": result.get("provenance"),
+            "recorded": now_iso(),
+        },
+    )
     return suite.expected_file, values

@@ -38,7 +38,11 @@ SOURCES: dict[str, str] = {
 }
 
 METRIC_HEADERS = {
-    "fid": "FID ↓", "sfid": "sFID ↓", "is": "IS ↑", "precision": "Precision ↑", "recall": "Recall ↑",
+    "fid": "FID ↓",
+    "sfid": "sFID ↓",
+    "is": "IS ↑",
+    "precision": "Precision ↑",
+    "recall": "Recall ↑",
     "dfid": "ΔFID",
 }
 # Measured values only: enough digits to see a regression, no more.
@@ -67,14 +71,28 @@ class View:
 
 
 VIEWS: dict[str, View] = {
-    "s1": View("Table S.1: ImageNet class-conditional generation, FID-50K", "imagenet",
-               "appendix-table-s1", "DiT-XL/2-G", ("fid", "is", "precision", "recall"), (256, 512)),
-    "imagenet": View("Table 1: ImageNet class-conditional generation, FID-50K", "imagenet",
-                     "paper-table-1", "DiT-XL/2-G", ("fid", "is", "precision", "recall"), (256, 512)),
-    "cifar10": View("Table 2: CIFAR-10 unconditional generation, FID-50K", "cifar10",
-                    "paper-table-2", "EDM (VP)", ("fid",), (32,)),
-    "ffhq64": View("Table 2: FFHQ-64 unconditional generation, FID-50K", "ffhq",
-                   "paper-table-2", "EDM (VP)", ("fid",), (64,)),
+    "s1": View(
+        "Table S.1: ImageNet class-conditional generation, FID-50K",
+        "imagenet",
+        "appendix-table-s1",
+        "DiT-XL/2-G",
+        ("fid", "is", "precision", "recall"),
+        (256, 512),
+    ),
+    "imagenet": View(
+        "Table 1: ImageNet class-conditional generation, FID-50K",
+        "imagenet",
+        "paper-table-1",
+        "DiT-XL/2-G",
+        ("fid", "is", "precision", "recall"),
+        (256, 512),
+    ),
+    "cifar10": View(
+        "Table 2: CIFAR-10 unconditional generation, FID-50K", "cifar10", "paper-table-2", "EDM (VP)", ("fid",), (32,)
+    ),
+    "ffhq64": View(
+        "Table 2: FFHQ-64 unconditional generation, FID-50K", "ffhq", "paper-table-2", "EDM (VP)", ("fid",), (64,)
+    ),
 }
 VIEW_ALIASES = {"table-s1": "s1", "ffhq": "ffhq64", "ffhq-64": "ffhq64", "cifar-10": "cifar10"}
 
@@ -107,7 +125,9 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
         raise UserError(f"{path} lacks column(s) {', '.join(missing)}")
     unknown = sorted(set(df["source"]) - set(SOURCES))
     if unknown:
-        raise UserError(f"{path} has unknown source(s) {', '.join(unknown)}; add them to diffit_eval.report.table.SOURCES")
+        raise UserError(
+            f"{path} has unknown source(s) {', '.join(unknown)}; add them to diffit_eval.report.table.SOURCES"
+        )
     return df
 
 
@@ -157,16 +177,18 @@ def load_measured(paths: Iterable[str | Path]) -> tuple[list[Measured], list[str
             continue
         net = obj.get("feature_network") or {}
         res = obj.get("resolution")
-        rows.append(Measured(
-            path=p,
-            label=str(obj.get("label") or p.stem),
-            dataset=canonical_dataset(str(obj["dataset"])) if obj.get("dataset") else None,
-            resolution=int(res) if res is not None else None,
-            values={m: (None if obj.get(m) is None else float(obj[m])) for m in METRIC_KEYS},
-            num_samples=obj.get("num_samples"),
-            network=str(net.get("name") or "feature network unknown"),
-            standin=bool(net.get("standin", False)),
-        ))
+        rows.append(
+            Measured(
+                path=p,
+                label=str(obj.get("label") or p.stem),
+                dataset=canonical_dataset(str(obj["dataset"])) if obj.get("dataset") else None,
+                resolution=int(res) if res is not None else None,
+                values={m: (None if obj.get(m) is None else float(obj[m])) for m in METRIC_KEYS},
+                num_samples=obj.get("num_samples"),
+                network=str(net.get("name") or "feature network unknown"),
+                standin=bool(net.get("standin", False)),
+            )
+        )
     return rows, warnings
 
 
@@ -243,8 +265,10 @@ def build_table(
             continue
         if mrow.dataset is None:  # e.g. metrics of a bare npz: trust the resolution alone
             if mrow.resolution not in v.resolutions:
-                warnings.append(f"skipped {mrow.path}: no dataset in its JSON and resolution {mrow.resolution} "
-                                f"is not in this view (pick one with --dataset)")
+                warnings.append(
+                    f"skipped {mrow.path}: no dataset in its JSON and resolution {mrow.resolution} "
+                    f"is not in this view (pick one with --dataset)"
+                )
                 continue
             warnings.append(f"{mrow.path} names no dataset; shown as {v.dataset}-{mrow.resolution}")
         elif mrow.dataset != v.dataset:
@@ -311,13 +335,19 @@ def build_table(
         )
     srcs = list(dict.fromkeys(src for _l, src in rows if src in SOURCES))
     if srcs:
-        notes.append("Sources: " + "; ".join(f"{s} = {SOURCES[s]}" for s in srcs) + "."
-                     + (" A row repeated verbatim in a later source is shown once." if all_sources else ""))
+        notes.append(
+            "Sources: "
+            + "; ".join(f"{s} = {SOURCES[s]}" for s in srcs)
+            + "."
+            + (" A row repeated verbatim in a later source is shown once." if all_sources else "")
+        )
     if any(src.startswith("measured") for _l, src in rows):
         notes.append("measured rows: this toolkit's `metrics --json` files (sample count and feature network given).")
     if any("STAND-IN" in src for _l, src in rows):
-        notes.append("STAND-IN network: seeded random weights in place of the 2015 TF Inception; "
-                     "such rows test the pipeline and are not comparable with published numbers.")
+        notes.append(
+            "STAND-IN network: seeded random weights in place of the 2015 TF Inception; "
+            "such rows test the pipeline and are not comparable with published numbers."
+        )
     return TableResult(
         title=v.title,
         columns=columns,
@@ -355,9 +385,21 @@ def render_md(t: TableResult) -> str:
 
 
 _LATEX_SUBS = [
-    ("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-    ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}"),
-    ("Δ", r"$\Delta$"), ("−", "--"), ("×", r"$\times$"), ("↓", r"$\downarrow$"), ("↑", r"$\uparrow$"),
+    ("\\", r"\textbackslash{}"),
+    ("&", r"\&"),
+    ("%", r"\%"),
+    ("_", r"\_"),
+    ("#", r"\#"),
+    ("$", r"\$"),
+    ("{", r"\{"),
+    ("}", r"\}"),
+    ("~", r"\textasciitilde{}"),
+    ("^", r"\^{}"),
+    ("Δ", r"$\Delta$"),
+    ("−", "--"),
+    ("×", r"$\times$"),
+    ("↓", r"$\downarrow$"),
+    ("↑", r"$\uparrow$"),
 ]
 
 
@@ -371,7 +413,7 @@ def latex_escape(s: str) -> str:
 def render_latex(t: TableResult) -> str:
     label_cols = [c for c in t.columns if not c.group]
     groups: list[tuple[str, int]] = []  # (spanning header, width) of the metric columns
-    for c in t.columns[len(label_cols):]:
+    for c in t.columns[len(label_cols) :]:
         if groups and groups[-1][0] == c.group:
             groups[-1] = (c.group, groups[-1][1] + 1)
         else:
@@ -384,10 +426,15 @@ def render_latex(t: TableResult) -> str:
         first += n
     spec = "l" * len(label_cols) + "r" * (len(t.columns) - len(label_cols))
     lines = [
-        r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(t.title)}}}",
-        rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-        " & ".join(span) + r" \\", "".join(rules),
-        " & ".join(latex_escape(c.header) for c in t.columns) + r" \\", r"\midrule",
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{latex_escape(t.title)}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(span) + r" \\",
+        "".join(rules),
+        " & ".join(latex_escape(c.header) for c in t.columns) + r" \\",
+        r"\midrule",
     ]
     for row in t.display.itertuples(index=False):
         lines.append(" & ".join(latex_escape(str(x)) for x in row) + r" \\")
@@ -398,21 +445,29 @@ def render_latex(t: TableResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _rich_table(t: TableResult, columns: list[Column], title: str, caption: str | None, grouped: bool,
-                compact: bool = False):
+def _rich_table(
+    t: TableResult, columns: list[Column], title: str, caption: str | None, grouped: bool, compact: bool = False
+):
     from rich import box
     from rich.table import Table
 
-    table = Table(title=title, caption=caption, caption_justify="left", title_justify="left",
-                  box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD, pad_edge=not compact)
+    table = Table(
+        title=title,
+        caption=caption,
+        caption_justify="left",
+        title_justify="left",
+        box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD,
+        pad_edge=not compact,
+    )
     for c in columns:
         header = f"{c.group}\n{c.header}" if c.group and grouped else c.header
         if c.group:  # numbers never wrap
             table.add_column(header, justify="right", no_wrap=True)
         else:  # names wrap at word boundaries but never shrink to nothing
             longest_word = max((len(w) for v in t.display[c.key] for w in str(v).split()), default=4)
-            table.add_column(header, justify="left", min_width=min(max(longest_word, len(c.header)), 14),
-                             overflow="fold")
+            table.add_column(
+                header, justify="left", min_width=min(max(longest_word, len(c.header)), 14), overflow="fold"
+            )
     keys = [c.key for c in columns]
     for row in t.display[keys].itertuples(index=False):
         table.add_row(*(str(x) for x in row), style="bold" if any("measured" in str(x) for x in row) else None)
@@ -427,11 +482,20 @@ def _layouts(t: TableResult, caption: str | None):
     groups = list(dict.fromkeys(c.group for c in t.columns if c.group))
     for compact, drop in ((False, ()), (True, ()), (True, ("ΔFID",))):
         kept = [c for c in t.columns if c.group and c.header not in drop]
-        note = (caption or "") + ("\nΔFID is left out at this terminal width; widen it or use --format md."
-                                  if drop else "")
-        yield [_rich_table(t, labels + [c for c in kept if c.group == g], f"{t.title}: {g}",
-                           (note.strip() or None) if i == len(groups) - 1 else None, grouped=False, compact=compact)
-               for i, g in enumerate(groups)]
+        note = (caption or "") + (
+            "\nΔFID is left out at this terminal width; widen it or use --format md." if drop else ""
+        )
+        yield [
+            _rich_table(
+                t,
+                labels + [c for c in kept if c.group == g],
+                f"{t.title}: {g}",
+                (note.strip() or None) if i == len(groups) - 1 else None,
+                grouped=False,
+                compact=compact,
+            )
+            for i, g in enumerate(groups)
+        ]
 
 
 def render_rich(t: TableResult, width: int | None = None) -> str:
@@ -461,7 +525,10 @@ def render_rich(t: TableResult, width: int | None = None) -> str:
 
 
 RENDERERS: dict[str, Callable[[TableResult], str]] = {
-    "rich": render_rich, "md": render_md, "csv": render_csv, "latex": render_latex,
+    "rich": render_rich,
+    "md": render_md,
+    "csv": render_csv,
+    "latex": render_latex,
 }
 
 
@@ -483,13 +550,21 @@ def make_table(
     """The library call behind `diffit-eval table`: published rows plus measured `metrics --json` files."""
     results = list(results)
     rows, warnings = load_measured(results)
-    t = build_table(load_published(published), rows, view=view, baseline=baseline,
-                    metrics=metrics, all_sources=all_sources)
+    t = build_table(
+        load_published(published), rows, view=view, baseline=baseline, metrics=metrics, all_sources=all_sources
+    )
     t.warnings[:0] = warnings
     shown = sum(str(src).startswith("measured") for src in t.display["source"])
     if results and not shown:  # every file the user asked for was dropped: that is an error, not a warning
         skipped = [w for w in t.warnings if w.startswith("skipped")]
-        why = skipped[0] if len(skipped) == 1 else (f"{len(results)} files given, none shown; " + "; ".join(skipped)
-                                                     if skipped else "they are regression reports or golden files")
+        why = (
+            skipped[0]
+            if len(skipped) == 1
+            else (
+                f"{len(results)} files given, none shown; " + "; ".join(skipped)
+                if skipped
+                else "they are regression reports or golden files"
+            )
+        )
         raise UserError(f"no measured row to show: {why}")
     return t

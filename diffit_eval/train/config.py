@@ -21,25 +21,25 @@ FORMAT = "diffit-eval-train/1"
 
 # EDM train.py's defaults, used for any image preset without its own entry below.
 EDM_DEFAULTS: dict = dict(
-    batch=512,                  # Total batch size per iteration (all processes, all accumulation rounds).
-    lr=1e-3,                    # Adam learning rate after the ramp-up.
-    iterations=200_000,         # Training length in optimizer steps (the appendix's 200K).
-    lr_rampup_kimg=10_000,      # Linear learning-rate ramp-up over this many thousand images.
-    ema_halflife_kimg=500,      # EMA half-life in thousand images.
-    ema_rampup_ratio=0.05,      # The half-life is at most this ratio of the images seen so far; None = off.
-    dropout=0.13,               # Dropout probability in the network's ResBlocks.
-    augment=0.12,               # Augmentation probability p of EDM's AugmentPipe; 0 = no pipe.
-    P_mean=-1.2,                # Mean of ln(sigma) in the loss.
-    P_std=1.2,                  # Standard deviation of ln(sigma) in the loss.
-    sigma_data=0.5,             # Expected standard deviation of the training data.
+    batch=512,  # Total batch size per iteration (all processes, all accumulation rounds).
+    lr=1e-3,  # Adam learning rate after the ramp-up.
+    iterations=200_000,  # Training length in optimizer steps (the appendix's 200K).
+    lr_rampup_kimg=10_000,  # Linear learning-rate ramp-up over this many thousand images.
+    ema_halflife_kimg=500,  # EMA half-life in thousand images.
+    ema_rampup_ratio=0.05,  # The half-life is at most this ratio of the images seen so far; None = off.
+    dropout=0.13,  # Dropout probability in the network's ResBlocks.
+    augment=0.12,  # Augmentation probability p of EDM's AugmentPipe; 0 = no pipe.
+    P_mean=-1.2,  # Mean of ln(sigma) in the loss.
+    P_std=1.2,  # Standard deviation of ln(sigma) in the loss.
+    sigma_data=0.5,  # Expected standard deviation of the training data.
     adam_betas=(0.9, 0.999),
     adam_eps=1e-8,
-    loss_scaling=1.0,           # EDM's loss scaling factor.
+    loss_scaling=1.0,  # EDM's loss scaling factor.
     seed=0,
-    precision="fp32",           # fp32 (EDM: TF32 off), tf32, or bf16 autocast of the forward.
-    tick_kimg=50.0,             # Progress line and stats.jsonl entry every this many thousand images.
-    snapshot_ticks=50,          # network-snapshot-KIMG.safetensors every this many ticks.
-    state_ticks=100,            # training-state-KIMG.pt every this many ticks (EDM: 500; more often for resume).
+    precision="fp32",  # fp32 (EDM: TF32 off), tf32, or bf16 autocast of the forward.
+    tick_kimg=50.0,  # Progress line and stats.jsonl entry every this many thousand images.
+    snapshot_ticks=50,  # network-snapshot-KIMG.safetensors every this many ticks.
+    state_ticks=100,  # training-state-KIMG.pt every this many ticks (EDM: 500; more often for resume).
 )
 
 # Appendix I.1 plus EDM's settings for the same dataset.
@@ -47,33 +47,71 @@ TRAIN_PRESETS: dict[str, dict] = {
     "cifar10": dict(batch=512, lr=1e-3, dropout=0.13, augment=0.12),
     "ffhq64": dict(batch=256, lr=2e-4, dropout=0.05, augment=0.15),
     # Tests and demos: the same recipe, sized for a CPU.
-    "cifar10-tiny": dict(batch=64, lr=1e-3, iterations=2_000, lr_rampup_kimg=10, ema_halflife_kimg=5,
-                         dropout=0.0, tick_kimg=1.0, snapshot_ticks=10, state_ticks=10),
+    "cifar10-tiny": dict(
+        batch=64,
+        lr=1e-3,
+        iterations=2_000,
+        lr_rampup_kimg=10,
+        ema_halflife_kimg=5,
+        dropout=0.0,
+        tick_kimg=1.0,
+        snapshot_ticks=10,
+        state_ticks=10,
+    ),
     # The shipped demo model (docs/DEMO.md): a CPU-sized run on sklearn-digits. No augmentation (EDM's pipe
     # mirrors and rotates, which turns digits into other digits), short ramp-up and EMA for a short run.
-    "digits": dict(batch=64, lr=2e-3, iterations=1_000, lr_rampup_kimg=2, ema_halflife_kimg=4, dropout=0.0,
-                   augment=0.0, tick_kimg=2.0, snapshot_ticks=2, state_ticks=5),
+    "digits": dict(
+        batch=64,
+        lr=2e-3,
+        iterations=1_000,
+        lr_rampup_kimg=2,
+        ema_halflife_kimg=4,
+        dropout=0.0,
+        augment=0.0,
+        tick_kimg=2.0,
+        snapshot_ticks=2,
+        state_ticks=5,
+    ),
 }
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 # Values that change the weights a run produces: a folder holding a run with other values is refused.
 # Length (iterations), intervals, batch_gpu, compile, device and metrics options may change on resume.
-COMPARED = ("preset", "data", "num_images", "resolution", "batch", "lr", "lr_rampup_kimg", "ema_halflife_kimg",
-            "ema_rampup_ratio", "dropout", "augment", "P_mean", "P_std", "sigma_data", "adam_betas", "adam_eps",
-            "loss_scaling", "seed", "precision", "model")
+COMPARED = (
+    "preset",
+    "data",
+    "num_images",
+    "resolution",
+    "batch",
+    "lr",
+    "lr_rampup_kimg",
+    "ema_halflife_kimg",
+    "ema_rampup_ratio",
+    "dropout",
+    "augment",
+    "P_mean",
+    "P_std",
+    "sigma_data",
+    "adam_betas",
+    "adam_eps",
+    "loss_scaling",
+    "seed",
+    "precision",
+    "model",
+)
 
 
 @dataclass
 class TrainConfig:
     """Everything `diffit-eval train` takes; None means the preset's (the paper's / EDM's) value."""
 
-    preset: str | None = None               # Image-space model preset (diffit.models.MODEL_PRESETS).
-    data: str | None = None                 # Dataset: EDM zip/folder, ADM npz, or a built-in name.
-    out: str | None = None                  # Run folder (default runs/train-<preset>).
-    resume: str | None = None               # Run folder to continue from its latest training state.
+    preset: str | None = None  # Image-space model preset (diffit.models.MODEL_PRESETS).
+    data: str | None = None  # Dataset: EDM zip/folder, ADM npz, or a built-in name.
+    out: str | None = None  # Run folder (default runs/train-<preset>).
+    resume: str | None = None  # Run folder to continue from its latest training state.
     batch: int | None = None
-    batch_gpu: int | None = None            # Images per forward on each process (gradient accumulation).
+    batch_gpu: int | None = None  # Images per forward on each process (gradient accumulation).
     lr: float | None = None
     iterations: int | None = None
     lr_rampup_kimg: float | None = None
@@ -90,15 +128,15 @@ class TrainConfig:
     seed: int | None = None
     precision: str | None = None
     channels: tuple[int, ...] | None = None  # Architecture override (EDM's --cres): channels per stage.
-    blocks: tuple[int, ...] | None = None    # Architecture override: ResBlocks per stage.
+    blocks: tuple[int, ...] | None = None  # Architecture override: ResBlocks per stage.
     tick_kimg: float | None = None
     snapshot_ticks: int | None = None
     state_ticks: int | None = None
     compile: bool = False
-    metrics_kimg: float | None = None       # FID every this many thousand images (None = never).
-    metrics_num: int = 1_000                # Samples per FID measurement.
-    ref: str | None = None                  # Reference for the FID (name, statistics npz or images).
-    inception_weights: str | None = None    # Local InceptionV3 (or stand-in) weights for the FID.
+    metrics_kimg: float | None = None  # FID every this many thousand images (None = never).
+    metrics_num: int = 1_000  # Samples per FID measurement.
+    ref: str | None = None  # Reference for the FID (name, statistics npz or images).
+    inception_weights: str | None = None  # Local InceptionV3 (or stand-in) weights for the FID.
     device: str | None = None
     dry_run: bool = False
     verbose: bool = True
@@ -106,8 +144,11 @@ class TrainConfig:
     def given(self) -> dict:
         """The options set by the user (not None), as recorded in the manifest for --resume."""
         skip = {"resume", "dry_run", "verbose", "out"}
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in skip and getattr(self, f.name) not in (None, False)}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in skip and getattr(self, f.name) not in (None, False)
+        }
 
 
 def _check(cond: bool, message: str) -> None:
@@ -128,8 +169,11 @@ def resolve(config: TrainConfig) -> dict:
     except ValueError as e:
         raise UserError(str(e)) from None
     p = MODEL_PRESETS[name]
-    _check(p.kind == "image", f"--preset {name} is a latent model; `train` trains the image-space presets "
-           f"({', '.join(n for n, q in MODEL_PRESETS.items() if q.kind == 'image')})")
+    _check(
+        p.kind == "image",
+        f"--preset {name} is a latent model; `train` trains the image-space presets "
+        f"({', '.join(n for n, q in MODEL_PRESETS.items() if q.kind == 'image')})",
+    )
 
     c = {**EDM_DEFAULTS, **TRAIN_PRESETS.get(name, {})}
     for key in EDM_DEFAULTS:
@@ -140,14 +184,18 @@ def resolve(config: TrainConfig) -> dict:
 
     positive_ints = ("batch", "iterations", "snapshot_ticks", "state_ticks")
     for key in positive_ints:
-        _check(isinstance(c[key], int) and c[key] >= 1, f"--{key.replace('_', '-')} must be a positive integer, "
-               f"got {c[key]!r}")
+        _check(
+            isinstance(c[key], int) and c[key] >= 1,
+            f"--{key.replace('_', '-')} must be a positive integer, got {c[key]!r}",
+        )
     for key in ("lr", "tick_kimg", "sigma_data", "P_std", "adam_eps", "loss_scaling"):
         _check(math.isfinite(c[key]) and c[key] > 0, f"--{key.replace('_', '-')} must be positive, got {c[key]!r}")
     for key in ("lr_rampup_kimg", "ema_halflife_kimg"):
         _check(math.isfinite(c[key]) and c[key] >= 0, f"--{key.replace('_', '-')} must be >= 0, got {c[key]!r}")
-    _check(c["ema_rampup_ratio"] is None or (math.isfinite(c["ema_rampup_ratio"]) and c["ema_rampup_ratio"] > 0),
-           f"--ema-rampup-ratio must be positive, got {c['ema_rampup_ratio']!r}")
+    _check(
+        c["ema_rampup_ratio"] is None or (math.isfinite(c["ema_rampup_ratio"]) and c["ema_rampup_ratio"] > 0),
+        f"--ema-rampup-ratio must be positive, got {c['ema_rampup_ratio']!r}",
+    )
     _check(0 <= c["dropout"] < 1, f"--dropout must be in [0, 1), got {c['dropout']!r}")
     _check(0 <= c["augment"] <= 1, f"--augment must be in [0, 1], got {c['augment']!r}")
     _check(math.isfinite(c["P_mean"]), f"--P-mean must be finite, got {c['P_mean']!r}")
@@ -157,8 +205,10 @@ def resolve(config: TrainConfig) -> dict:
     if config.batch_gpu is not None:
         _check(config.batch_gpu >= 1, f"--batch-gpu must be a positive integer, got {config.batch_gpu}")
     if config.metrics_kimg is not None:
-        _check(math.isfinite(config.metrics_kimg) and config.metrics_kimg > 0,
-               f"--metrics-kimg must be positive, got {config.metrics_kimg}")
+        _check(
+            math.isfinite(config.metrics_kimg) and config.metrics_kimg > 0,
+            f"--metrics-kimg must be positive, got {config.metrics_kimg}",
+        )
         _check(config.ref is not None, "--metrics-kimg needs --ref (a reference name, statistics npz or images)")
         _check(config.metrics_num >= 2, f"--metrics-num must be at least 2, got {config.metrics_num}")
     model = {}
@@ -193,8 +243,11 @@ def split_batch(batch: int, batch_gpu: int | None, world_size: int) -> tuple[int
     batch_gpu_total = batch // world_size
     if batch_gpu is None or batch_gpu > batch_gpu_total:
         batch_gpu = batch_gpu_total
-    _check(batch_gpu_total % batch_gpu == 0, f"--batch-gpu {batch_gpu} does not divide the {batch_gpu_total} "
-           f"images per process (--batch {batch} over {world_size} processes)")
+    _check(
+        batch_gpu_total % batch_gpu == 0,
+        f"--batch-gpu {batch_gpu} does not divide the {batch_gpu_total} "
+        f"images per process (--batch {batch} over {world_size} processes)",
+    )
     return batch_gpu_total, batch_gpu, batch_gpu_total // batch_gpu
 
 

@@ -28,9 +28,9 @@ READ_BATCH = 1_000  # images per read while loading a source into memory
 
 @dataclass
 class TrainingSet:
-    images: np.ndarray              # uint8 [N, H, W, 3]
-    labels: np.ndarray | None       # int64 [N] or float32 [N, D] from dataset.json / the built-in
-    name: str                       # what the user passed (path or built-in name)
+    images: np.ndarray  # uint8 [N, H, W, 3]
+    labels: np.ndarray | None  # int64 [N] or float32 [N, D] from dataset.json / the built-in
+    name: str  # what the user passed (path or built-in name)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -39,16 +39,20 @@ class TrainingSet:
 def describe_data(spec: str, resolution: int) -> dict:
     """Check the dataset without reading it whole: what it is, how many images, their size."""
     if spec is None:
-        raise UserError("--data is required: an EDM dataset zip or folder, an ADM npz, or a built-in "
-                        f"dataset ({', '.join(BUILTIN_SOURCES)})")
+        raise UserError(
+            "--data is required: an EDM dataset zip or folder, an ADM npz, or a built-in "
+            f"dataset ({', '.join(BUILTIN_SOURCES)})"
+        )
     try:
         source = open_samples(spec, resolution=resolution)
     except UserError as e:
         raise UserError(f"--data {spec}: {e}", e.code) from None
     h, w = source.resolution
     if (h, w) != (resolution, resolution):
-        raise UserError(f"--data {spec} holds {w}x{h} images but the preset trains at {resolution}x{resolution}; "
-                        "resize the dataset first (EDM's dataset_tool.py --resolution)")
+        raise UserError(
+            f"--data {spec} holds {w}x{h} images but the preset trains at {resolution}x{resolution}; "
+            "resize the dataset first (EDM's dataset_tool.py --resolution)"
+        )
     if source.num_images < 1:
         raise UserError(f"--data {spec} holds no images")
     builtin = str(spec) in BUILTIN_SOURCES and not Path(spec).exists()
@@ -62,7 +66,7 @@ def load_training_set(spec: str, resolution: int) -> TrainingSet:
     images = np.empty((source.num_images, resolution, resolution, 3), dtype=np.uint8)
     at = 0
     for batch in source.iter_batches(READ_BATCH):
-        images[at:at + len(batch)] = batch
+        images[at : at + len(batch)] = batch
         at += len(batch)
     return TrainingSet(images, source.labels(), str(spec))
 

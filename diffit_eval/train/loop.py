@@ -63,8 +63,12 @@ class TrainPlan:
 
 def step_seed(seed: int, *parts: int) -> int:
     """A 63-bit seed for (seed, parts...) via numpy's SeedSequence (same on every machine)."""
-    return int(np.random.SeedSequence([seed, *parts]).generate_state(2, dtype=np.uint32).astype(np.uint64)
-               .dot(np.array([1 << 31, 1], dtype=np.uint64)))
+    return int(
+        np.random.SeedSequence([seed, *parts])
+        .generate_state(2, dtype=np.uint32)
+        .astype(np.uint64)
+        .dot(np.array([1 << 31, 1], dtype=np.uint64))
+    )
 
 
 def learning_rate(lr: float, nimg: int, lr_rampup_kimg: float) -> float:
@@ -147,8 +151,15 @@ def plan_training(config: cfg.TrainConfig, world_size: int = 1) -> TrainPlan:
         "created": now_iso(),
         "sessions": [],
     }
-    return TrainPlan(config=c, run_dir=run_dir, resume_from=None, batch_gpu=config.batch_gpu,
-                     compile=config.compile, metrics_kimg=config.metrics_kimg, manifest=manifest)
+    return TrainPlan(
+        config=c,
+        run_dir=run_dir,
+        resume_from=None,
+        batch_gpu=config.batch_gpu,
+        compile=config.compile,
+        metrics_kimg=config.metrics_kimg,
+        manifest=manifest,
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -164,13 +175,26 @@ class _Display:
         from diffit_eval.progress import stderr_console
 
         self.enabled, self.console = enabled, stderr_console
-        self.bar = Progress(TextColumn("training"), BarColumn(),
-                            TextColumn("kimg {task.fields[kimg]:.1f}/{task.fields[kimg_total]:.1f}"),
-                            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} img/s"),
-                            TimeRemainingColumn(), console=stderr_console, transient=True,
-                            disable=not (enabled and sys.stderr.isatty()))
-        self.task = self.bar.add_task("train", total=total_nimg, completed=done_nimg, kimg=done_nimg / 1e3,
-                                      kimg_total=total_nimg / 1e3, loss="-", rate="-")
+        self.bar = Progress(
+            TextColumn("training"),
+            BarColumn(),
+            TextColumn("kimg {task.fields[kimg]:.1f}/{task.fields[kimg_total]:.1f}"),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[rate]} img/s"),
+            TimeRemainingColumn(),
+            console=stderr_console,
+            transient=True,
+            disable=not (enabled and sys.stderr.isatty()),
+        )
+        self.task = self.bar.add_task(
+            "train",
+            total=total_nimg,
+            completed=done_nimg,
+            kimg=done_nimg / 1e3,
+            kimg_total=total_nimg / 1e3,
+            loss="-",
+            rate="-",
+        )
 
     def __enter__(self):
         self.bar.__enter__()
@@ -186,16 +210,19 @@ class _Display:
         self.bar.update(self.task, loss=f"{entry['loss']:.4f}", rate=f"{entry['img_per_s']:.1f}")
         if self.enabled:
             fid = f" fid {entry['fid']:.3f}" if entry.get("fid") is not None else ""
-            self.console.print(f"tick {entry['tick']:<5d} kimg {entry['kimg']:<9.3f} loss {entry['loss']:<8.4f} "
-                               f"lr {entry['lr']:.3g} {entry['img_per_s']:.1f} img/s "
-                               f"mem {entry['cpu_mem_gb']:.2f}/{entry['gpu_mem_gb']:.2f} GB{fid}", highlight=False)
+            self.console.print(
+                f"tick {entry['tick']:<5d} kimg {entry['kimg']:<9.3f} loss {entry['loss']:<8.4f} "
+                f"lr {entry['lr']:.3g} {entry['img_per_s']:.1f} img/s "
+                f"mem {entry['cpu_mem_gb']:.2f}/{entry['gpu_mem_gb']:.2f} GB{fid}",
+                highlight=False,
+            )
 
 
 def _cpu_mem_gb() -> float:
     try:
         import resource
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # Linux: KiB
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
     except Exception:
         return float("nan")
 
@@ -238,14 +265,20 @@ def train(config: cfg.TrainConfig) -> Path | None:
             try:
                 plan = plan_training(config, d.world_size)
                 if config.dry_run:
-                    print(json.dumps({"run_dir": str(plan.run_dir), "world_size": d.world_size, **plan.config},
-                                     indent=2, default=str))
+                    print(
+                        json.dumps(
+                            {"run_dir": str(plan.run_dir), "world_size": d.world_size, **plan.config},
+                            indent=2,
+                            default=str,
+                        )
+                    )
                 else:
                     if plan.metrics_kimg is not None:
                         from diffit_eval.train.quality import FIDProbe
 
-                        probe = FIDProbe(plan.config["preset"], config.ref, config.metrics_num,
-                                         config.inception_weights, str(device))
+                        probe = FIDProbe(
+                            plan.config["preset"], config.ref, config.metrics_num, config.inception_weights, str(device)
+                        )
                         plan.manifest["metrics"] = probe.describe()
                     lock, plan.manifest = st.claim(plan.run_dir, plan.manifest, resume=config.resume is not None)
                     plan.resume_from = st.latest_state(plan.run_dir)
@@ -273,7 +306,8 @@ def train(config: cfg.TrainConfig) -> Path | None:
         ddp = denoiser
         if d.world_size > 1:
             ddp = torch.nn.parallel.DistributedDataParallel(
-                denoiser, device_ids=[device] if device.type == "cuda" else None)
+                denoiser, device_ids=[device] if device.type == "cuda" else None
+            )
         call = torch.compile(ddp) if plan.compile else ddp
         ema = copy.deepcopy(net).eval().requires_grad_(False)
 
@@ -282,8 +316,11 @@ def train(config: cfg.TrainConfig) -> Path | None:
         if plan.resume_from is not None:
             s = st.load_state(plan.resume_from)
             if s.get("world_size") != d.world_size and d.is_main and config.verbose:
-                print(f"diffit-eval: resuming a run made with {s.get('world_size')} processes on {d.world_size}; "
-                      "it continues, but not bit-for-bit", file=sys.stderr)
+                print(
+                    f"diffit-eval: resuming a run made with {s.get('world_size')} processes on {d.world_size}; "
+                    "it continues, but not bit-for-bit",
+                    file=sys.stderr,
+                )
             net.load_state_dict(s["net"])
             ema.load_state_dict(s["ema"])
             optimizer.load_state_dict(s["optimizer"])
@@ -296,8 +333,7 @@ def train(config: cfg.TrainConfig) -> Path | None:
             every = int(round(plan.metrics_kimg * 1000))
             next_metrics = (nimg // every + 1) * every if nimg else 0
 
-        meta = {"format": cfg.FORMAT, "preset": c["preset"], "ema": "true",
-                "config": {k: c[k] for k in cfg.COMPARED}}
+        meta = {"format": cfg.FORMAT, "preset": c["preset"], "ema": "true", "config": {k: c[k] for k in cfg.COMPARED}}
         device_type = device.type
         autocast = c["precision"] == "bf16"
         tick_nimg = int(round(c["tick_kimg"] * 1000))
@@ -308,10 +344,13 @@ def train(config: cfg.TrainConfig) -> Path | None:
         maintenance = 0.0
         if d.is_main and config.verbose:
             what = f"resuming at kimg {nimg / 1e3:.3f} from {plan.resume_from.name}" if plan.resume_from else "starting"
-            print(f"diffit-eval: training {c['preset']} on {c['data']} ({c['num_images']} images), {what}; "
-                  f"{c['iterations']} iterations of batch {c['batch']} ({d.world_size} process"
-                  f"{'es' if d.world_size > 1 else ''}, {rounds} round{'s' if rounds > 1 else ''} of {batch_gpu}) "
-                  f"into {plan.run_dir}", file=sys.stderr)
+            print(
+                f"diffit-eval: training {c['preset']} on {c['data']} ({c['num_images']} images), {what}; "
+                f"{c['iterations']} iterations of batch {c['batch']} ({d.world_size} process"
+                f"{'es' if d.world_size > 1 else ''}, {rounds} round{'s' if rounds > 1 else ''} of {batch_gpu}) "
+                f"into {plan.run_dir}",
+                file=sys.stderr,
+            )
 
         display = _Display(config.verbose and d.is_main, total_nimg, nimg)
         with display, matmul_precision(c["precision"]):
@@ -329,8 +368,10 @@ def train(config: cfg.TrainConfig) -> Path | None:
                     rnd = BatchRandom(gen, slice(lo, lo + batch_gpu), c["batch"])
                     torch.manual_seed(step_seed(c["seed"], step, d.rank, round_idx))  # dropout masks
                     sync = round_idx == rounds - 1 or d.world_size == 1
-                    with (contextlib.nullcontext() if sync else ddp.no_sync()), \
-                            torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+                    with (
+                        contextlib.nullcontext() if sync else ddp.no_sync(),
+                        torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast),
+                    ):
                         loss = loss_fn(net=call, images=images, labels=None, augment_pipe=augment_pipe, rnd=rnd)
                     loss_sum += loss.detach().sum().to(torch.float64)
                     loss_count += loss.numel()
@@ -363,11 +404,16 @@ def train(config: cfg.TrainConfig) -> Path | None:
                 loss_count = 0
                 seconds = max(tick_end_time - tick_start_time - maintenance, 1e-9)
                 entry = {
-                    "tick": tick, "kimg": nimg / 1e3, "nimg": nimg, "step": step + 1,
-                    "loss": total_loss / max(count, 1), "lr": lr,
-                    "img_per_s": (nimg - tick_start_nimg) / seconds, "sec_per_kimg": seconds / max(nimg - tick_start_nimg, 1) * 1e3,
+                    "tick": tick,
+                    "kimg": nimg / 1e3,
+                    "nimg": nimg,
+                    "step": step + 1,
+                    "loss": total_loss / max(count, 1),
+                    "lr": lr,
+                    "img_per_s": (nimg - tick_start_nimg) / seconds,
+                    "sec_per_kimg": seconds / max(nimg - tick_start_nimg, 1) * 1e3,
                     "cpu_mem_gb": _cpu_mem_gb(),
-                    "gpu_mem_gb": torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else 0.0,
+                    "gpu_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0,
                     "timestamp": time.time(),
                 }
                 if device.type == "cuda":
@@ -379,21 +425,38 @@ def train(config: cfg.TrainConfig) -> Path | None:
                     if d.is_main:
                         st.save_snapshot(plan.run_dir, ema, nimg, meta)
                 if (done or tick % c["state_ticks"] == 0) and tick != 0 and d.is_main:
-                    st.save_state(plan.run_dir, {
-                        "net": net.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                        "nimg": nimg, "tick": tick + 1, "tick_start_nimg": nimg, "world_size": d.world_size,
-                        "augment_pipe": augment_pipe.state() if augment_pipe is not None else None,
-                        "config": st.compared(c), "torch_rng": torch.get_rng_state(),
-                    }, nimg)
+                    st.save_state(
+                        plan.run_dir,
+                        {
+                            "net": net.state_dict(),
+                            "ema": ema.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "nimg": nimg,
+                            "tick": tick + 1,
+                            "tick_start_nimg": nimg,
+                            "world_size": d.world_size,
+                            "augment_pipe": augment_pipe.state() if augment_pipe is not None else None,
+                            "config": st.compared(c),
+                            "torch_rng": torch.get_rng_state(),
+                        },
+                        nimg,
+                    )
 
                 # FID of the EMA network.
                 if next_metrics is not None and (nimg >= next_metrics or done):
                     if d.is_main:
                         fid = probe.measure(ema)
                         entry["fid"] = fid
-                        trstats.append(plan.run_dir / METRICS_LOG, {"kimg": nimg / 1e3, "nimg": nimg, "fid": fid,
-                                                                     "num_samples": probe.num_samples,
-                                                                     "timestamp": time.time()})
+                        trstats.append(
+                            plan.run_dir / METRICS_LOG,
+                            {
+                                "kimg": nimg / 1e3,
+                                "nimg": nimg,
+                                "fid": fid,
+                                "num_samples": probe.num_samples,
+                                "timestamp": time.time(),
+                            },
+                        )
                     every = int(round(plan.metrics_kimg * 1000))
                     next_metrics = (nimg // every + 1) * every
 
@@ -414,9 +477,16 @@ def train(config: cfg.TrainConfig) -> Path | None:
             if not (plan.run_dir / st.LATEST).is_file() or plan.resume_from is not None and session_start_nimg == nimg:
                 st.save_snapshot(plan.run_dir, ema, nimg, meta)
             trstats.plot(plan.run_dir / st.STATS, plan.run_dir / st.PLOT)
-            session = {"finished": now_iso(), "elapsed_s": round(time.time() - session_start, 3),
-                       "from_nimg": session_start_nimg, "to_nimg": nimg, "world_size": d.world_size,
-                       "batch_gpu": batch_gpu, "device": device_description(str(device)), "compile": plan.compile}
+            session = {
+                "finished": now_iso(),
+                "elapsed_s": round(time.time() - session_start, 3),
+                "from_nimg": session_start_nimg,
+                "to_nimg": nimg,
+                "world_size": d.world_size,
+                "batch_gpu": batch_gpu,
+                "device": device_description(str(device)),
+                "compile": plan.compile,
+            }
             plan.manifest["sessions"] = [*plan.manifest.get("sessions", []), session]
             plan.manifest["complete"] = nimg >= total_nimg
             plan.manifest["updated"] = now_iso()
@@ -424,8 +494,11 @@ def train(config: cfg.TrainConfig) -> Path | None:
 
             write_json_atomic(plan.run_dir / st.MANIFEST, plan.manifest)
             if config.verbose:
-                print(f"diffit-eval: trained to kimg {nimg / 1e3:.3f} ({nimg // c['batch']} iterations); EMA weights in "
-                      f"{plan.run_dir / st.LATEST}", file=sys.stderr)
+                print(
+                    f"diffit-eval: trained to kimg {nimg / 1e3:.3f} ({nimg // c['batch']} iterations); EMA weights in "
+                    f"{plan.run_dir / st.LATEST}",
+                    file=sys.stderr,
+                )
         distributed.shutdown(d)
         return plan.run_dir
     finally:

@@ -12,7 +12,7 @@ import torch
 
 from diffit_eval.errors import UserError
 
-SAMPLE_BATCH = 64   # images per sampler call
+SAMPLE_BATCH = 64  # images per sampler call
 FEATURE_BATCH = 64  # images per feature-network forward
 
 
@@ -27,17 +27,25 @@ class FIDProbe:
         self.net = load_feature_network(weights, device=device)
         self.ref = load_reference(ref, net=self.net, batch_size=FEATURE_BATCH, keep_rows=False, progress=False)
         if self.ref.resize != self.net.resize:
-            raise UserError(f"--ref {ref} was built with the {self.ref.resize} resize, the features use {self.net.resize}")
+            raise UserError(
+                f"--ref {ref} was built with the {self.ref.resize} resize, the features use {self.net.resize}"
+            )
         reason = self.ref.unsupported("fid")
         if reason:
             raise UserError(f"--ref {ref} cannot give an FID: {reason}")
         built_with = (self.ref.meta.get("feature_network") or {}).get("sha256")
         if built_with and built_with != self.net.weights_sha256:
-            raise UserError(f"--ref {ref} was built with another feature network (sha256 {built_with[:12]}) than "
-                            f"{self.net.weights_path.name}; rebuild it or pass the same --inception-weights")
+            raise UserError(
+                f"--ref {ref} was built with another feature network (sha256 {built_with[:12]}) than "
+                f"{self.net.weights_path.name}; rebuild it or pass the same --inception-weights"
+            )
 
     def describe(self) -> dict:
-        return {"reference": self.ref.describe(), "feature_network": self.net.describe(), "num_samples": self.num_samples}
+        return {
+            "reference": self.ref.describe(),
+            "feature_network": self.net.describe(),
+            "num_samples": self.num_samples,
+        }
 
     @torch.no_grad()
     def measure(self, ema: torch.nn.Module) -> float:
@@ -53,6 +61,6 @@ class FIDProbe:
             seeds = list(range(start, min(start + SAMPLE_BATCH, self.num_samples)))
             images, _ = sample_batch(ema, self.preset, seeds, device=self.device)
             for i in range(0, len(images), FEATURE_BATCH):
-                extract_batch(self.net, images[i:i + FEATURE_BATCH], fs, keep_rows=False)
+                extract_batch(self.net, images[i : i + FEATURE_BATCH], fs, keep_rows=False)
         ema.train(was_training)
         return float(evaluate(fs, self.ref, ["fid"], progress=False).values["fid"])

@@ -82,21 +82,30 @@ def claim(run_dir: Path, manifest: dict, resume: bool) -> tuple[RunLock, dict]:
     try:
         lock = RunLock(run_dir).acquire()
     except UserError:
-        raise UserError(f"{run_dir} is being written by another `diffit-eval train` run; "
-                        "wait for it to finish or pass another --out") from None
+        raise UserError(
+            f"{run_dir} is being written by another `diffit-eval train` run; "
+            "wait for it to finish or pass another --out"
+        ) from None
     try:
         path = run_dir / MANIFEST
         if path.is_file():
             old = read_manifest(run_dir)
             diff = config_differences(compared(old["config"]), compared(manifest["config"]))
             if diff:
-                raise UserError(f"{run_dir} holds a training run with another configuration ({'; '.join(diff)}); "
-                                "pass another --out, or delete the folder to start over")
+                raise UserError(
+                    f"{run_dir} holds a training run with another configuration ({'; '.join(diff)}); "
+                    "pass another --out, or delete the folder to start over"
+                )
             if not resume:
-                raise UserError(f"{run_dir} already holds a training run; pass --resume {run_dir} to continue it, "
-                                "or another --out")
-            manifest = {**old, "config": manifest["config"], "command": manifest["command"],
-                        "versions": manifest["versions"]}
+                raise UserError(
+                    f"{run_dir} already holds a training run; pass --resume {run_dir} to continue it, or another --out"
+                )
+            manifest = {
+                **old,
+                "config": manifest["config"],
+                "command": manifest["command"],
+                "versions": manifest["versions"],
+            }
         elif resume:
             raise UserError(f"--resume {run_dir}: not a training run folder (no {MANIFEST})")
         elif any(p.name != ".lock" for p in run_dir.iterdir()):
@@ -115,8 +124,7 @@ def claim(run_dir: Path, manifest: dict, resume: bool) -> tuple[RunLock, dict]:
 
 def sampling_state_dict(ema: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The EMA state_dict as the preset's network holds it: CPU, contiguous, no augmentation embedding."""
-    return {k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()
-            if not k.startswith(SAMPLING_DROPPED)}
+    return {k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items() if not k.startswith(SAMPLING_DROPPED)}
 
 
 def save_snapshot(run_dir: Path, ema: torch.nn.Module, nimg: int, metadata: dict) -> Path:
@@ -145,8 +153,7 @@ def save_state(run_dir: Path, state: dict, nimg: int) -> Path:
 
 def latest_state(run_dir: Path) -> Path | None:
     """The training state with the most images seen (by file name), or None."""
-    found = [(int(m.group(1)), p) for p in Path(run_dir).glob("training-state-*.pt")
-             if (m := _STATE_RE.match(p.name))]
+    found = [(int(m.group(1)), p) for p in Path(run_dir).glob("training-state-*.pt") if (m := _STATE_RE.match(p.name))]
     return max(found)[1] if found else None
 
 
@@ -154,5 +161,6 @@ def load_state(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise UserError(f"cannot read training state {path} ({type(e).__name__}: {e}); delete it to resume "
-                        "from the one before") from None
+        raise UserError(
+            f"cannot read training state {path} ({type(e).__name__}: {e}); delete it to resume from the one before"
+        ) from None

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from diffit_eval.assets.cache import atomic_path
 
-PLOT_SIZE = (720, 360)       # width, height of each panel in pixels
-MARGIN = (64, 24, 24, 40)    # left, top, right, bottom
+PLOT_SIZE = (720, 360)  # width, height of each panel in pixels
+MARGIN = (64, 24, 24, 40)  # left, top, right, bottom
 
 
 def append(path: Path, entry: dict) -> None:
@@ -66,7 +66,7 @@ def _panel(draw, box, xs, ys, title: str, log_y: bool) -> None:
 
     for frac in (0, 0.5, 1):  # axis labels: min, middle, max
         yv = ymin + frac * (ymax - ymin)
-        label = f"{10 ** yv:.4g}" if log_y else f"{yv:.4g}"
+        label = f"{10**yv:.4g}" if log_y else f"{yv:.4g}"
         draw.text((4, y1 - frac * (y1 - y0) - 6), label, fill=(0, 0, 0), font=font)
         xv = xmin + frac * (xmax - xmin)
         draw.text((x0 + frac * (x1 - x0) - 12, y1 + 6), f"{xv:.4g}", fill=(0, 0, 0), font=font)
@@ -89,11 +89,23 @@ def plot(stats_path: Path, png_path: Path) -> Path:
     img = Image.new("RGB", (w, h * panels), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     left, top, right, bottom = MARGIN
-    _panel(draw, (left, top, w - right, h - bottom), [e["kimg"] for e in entries], [e.get("loss") for e in entries],
-           "training loss (EDM-weighted, mean per element)", log_y=True)
+    _panel(
+        draw,
+        (left, top, w - right, h - bottom),
+        [e["kimg"] for e in entries],
+        [e.get("loss") for e in entries],
+        "training loss (EDM-weighted, mean per element)",
+        log_y=True,
+    )
     if fid:
-        _panel(draw, (left, h + top, w - right, 2 * h - bottom), [k for k, _ in fid], [v for _, v in fid],
-               "FID of EMA samples", log_y=False)
+        _panel(
+            draw,
+            (left, h + top, w - right, 2 * h - bottom),
+            [k for k, _ in fid],
+            [v for _, v in fid],
+            "FID of EMA samples",
+            log_y=False,
+        )
     with atomic_path(png_path) as tmp:
         img.save(tmp, format="PNG")
     return png_path
