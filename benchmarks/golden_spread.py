@@ -95,9 +95,9 @@ def run_variant(variant: str, overrides: dict) -> dict:
     reaches first, since that is where the suite catches it: sampler changes stages 0-1 (sampler output, guidance gain, images),
     the resize mode stage 2 (features), P/R's k stage 3 (metrics from the recorded images).
     """
-    from diffit_eval.report import golden, regress
+    from diffit_eval.report import golden, runners, suites
 
-    suite = regress.get_suite("golden-cpu")
+    suite = suites.get_suite("golden-cpu")
     settings = json.loads(json.dumps(suite.settings))
     settings.update(overrides)
     expected = {e.metric: e.value for e in suite.expected.values()}
@@ -106,7 +106,7 @@ def run_variant(variant: str, overrides: dict) -> dict:
         for p in _patches(variant, settings):
             stack.enter_context(p)
         if variant == "none":
-            values = regress.run_golden_cpu(wd, settings, suite.suites_file)
+            values = runners.run_golden_cpu(wd, settings, suite.suites_file)
         elif variant in SAMPLER_CHANGES:
             drawn = {
                 s.name: golden.sample_set(s, Path(wd) / s.name, int(settings["batch_size"]))
@@ -173,9 +173,9 @@ def main() -> None:
         for name in SENSITIVITY:
             print(f"sensitivity {name} ...", file=sys.stderr, flush=True)
             sens[name] = _subprocess(name, {}, {})
-    from diffit_eval.report import regress
+    from diffit_eval.report import suites
 
-    suite = regress.get_suite("golden-cpu")
+    suite = suites.get_suite("golden-cpu")
     rows = []
     for key, e in suite.expected.items():
         worst = max((v.get(key, 0.0) for v in spread.values() if v), default=float("nan"))

@@ -90,7 +90,7 @@ def test_samples_are_confidently_classified_digits_of_most_classes(demo, classif
 
 def test_rows_are_written_as_metrics_json(demo, tmp_path):
     from diffit_eval.demo import demo_table
-    from diffit_eval.report.table import render
+    from diffit_eval.report.render import render
 
     out = Path(demo.rows["trained"]["samples"]).parent
     for key, label in LABELS.items():

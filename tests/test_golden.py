@@ -19,7 +19,7 @@ import pytest
 
 from diffit_eval.protocol import METRIC_KEYS
 from diffit_eval.report import golden
-from diffit_eval.report import regress as rg
+from diffit_eval.report import suites as rs
 
 REPO = Path(__file__).resolve().parents[1]
 SUITES = REPO / "results" / "suites.toml"
@@ -95,16 +95,16 @@ def test_sketch_matrix_is_fixed_and_well_scaled():
 
 def test_golden_tolerance_lookup():
     tol = {"images": 3, "features": {"tol": 1e-5}, "metrics": {"rtol": 1e-4}, "metrics.precision": {"tol": 0.02}}
-    assert rg.golden_tolerance("images.edm", tol) == (3.0, 0.0)
-    assert rg.golden_tolerance("features.pool", tol) == (1e-5, 0.0)
-    assert rg.golden_tolerance("metrics.edm.fid", tol) == (0.0, 1e-4)
-    assert rg.golden_tolerance("metrics.ddpm.precision", tol) == (0.02, 0.0)
-    with pytest.raises(rg.CouldNotRun, match="no tolerance for golden value 'e2e.edm.fid'"):
-        rg.golden_tolerance("e2e.edm.fid", tol)
+    assert rs.golden_tolerance("images.edm", tol) == (3.0, 0.0)
+    assert rs.golden_tolerance("features.pool", tol) == (1e-5, 0.0)
+    assert rs.golden_tolerance("metrics.edm.fid", tol) == (0.0, 1e-4)
+    assert rs.golden_tolerance("metrics.ddpm.precision", tol) == (0.02, 0.0)
+    with pytest.raises(rs.CouldNotRun, match="no tolerance for golden value 'e2e.edm.fid'"):
+        rs.golden_tolerance("e2e.edm.fid", tol)
 
 
 def test_repo_golden_is_recorded_for_the_suites_sets():
-    suite = rg.get_suite("golden-cpu", SUITES)
+    suite = rs.get_suite("golden-cpu", SUITES)
     names = set(suite.expected)
     sets = golden.golden_sets(suite.settings)
     assert {f"images.{s.name}" for s in sets} <= names
@@ -128,7 +128,7 @@ def test_guidance_gain_is_the_ramped_scale_at_each_step():
     from diffit.ddpm import space_timesteps
     from diffit.guidance import cfg_scale_at
 
-    tol = rg.golden_tolerance("guidance.ddpm", rg.get_suite("golden-cpu", SUITES).settings["tolerances"])[0]
+    tol = rs.golden_tolerance("guidance.ddpm", rs.get_suite("golden-cpu", SUITES).settings["tolerances"])[0]
     gains = {}
     for scale in (4.4, 4.41):
         state, gains[scale] = golden.sampler_state(golden.GoldenSet("ddpm", "latent-tiny", "0-3", 5, scale, "ddpm_ref"))

@@ -16,6 +16,8 @@ import pytest
 
 from diffit_eval.protocol import METRIC_KEYS
 from diffit_eval.report import regress as rg
+from diffit_eval.report import runners as rr
+from diffit_eval.report import suites as rs
 from diffit_eval.report import table as tb
 
 REPO = Path(__file__).resolve().parents[1]
@@ -212,7 +214,7 @@ def test_table_all_sources_and_errors(tmp_path):
 
 
 def test_suites_file_is_versioned_and_complete(tmp_path):
-    suites = rg.load_suites(SUITES)
+    suites = rs.load_suites(SUITES)
     assert set(suites) >= {
         "golden-cpu",
         "adm-ref-256",
@@ -229,8 +231,8 @@ def test_suites_file_is_versioned_and_complete(tmp_path):
     assert suites["golden-cpu"].kind == "golden" and suites["golden-cpu"].expected  # recorded values
     future = tmp_path / "suites.toml"
     future.write_text(SUITES.read_text().replace("version = 1", "version = 99", 1))
-    with pytest.raises(rg.CouldNotRun, match="version 99"):
-        rg.load_suites(future)
+    with pytest.raises(rs.CouldNotRun, match="version 99"):
+        rs.load_suites(future)
 
 
 def test_regress_pass_exit_0(tmp_path):
@@ -306,8 +308,8 @@ def test_regress_missing_assets_exit_2_fast(tmp_path):
 def test_missing_assets_function_and_overrides(tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFIT_EVAL_CACHE", str(tmp_path))
     monkeypatch.delenv("DIFFIT_EVAL_INCEPTION_WEIGHTS", raising=False)
-    suite = rg.get_suite("adm-ref-256", SUITES)
-    assert [a.path for a in rg.missing_assets(suite)] == [
+    suite = rs.get_suite("adm-ref-256", SUITES)
+    assert [a.path for a in rr.missing_assets(suite)] == [
         tmp_path / "sample_batches" / "admnet_guided_upsampled_imagenet256.npz",
         tmp_path / "refs" / "imagenet256.npz",
         tmp_path / "weights" / "weights-inception-2015-12-05-6726825d.pth",
@@ -317,9 +319,9 @@ def test_missing_assets_function_and_overrides(tmp_path, monkeypatch):
     (tmp_path / "refs" / "imagenet256.npz").write_bytes(b"x")
     samples = tmp_path / "mine.npz"
     samples.write_bytes(b"x")
-    assert rg.missing_assets(suite, rg.RunOptions(samples=samples)) == []
-    c10 = rg.get_suite("cifar10", SUITES)
-    assert any("--ckpt" in a.fetch for a in rg.missing_assets(c10))
+    assert rr.missing_assets(suite, rr.RunOptions(samples=samples)) == []
+    c10 = rs.get_suite("cifar10", SUITES)
+    assert any("--ckpt" in a.fetch for a in rr.missing_assets(c10))
 
 
 @pytest.mark.parametrize(
@@ -375,9 +377,9 @@ def test_sample_suite_commands(tmp_path, monkeypatch):
             Path(args[args.index("--json") + 1]).write_text(json.dumps(SUITE_RESULT))
         return subprocess.CompletedProcess(cmd, 0)
 
-    monkeypatch.setattr(rg.subprocess, "run", fake_run)
-    suite = rg.get_suite("diffit-latent-256", SUITES)
-    out = rg.run_suite(suite, rg.RunOptions(workdir=tmp_path / "w", launcher=["torchrun", "--nproc_per_node", "8"]))
+    monkeypatch.setattr(rr.subprocess, "run", fake_run)
+    suite = rs.get_suite("diffit-latent-256", SUITES)
+    out = rr.run_suite(suite, rr.RunOptions(workdir=tmp_path / "w", launcher=["torchrun", "--nproc_per_node", "8"]))
     assert out["fid"] == SUITE_RESULT["fid"]
     assert calls[0][:5] == ["torchrun", "--nproc_per_node", "8", "-m", "diffit_eval"]
     sample = calls[0][calls[0].index("diffit_eval") + 1 :]
@@ -385,12 +387,12 @@ def test_sample_suite_commands(tmp_path, monkeypatch):
     assert calls[1][0] == sys.executable and "--ref" in calls[1] and "imagenet256" in calls[1]
     # --samples on a sample suite measures an existing run folder without sampling again.
     calls.clear()
-    rg.run_suite(suite, rg.RunOptions(workdir=tmp_path / "w", samples=tmp_path / "existing_run"))
+    rr.run_suite(suite, rr.RunOptions(workdir=tmp_path / "w", samples=tmp_path / "existing_run"))
     assert len(calls) == 1 and calls[0][calls[0].index("metrics") + 1] == str(tmp_path / "existing_run")
 
 
 def test_subprocess_failure_is_could_not_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(rg.subprocess, "run", lambda cmd, check=False: subprocess.CompletedProcess(cmd, 3))
+    monkeypatch.setattr(rr.subprocess, "run", lambda cmd, check=False: subprocess.CompletedProcess(cmd, 3))
     monkeypatch.setattr(rg, "missing_assets", lambda suite, opts=None: [])
-    report = rg.regress("diffit-latent-256", suites_path=SUITES, opts=rg.RunOptions(workdir=tmp_path))
+    report = rg.regress("diffit-latent-256", suites_path=SUITES, opts=rr.RunOptions(workdir=tmp_path))
     assert report.exit_code == 2 and "exited with 3" in report.reason

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
 
         from diffit_eval.assets.cache import check_writable
         from diffit_eval.demo import LABELS, demo_table, run_demo, write_demo_grid, write_summary
-        from diffit_eval.report.table import render
+        from diffit_eval.report.render import render
 
         check_writable(out / "metrics.json", f"--out {out}")  # before a minute of sampling
         for name in ("trained", "untrained"):

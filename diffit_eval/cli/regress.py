@@ -63,7 +63,7 @@ def _list_suites(suites_path: Optional[Path]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from diffit_eval.report.regress import load_suites
+    from diffit_eval.report.suites import load_suites
 
     t = Table(title="regression suites")
     for name in ("suite", "kind", "expected", "description"):
@@ -117,9 +117,9 @@ def regress(
     """Run a regression suite and compare its metrics with the expected values."""
     from diffit_eval.assets.cache import write_json_atomic
     from diffit_eval.errors import UserError
-    from diffit_eval.report.regress import RunOptions
     from diffit_eval.report.regress import regress as run_regress
     from diffit_eval.report.regress import update_golden as record
+    from diffit_eval.report.runners import RunOptions
 
     if list_:
         _list_suites(suites_path)
@@ -136,7 +136,8 @@ def regress(
         launcher=shlex.split(launcher) if launcher else None,
     )
     if fetch_only:
-        from diffit_eval.report.regress import CouldNotRun, fetch_assets, get_suite
+        from diffit_eval.report.runners import fetch_assets
+        from diffit_eval.report.suites import CouldNotRun, get_suite
 
         left = fetch_assets(get_suite(suite, suites_path), opts)
         if left:

@@ -49,7 +49,8 @@ def table(
     ),
 ) -> None:
     """Print Table S.1 (or Table 1/2) from results/published.csv, plus measured rows."""
-    from diffit_eval.report.table import make_table, render
+    from diffit_eval.report.render import render
+    from diffit_eval.report.table import make_table
 
     t = make_table(
         results or (),
