@@ -9,11 +9,15 @@ batch script) the default group is started with NCCL on CUDA and gloo on CPU. Wo
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from diffit_eval.errors import MissingAssetError, UserError
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,31 @@ def broadcast_object(obj, d: Dist, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def main_then_broadcast(fn: Callable[[], tuple[Any, Any]], d: Dist) -> tuple[Any, Any]:
+    """Rank 0 runs `fn() -> (shared, local)`; every rank gets `shared`, rank 0 also `local` (others None).
+
+    Planning (argument checks, claiming a run folder, loading what only rank 0 reads) happens once,
+    on rank 0. A user error there is raised on every rank with its exit code, and any other failure
+    is announced before rank 0 re-raises it, so no rank waits forever in the broadcast.
+    """
+    shared, local, error = None, None, None
+    if d.is_main:
+        try:
+            shared, local = fn()
+        except UserError as e:
+            if d.world_size == 1:
+                raise
+            error = (str(e), e.code)
+        except Exception as e:
+            broadcast_object((None, (f"rank 0 failed: {type(e).__name__}: {e}", 1)), d)
+            raise
+    shared, error = broadcast_object((shared, error), d)
+    if error is not None:
+        message, code = error
+        raise (MissingAssetError if code == 2 else UserError)(message, code)
+    return shared, local
 
 
 def shutdown(d: Dist) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from diffit_eval import distributed
-from diffit_eval.errors import Interrupted, MissingAssetError, UserError
+from diffit_eval.errors import Interrupted, UserError
 from diffit_eval.features.network import load_feature_network
 from diffit_eval.features.run_features import write_shard_features
 from diffit_eval.generate import shards
@@ -183,14 +183,6 @@ def finish_run(plan: RunPlan, elapsed: float, generated: int, world_size: int, d
     return plan.run_dir / npz_name
 
 
-def _broadcast_plan(plan: RunPlan | None, error: tuple[str, int] | None, d: distributed.Dist) -> RunPlan:
-    plan, error = distributed.broadcast_object((plan, error), d)
-    if error is not None:
-        message, code = error
-        raise (MissingAssetError if code == 2 else UserError)(message, code)
-    return plan
-
-
 def _interrupted_message(plan: RunPlan | None) -> str:
     """What Ctrl-C leaves: the finished shards (kept, every one complete) and the command that resumes."""
     if plan is None:
@@ -217,19 +209,14 @@ def generate(config: SampleConfig) -> Path:
     lock, vae, plan = None, None, None
     t0 = time.time()
     try:
-        error = None
-        if d.is_main:
-            try:
-                plan, vae = plan_run(config)
-                lock = claim_run_dir(plan)
-            except UserError as e:
-                error = (str(e), e.code)
-                if d.world_size == 1:
-                    raise
-            except Exception as e:  # tell the other ranks before failing, so none waits forever
-                distributed.broadcast_object((None, (f"rank 0 failed: {type(e).__name__}: {e}", 1)), d)
-                raise
-        plan = _broadcast_plan(plan, error, d)
+
+        def plan_and_claim():
+            nonlocal lock, vae
+            planned, vae = plan_run(config)
+            lock = claim_run_dir(planned)
+            return planned, None
+
+        plan, _ = distributed.main_then_broadcast(plan_and_claim, d)
         generated, seconds = run_shards(plan, d, device, vae=vae, verbose=config.verbose)
         distributed.barrier(d)
         per_rank = distributed.all_gather_objects((generated, seconds), d)

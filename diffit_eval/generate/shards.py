@@ -6,6 +6,7 @@ A run folder holds
     .lock                                 flock held by rank 0 while a run writes here
     shards/shard_00000.npz                images uint8 [S, H, W, 3], labels int64 [S], seeds int64 [S]
     shards/shard_00000.features-<net>-<resize>.npz   the shard's Inception features, float32 rows (optional)
+    shards/shard_00000.dinov2-<net>.npz   the shard's DINOv2 CLS tokens, float32 `dinov2` [S, d] (optional)
     samples_{N}x{H}x{W}x3.npz             ADM layout (`arr_0` images, `arr_1` labels), built from the shards
     grid.png                              the first 64 samples in seed order
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffit_eval.assets import cache
 from diffit_eval.assets.cache import atomic_path, write_json_atomic
 from diffit_eval.errors import UserError
 
@@ -110,6 +112,11 @@ def features_path(run_dir: Path, k: int, network_sha256: str, resize: str) -> Pa
     return Path(run_dir) / SHARD_DIR / f"shard_{k:05d}.features-{network_sha256[:16]}-{resize}.npz"
 
 
+def dinov2_features_path(run_dir: Path, k: int, network_sha256: str) -> Path:
+    """A shard's DINOv2 rows, named by the weights' sha256 (the preprocessing has no options)."""
+    return Path(run_dir) / SHARD_DIR / f"shard_{k:05d}.dinov2-{network_sha256[:16]}.npz"
+
+
 def write_shard(path: Path, images: np.ndarray, labels: np.ndarray | None, seeds: list[int]) -> None:
     """One shard, atomically: images uint8 NHWC, seeds int64 and (class-conditional models) labels int64."""
     arrays = {"images": np.ascontiguousarray(images, dtype=np.uint8), "seeds": np.asarray(seeds, dtype=np.int64)}
@@ -149,16 +156,7 @@ def remove_stale_temporaries(run_dir: Path) -> int:
 
 
 def read_manifest(run_dir: Path) -> dict:
-    path = Path(run_dir) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{run_dir} is not a sample run folder (no {MANIFEST})") from None
-    except ValueError as e:
-        raise UserError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "config" not in manifest:
-        raise UserError(f"{path} is not a diffit-eval sample manifest (expected format {FORMAT})")
-    return manifest
+    return cache.read_manifest(run_dir, MANIFEST, FORMAT, "sample run", ("config",))
 
 
 def write_manifest(run_dir: Path, manifest: dict) -> None:

@@ -27,10 +27,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import shlex
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,27 +36,14 @@ import numpy as np
 import torch
 
 from diffit_eval import distributed
-from diffit_eval.errors import MissingAssetError, UserError
 from diffit_eval.train import config as cfg
 from diffit_eval.train import data as trdata
 from diffit_eval.train import state as st
 from diffit_eval.train import stats as trstats
+from diffit_eval.train.plan import TrainPlan, plan_training
 
 COLLECTIVE_TIMEOUT = timedelta(hours=12)  # ranks wait while rank 0 writes snapshots or measures FID
 METRICS_LOG = "metrics.jsonl"
-
-
-@dataclass
-class TrainPlan:
-    """A resolved TrainConfig plus its run folder: what every process needs (picklable)."""
-
-    config: dict
-    run_dir: Path
-    resume_from: Path | None
-    batch_gpu: int | None
-    compile: bool
-    metrics_kimg: float | None
-    manifest: dict = field(default_factory=dict)
 
 
 def step_seed(seed: int, *parts: int) -> int:
@@ -98,68 +83,6 @@ def build_augment_pipe(c: dict):
     from diffit.augment import EDM_AUGMENT_KWARGS, AugmentPipe
 
     return AugmentPipe(p=c["augment"], **EDM_AUGMENT_KWARGS) if c["augment"] > 0 else None
-
-
-# ----------------------------------------------------------------------------
-# Planning (rank 0): options -> configuration -> checked data -> claimed folder.
-
-
-_FLAGS = {"snapshot_ticks": "--snap", "state_ticks": "--dump"}  # options whose flag is EDM's name, not the field's
-
-
-def _command(config: cfg.TrainConfig, run_dir: Path) -> str:
-    args = ["diffit-eval", "train"]
-    for key, value in config.given().items():
-        flag = _FLAGS.get(key, "--" + key.replace("_", "-"))
-        if value is True:
-            args.append(flag)
-        elif isinstance(value, (tuple, list)):
-            args += [flag, ",".join(str(v) for v in value)]
-        else:
-            args += [flag, str(value)]
-    return shlex.join(args + ["--out", str(run_dir)])
-
-
-def plan_training(config: cfg.TrainConfig, world_size: int = 1) -> TrainPlan:
-    """Resolve everything a run needs and check the data; touches no file (dry runs stop here)."""
-    from diffit_eval.provenance import now_iso, package_versions
-
-    if config.resume is not None:
-        resume_dir = Path(config.resume)
-        if config.out is not None and Path(config.out).resolve() != resume_dir.resolve():
-            raise UserError(f"--resume {config.resume} and --out {config.out} name different folders; pass one")
-        if not (resume_dir / st.MANIFEST).is_file():
-            raise UserError(f"--resume {config.resume}: not a training run folder (no {st.MANIFEST})")
-        old = st.read_manifest(resume_dir)
-        # Options not repeated on the command line are the run's own.
-        for key, value in old.get("options", {}).items():
-            if hasattr(config, key) and getattr(config, key) in (None, False):
-                setattr(config, key, tuple(value) if key == "adam_betas" else value)
-        run_dir = resume_dir
-    c = cfg.resolve(config)
-    cfg.split_batch(c["batch"], config.batch_gpu, world_size)  # before the data is opened
-    if config.resume is None:
-        run_dir = Path(config.out) if config.out is not None else st.default_run_dir(c["preset"])
-    c.update(trdata.describe_data(config.data, c["resolution"]))
-    manifest = {
-        "format": cfg.FORMAT,
-        "preset": c["preset"],
-        "config": c,
-        "options": config.given(),
-        "command": _command(config, run_dir),
-        "versions": package_versions(),
-        "created": now_iso(),
-        "sessions": [],
-    }
-    return TrainPlan(
-        config=c,
-        run_dir=run_dir,
-        resume_from=None,
-        batch_gpu=config.batch_gpu,
-        compile=config.compile,
-        metrics_kimg=config.metrics_kimg,
-        manifest=manifest,
-    )
 
 
 # ----------------------------------------------------------------------------
@@ -231,14 +154,6 @@ def _cpu_mem_gb() -> float:
 # The run.
 
 
-def _broadcast(obj, error, d: distributed.Dist):
-    obj, error = distributed.broadcast_object((obj, error), d)
-    if error is not None:
-        message, code = error
-        raise (MissingAssetError if code == 2 else UserError)(message, code)
-    return obj
-
-
 def _reduce_sum(values: list[float], d: distributed.Dist, device) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=device)
     if d.world_size > 1:
@@ -260,36 +175,26 @@ def train(config: cfg.TrainConfig) -> Path | None:
     device = torch.device(distributed.device_for(d, config.device))
     lock, probe = None, None
     try:
-        plan, error = None, None
-        if d.is_main:
-            try:
-                plan = plan_training(config, d.world_size)
-                if config.dry_run:
-                    print(
-                        json.dumps(
-                            {"run_dir": str(plan.run_dir), "world_size": d.world_size, **plan.config},
-                            indent=2,
-                            default=str,
-                        )
-                    )
-                else:
-                    if plan.metrics_kimg is not None:
-                        from diffit_eval.train.quality import FIDProbe
 
-                        probe = FIDProbe(
-                            plan.config["preset"], config.ref, config.metrics_num, config.inception_weights, str(device)
-                        )
-                        plan.manifest["metrics"] = probe.describe()
-                    lock, plan.manifest = st.claim(plan.run_dir, plan.manifest, resume=config.resume is not None)
-                    plan.resume_from = st.latest_state(plan.run_dir)
-            except UserError as e:
-                error = (str(e), e.code)
-                if d.world_size == 1:
-                    raise
-            except Exception as e:  # tell the other ranks before failing, so none waits forever
-                distributed.broadcast_object((None, (f"rank 0 failed: {type(e).__name__}: {e}", 1)), d)
-                raise
-        plan = _broadcast(plan, error, d)
+        def plan_and_claim() -> tuple[TrainPlan, None]:
+            nonlocal lock, probe  # rank 0's own: the finally below releases the lock whatever fails
+            plan = plan_training(config, d.world_size)
+            if config.dry_run:
+                info = {"run_dir": str(plan.run_dir), "world_size": d.world_size, **plan.config}
+                print(json.dumps(info, indent=2, default=str))
+                return plan, None
+            if plan.metrics_kimg is not None:
+                from diffit_eval.train.quality import FIDProbe
+
+                probe = FIDProbe(
+                    plan.config["preset"], config.ref, config.metrics_num, config.inception_weights, str(device)
+                )
+                plan.manifest["metrics"] = probe.describe()
+            lock, plan.manifest = st.claim(plan.run_dir, plan.manifest, resume=config.resume is not None)
+            plan.resume_from = st.latest_state(plan.run_dir)
+            return plan, None
+
+        plan, _ = distributed.main_then_broadcast(plan_and_claim, d)
         if config.dry_run:
             return None
         c = plan.config

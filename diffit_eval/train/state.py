@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from diffit_eval.assets import cache
 from diffit_eval.assets.cache import atomic_path, write_json_atomic
 from diffit_eval.errors import UserError
 from diffit_eval.generate.shards import RunLock, config_differences, remove_stale_temporaries
@@ -56,16 +57,7 @@ def default_run_dir(preset: str) -> Path:
 
 
 def read_manifest(run_dir: Path) -> dict:
-    path = Path(run_dir) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{run_dir} is not a training run folder (no {MANIFEST})") from None
-    except ValueError as e:
-        raise UserError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise UserError(f"{path} is not a diffit-eval training manifest (expected format {FORMAT})")
-    return manifest
+    return cache.read_manifest(run_dir, MANIFEST, FORMAT, "training run", ())
 
 
 def compared(config: dict) -> dict:
