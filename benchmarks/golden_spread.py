@@ -32,8 +32,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 SPREAD = {  # name -> (environment, settings overrides); the recorded run is avx2, 2 threads, batch 64
     "default": ({"ATEN_CPU_CAPABILITY": "default"}, {}),
+    "avx2": ({"ATEN_CPU_CAPABILITY": "avx2"}, {}),
     "avx512": ({"ATEN_CPU_CAPABILITY": "avx512"}, {}),
-    "avx2-1thread-batch8": ({"OMP_NUM_THREADS": "1"}, {"batch_size": 8, "feature_batch": 8}),
+    "native-1thread-batch8": ({"OMP_NUM_THREADS": "1"}, {"batch_size": 8, "feature_batch": 8}),
     "default-1thread-batch8": (
         {"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1"},
         {"batch_size": 8, "feature_batch": 8},
@@ -42,9 +43,11 @@ SPREAD = {  # name -> (environment, settings overrides); the recorded run is avx
 SENSITIVITY = ("rho", "sigma_max", "guidance", "timestep", "resize", "pr_k")
 
 
-def cpu_has_avx512() -> bool:
+def cpu_has(capability: str) -> bool:
+    """Whether this CPU runs `ATEN_CPU_CAPABILITY=capability` (kernels it lacks die of SIGILL)."""
+    flag = {"avx2": " avx2", "avx512": "avx512f"}.get(capability)
     try:
-        return "avx512f" in Path("/proc/cpuinfo").read_text()
+        return flag is None or flag in Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
 
@@ -164,8 +167,8 @@ def main() -> None:
     spread, sens = {}, {}
     if args.only != "sensitivity":
         for name, (env, overrides) in SPREAD.items():
-            if env.get("ATEN_CPU_CAPABILITY") == "avx512" and not cpu_has_avx512():
-                print(f"  {name}: skipped, this CPU has no AVX-512", file=sys.stderr)
+            if not cpu_has(env.get("ATEN_CPU_CAPABILITY", "")):
+                print(f"  {name}: skipped, this CPU cannot run {env['ATEN_CPU_CAPABILITY']}", file=sys.stderr)
                 continue
             print(f"spread {name} ...", file=sys.stderr, flush=True)
             spread[name] = _subprocess("none", env, overrides)
