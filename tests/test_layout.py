@@ -85,6 +85,18 @@ def test_ruff_format_is_clean():
     assert result.returncode == 0, result.stdout[-4000:]
 
 
+MAX_MODULE_LINES = 450  # "small modules, each one idea": a module past this is split, not grown
+
+
+def test_no_module_outgrows_one_idea():
+    sizes = {
+        str(f.relative_to(REPO)): len(f.read_text().splitlines())
+        for pkg in ("diffit", "diffit_eval")
+        for f in (REPO / pkg).rglob("*.py")
+    }
+    assert {f: n for f, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
 def test_diffit_imports_with_diffit_eval_absent():
     code = "import sys; sys.modules['diffit_eval'] = None; import diffit; diffit.create_model('cifar10-tiny')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
