@@ -7,7 +7,26 @@ and where it comes from is written in docs/PROTOCOL.md.
 from __future__ import annotations
 
 __all__ = [
+    "ALL_METRIC_KEYS",
+    "BOOTSTRAP_CONFIDENCE",
+    "BOOTSTRAP_METRICS",
+    "CI_SUFFIX",
+    "DEFAULT_BOOTSTRAP_SEED",
+    "DEFAULT_METRIC_GROUPS",
     "DEFAULT_RESIZE",
+    "DINOV2_DIM",
+    "DINOV2_FEATURE_NETWORK",
+    "DINOV2_INPUT_SIZE",
+    "DINOV2_INTERPOLATE_OFFSET",
+    "DINOV2_MEAN",
+    "DINOV2_STD",
+    "DINOV2_STAT_KEYS",
+    "EXTRA_METRIC_KEYS",
+    "KID_COEF0",
+    "KID_DEGREE",
+    "KID_SEED",
+    "KID_SUBSETS",
+    "KID_SUBSET_SIZE",
     "FEATURE_NETWORK",
     "LOGITS_DIM",
     "METRIC_GROUPS",
@@ -36,6 +55,37 @@ SPATIAL_DIM = 17 * 17 * SPATIAL_CHANNELS
 ROW_DIMS = {"pool": POOL_DIM, "spatial": SPATIAL_DIM, "logits": LOGITS_DIM}
 ROW_BYTES = 4 * sum(ROW_DIMS.values())  # float32 bytes one image's features take (20,316)
 
-# What `metrics` computes (and a reference batch can hold), and the values it reports.
-METRIC_GROUPS = ("fid", "sfid", "is", "pr")
+# What `metrics` computes (and a reference batch can hold), and the values it reports. The ADM set
+# (`DEFAULT_METRIC_GROUPS`, `METRIC_KEYS`) is what `metrics` computes unless --metrics names more,
+# and what the golden suite and Table S.1 read; KID and FD_DINOv2 (issue 16) are asked for by name.
+DEFAULT_METRIC_GROUPS = ("fid", "sfid", "is", "pr")
+METRIC_GROUPS = (*DEFAULT_METRIC_GROUPS, "kid", "fd_dinov2")
 METRIC_KEYS = ("fid", "sfid", "is", "precision", "recall")
+EXTRA_METRIC_KEYS = ("kid", "fd_dinov2")
+ALL_METRIC_KEYS = (*METRIC_KEYS, *EXTRA_METRIC_KEYS)
+
+# KID (Binkowski et al. 2018) with torch-fidelity's defaults (docs/PROTOCOL.md, "KID"): the cubic
+# polynomial kernel k(x, y) = (x.y / d + 1)^3 on pool_3, the unbiased MMD^2 averaged over 100
+# subsets of 1000 (fewer when a set is smaller), index draws from numpy's RandomState(2020).
+KID_DEGREE, KID_COEF0 = 3, 1.0  # gamma is 1 / d
+KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED = 100, 1000, 2020
+
+# FD_DINOv2 (Stein et al. 2023, dgm-eval; docs/PROTOCOL.md, "FD_DINOv2"): the CLS token of DINOv2
+# ViT-L/14 after its final LayerNorm, from images resized to 224 x 224 (PIL bicubic) and normalised
+# with ImageNet's mean and std. The pretrained grid of 37 x 37 position embeddings is resampled to
+# 16 x 16 bicubically with DINOv2's 0.1 offset, without antialiasing.
+DINOV2_FEATURE_NETWORK = "dinov2-vitl14"
+DINOV2_DIM = 1024
+DINOV2_INPUT_SIZE = 224
+DINOV2_MEAN = (0.485, 0.456, 0.406)
+DINOV2_STD = (0.229, 0.224, 0.225)
+DINOV2_INTERPOLATE_OFFSET = 0.1
+# Keys of the DINOv2 statistics in a reference npz (beside ADM's mu/sigma, which stay pool_3's).
+DINOV2_STAT_KEYS = ("mu_dinov2", "sigma_dinov2")
+
+# Bootstrap intervals (docs/PROTOCOL.md, "Bootstrap"): percentile intervals at 95% over replicates
+# that resample the samples with replacement, the reference fixed. `<key>_ci` holds [lo, hi].
+BOOTSTRAP_METRICS = ("fid", "fd_dinov2", "kid", "is", "precision", "recall")
+BOOTSTRAP_CONFIDENCE = 0.95
+DEFAULT_BOOTSTRAP_SEED = 0
+CI_SUFFIX = "_ci"

@@ -62,6 +62,7 @@ half-precision buffer.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -193,8 +194,13 @@ def _covered(
     sam_radii: torch.Tensor,
     block: int,
     arith: str,
+    cover: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(samples inside some reference radius, reference points inside some sample radius), from D(ref, sam)."""
+    """(samples inside some reference radius, reference points inside some sample radius), from D(ref, sam).
+
+    With `cover` (bool [len(ref), len(sam)]), also which sample balls hold which reference point:
+    the bootstrap's recall (:mod:`diffit_eval.metrics.bootstrap`) is read from it.
+    """
     dist = _block(arith)
     sam_in = torch.zeros(len(sam), dtype=torch.bool, device=sam.device)
     ref_in = torch.zeros(len(ref), dtype=torch.bool, device=ref.device)
@@ -213,7 +219,10 @@ def _covered(
             d = dist(ref[p0 : p0 + block], sam[c0 : c0 + block], ref_norms[p0 : p0 + block], sam_norms[c0 : c0 + block])
             rs = sam_radii[None, c0 : c0 + block]
             rs16 = None if sam_r16 is None else sam_r16[None, c0 : c0 + block]
-            ref_in[p0 : p0 + block] |= _in_radius(d, rs, rs16).any(dim=1)
+            inside = _in_radius(d, rs, rs16)
+            ref_in[p0 : p0 + block] |= inside.any(dim=1)
+            if cover is not None:
+                cover[p0 : p0 + block, c0 : c0 + block] = inside
             sam_in[c0 : c0 + block] |= _in_radius(d, rr, rr16).any(dim=0)
             del d
     return sam_in, ref_in
@@ -234,6 +243,46 @@ def precision_recall(
     `arith`: "adm-fp16" (ADM's float16 distances) or "exact" (float64). `half_norms` replaces
     the float16 |x|^2 rule (the band benchmark passes half-accumulating ones).
     """
+    m = membership(ref_feats, sample_feats, arith=arith, k=k, block=block, device=device, half_norms=half_norms)
+    return m.precision, m.recall
+
+
+@dataclass
+class Membership:
+    """Per-point outcomes behind precision/recall, kept for the bootstrap.
+
+    `sample_in[i]`: sample i lies in some reference ball (precision is their mean);
+    `ref_in[j]`: reference point j lies in some sample ball (recall is their mean);
+    `cover[j, i]` (when asked for): reference point j lies in the ball of sample i.
+    """
+
+    sample_in: np.ndarray
+    ref_in: np.ndarray
+    cover: torch.Tensor | None = None
+
+    @property
+    def precision(self) -> float:
+        # Shares as float64, as ADM's np.mean(status.astype(np.float64)) (a float32 mean gives 0.93333334).
+        return int(self.sample_in.sum()) / len(self.sample_in)
+
+    @property
+    def recall(self) -> float:
+        return int(self.ref_in.sum()) / len(self.ref_in)
+
+
+def membership(
+    ref_feats,
+    sample_feats,
+    *,
+    arith: str = "adm-fp16",
+    k: int = K,
+    block: int = BLOCK,
+    device: str | torch.device | None = None,
+    half_norms: HalfNorms = half_sq_norms,
+    keep_cover: bool = False,
+) -> Membership:
+    """The per-point indicators of :func:`precision_recall` (and with `keep_cover` the full
+    reference x sample coverage, bool, len(ref) x len(samples) bytes on `device`)."""
     _check_arith(arith)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     ref = torch.as_tensor(np.asarray(ref_feats, np.float32), device=device)
@@ -243,9 +292,9 @@ def precision_recall(
     ref_norms, sam_norms = sq_norms(ref, arith, half_norms), sq_norms(sam, arith, half_norms)
     ref_radii = manifold_radii(ref, k, block, arith, norms=ref_norms)
     sam_radii = manifold_radii(sam, k, block, arith, norms=sam_norms)
-    sam_in, ref_in = _covered(ref, sam, ref_norms, sam_norms, ref_radii, sam_radii, block, arith)
-    # Shares as float64, as ADM's np.mean(status.astype(np.float64)) (a float32 mean gives 0.93333334).
-    return sam_in.sum().item() / len(sam), ref_in.sum().item() / len(ref)
+    cover = torch.zeros((len(ref), len(sam)), dtype=torch.bool, device=device) if keep_cover else None
+    sam_in, ref_in = _covered(ref, sam, ref_norms, sam_norms, ref_radii, sam_radii, block, arith, cover)
+    return Membership(sam_in.cpu().numpy(), ref_in.cpu().numpy(), cover)
 
 
 def precision_recall_literal(ref_feats, sample_feats, *, k: int = K) -> tuple[float, float]:
