@@ -157,3 +157,42 @@ def _calibrate_standin(net: torch.nn.Module, seed: int) -> None:
     w.copy_(w.float().double())
     spread = (pool @ w.T).std(0).mean()
     w *= _on_grid(STANDIN_LOGIT_STD / spread, STANDIN_LOGIT_STD / spread)
+
+
+def make_dinov2_standin_weights(
+    path: str | os.PathLike, seed: int = 0, *, dim: int = 32, depth: int = 2, patch: int = 14, grid: int = 37
+) -> Path:
+    """A seeded random DINOv2-layout state_dict (the official key names, tiny sizes), for tests.
+
+    Every tensor is drawn from numpy's PCG64 (:mod:`diffit.seeded`) in `named_parameters` order:
+    linear and patch weights N(0, 1 / fan_in) (so features vary between images; DINOv2's own init
+    is std 0.02), biases 0, LayerNorm 1 / 0, LayerScale gammas 1, tokens and position embeddings
+    N(0, 0.02^2). The file
+    carries :data:`~diffit_eval.features.dinov2.STANDIN_MARKER`, so everything computed with it is
+    labelled STAND-IN. `grid` 37 is the real checkpoint's 518 / 14 grid, so the stand-in also
+    exercises the position-embedding resampling to 224 / 14 = 16.
+    """
+    from diffit import seeded
+
+    from diffit_eval.assets.cache import atomic_path
+    from diffit_eval.features.dinov2 import STANDIN_MARKER, DinoViT
+
+    net = DinoViT(dim, depth, patch, grid, 4 * dim)
+    gen = seeded.rng(seed, 2)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith(".bias") or name.startswith("norm") or ".norm" in name:
+                continue  # biases 0, LayerNorm weights 1 (as constructed)
+            if name.endswith("gamma"):
+                continue
+            fan_in = p[0].numel() if p.dim() > 1 and "token" not in name and "pos_embed" not in name else 0
+            p.copy_(seeded.normal(gen, p.shape, fan_in**-0.5 if fan_in else 0.02))
+    state = {k: v.float() for k, v in net.state_dict().items()}
+    state[STANDIN_MARKER] = torch.tensor(True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+    return path

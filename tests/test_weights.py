@@ -12,7 +12,7 @@ import pytest
 from diffit_eval.assets.weights import registry
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ["inception", "diffit-256", "diffit-512", "sd-vae-ft-ema", "sd-vae-ft-mse"]
+NAMES = ["inception", "dinov2-vitl14", "diffit-256", "diffit-512", "sd-vae-ft-ema", "sd-vae-ft-mse"]
 
 
 def offline_env(cache: Path) -> dict[str, str]:

@@ -28,6 +28,12 @@ def _inception() -> Path:
     return resolve_inception_weights(None)
 
 
+def _dinov2() -> Path:
+    from diffit_eval.assets.dinov2 import resolve_dinov2_weights
+
+    return resolve_dinov2_weights(None)
+
+
 def _checkpoint(name: str) -> Callable[[], Path]:
     def fetch() -> Path:
         from diffit_eval.assets.checkpoints import resolve_checkpoint
@@ -57,12 +63,14 @@ def registry() -> dict[str, Weights]:
     from diffit.checkpoint import CHECKPOINTS
     from diffit.vae import VAE_SOURCES, vae_url
 
+    from diffit_eval.assets.dinov2 import DINOV2_FLAG, DINOV2_URL
     from diffit_eval.assets.inception import INCEPTION_URL
 
     out = {
         "inception": Weights(
             "InceptionV3 (torch-fidelity inception-v3-compat)", INCEPTION_URL, "--inception-weights PATH", _inception
-        )
+        ),
+        "dinov2-vitl14": Weights("DINOv2 ViT-L/14 (FD_DINOv2, dgm-eval)", DINOV2_URL, DINOV2_FLAG, _dinov2),
     }
     for name, c in CHECKPOINTS.items():
         out[name] = Weights(f"DiffiT checkpoint ({c.preset})", c.url, "--ckpt PATH", _checkpoint(name))

@@ -38,6 +38,9 @@ class FeatureSet:
     spatial: RunningStats = field(default_factory=lambda: RunningStats(SPATIAL_DIM))
     logits: list[np.ndarray] = field(default_factory=list)
     pool_rows: list[np.ndarray] = field(default_factory=list)
+    # DINOv2 CLS tokens (FD_DINOv2), when a DINOv2 network ran: statistics and rows (the bootstrap's).
+    dinov2: RunningStats | None = None
+    dinov2_rows: list[np.ndarray] = field(default_factory=list)
 
     @property
     def count(self) -> int:
@@ -51,7 +54,23 @@ class FeatureSet:
         if keep_rows:
             self.pool_rows.append(_float32(pool))
 
+    def add_dinov2(self, rows) -> None:
+        """Add a batch of DINOv2 rows (the same images, in the same order, as the Inception rows)."""
+        rows = _float32(rows)
+        if self.dinov2 is None:
+            self.dinov2 = RunningStats(rows.shape[1])
+        self.dinov2.update(rows)
+        self.dinov2_rows.append(rows)
+
+    def all_dinov2_rows(self) -> np.ndarray | None:
+        return np.concatenate(self.dinov2_rows) if self.dinov2_rows else None
+
     def merge(self, other: FeatureSet) -> FeatureSet:
+        if other.dinov2 is not None:
+            if self.dinov2 is None:
+                self.dinov2 = RunningStats(other.dinov2.dim)
+            self.dinov2.merge(other.dinov2)
+            self.dinov2_rows.extend(other.dinov2_rows)
         self.pool.merge(other.pool)
         self.spatial.merge(other.spatial)
         self.logits.extend(other.logits)
@@ -103,11 +122,18 @@ def load_feature_rows(path: str | os.PathLike, count: int | None = None) -> dict
 
 
 def extract_batch(
-    net: InceptionFeatures, images_nhwc: np.ndarray | torch.Tensor, into: FeatureSet, keep_rows: bool = True
+    net: InceptionFeatures,
+    images_nhwc: np.ndarray | torch.Tensor,
+    into: FeatureSet,
+    keep_rows: bool = True,
+    dinov2=None,
 ) -> None:
-    """Run one uint8 NHWC batch through the network and add it to `into`."""
+    """Run one uint8 NHWC batch through the network (and `dinov2`, a
+    :class:`~diffit_eval.features.dinov2.DINOv2Features`, when given) and add it to `into`."""
     f = batch_features(net, images_nhwc)
     into.add(f.pool, f.logits, f.spatial, keep_rows=keep_rows)
+    if dinov2 is not None:
+        into.add_dinov2(dinov2(images_nhwc))
 
 
 def batch_features(net: InceptionFeatures, images_nhwc: np.ndarray | torch.Tensor):
@@ -126,14 +152,16 @@ def extract_features(
     keep_rows: bool = True,
     progress: bool = True,
     description: str | None = None,
+    dinov2=None,
 ) -> FeatureSet:
-    """Extract a :class:`FeatureSet` from a sample source (see :mod:`diffit_eval.io.sources`)."""
+    """Extract a :class:`FeatureSet` from a sample source (see :mod:`diffit_eval.io.sources`); with
+    `dinov2`, its features come from the same read of each batch (one pass over the images)."""
     from diffit_eval.progress import progress_bar
 
     total = source.num_images if limit is None else min(limit, source.num_images)
     fs = FeatureSet()
     with progress_bar(total, description or f"features {Path(source.path).name}", enabled=progress) as advance:
         for batch in source.iter_batches(batch_size, limit):
-            extract_batch(net, batch, fs, keep_rows=keep_rows)
+            extract_batch(net, batch, fs, keep_rows=keep_rows, dinov2=dinov2)
             advance(len(batch))
     return fs
