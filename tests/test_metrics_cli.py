@@ -394,7 +394,7 @@ BAD_INPUT = {
     "one sample": ("one.npz", "ref_ms.npz", [], ["at least 2 samples", "got 1"]),
     "--num-samples 1": ("small.npz", "ref_ms.npz", ["--num-samples", "1"], ["at least 2"]),
     "--num-samples beyond the file": ("small.npz", "ref_ms.npz", ["--num-samples", "5"], ["holds only 4"]),
-    "unknown metric": ("small.npz", "ref_ms.npz", ["--metrics", "fid,kid"], ["kid"]),
+    "unknown metric": ("small.npz", "ref_ms.npz", ["--metrics", "fid,kdi"], ["kdi"]),
     "unknown resize": ("small.npz", "ref_ms.npz", ["--resize", "bicubic"], ["bicubic", "legacy-tf"]),
     "weights file missing": ("small.npz", "ref_ms.npz", ["--inception-weights", "{d}/nope.pth"], ["not found"]),
     "weights file not weights": (

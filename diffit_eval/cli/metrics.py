@@ -1,4 +1,5 @@
-"""`diffit-eval metrics`: FID, sFID, IS, precision and recall of a sample set against a reference."""
+"""`diffit-eval metrics`: FID, sFID, IS, precision and recall (and on request KID, FD_DINOv2 and
+bootstrap intervals) of a sample set against a reference."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Optional
 
 import typer
 
-METRICS_HELP = "Comma list of fid,sfid,is,pr (default: all the reference supports)."
+METRICS_HELP = "Comma list of fid,sfid,is,pr,kid,fd_dinov2 (default: fid,sfid,is,pr, those the reference supports)."
 
 
 def fmt(value, digits: int) -> str:
@@ -17,6 +18,15 @@ def fmt(value, digits: int) -> str:
     text = f"{value:.{digits}f}"
     # identical sets: a FID of -1e-13 (rounding) reads 0.0000, not -0.0000
     return text[1:] if text.startswith("-") and not text.strip("-0.") else text
+
+
+def with_ci(record: dict, key: str, digits: int) -> str:
+    """`1.7300 [1.7000, 1.7700]` when the record has `<key>_ci`, else the value alone."""
+    text = fmt(record.get(key), digits)
+    ci = record.get(key + "_ci")
+    if ci and record.get(key) is not None:
+        text += f" [{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
+    return text
 
 
 PR_ARITH_NOTE = {"adm-fp16": "ADM float16 distances (the protocol)", "exact": "exact float64 distances"}
@@ -51,12 +61,14 @@ def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
     net = record["feature_network"]
     table = Table(title=f"diffit-eval metrics: {record['label']}", title_justify="left")
     suffix = "" if pr_arith == "adm-fp16" else " (exact)"
+    extra = [(col, key, d) for col, key, d in (("KID", "kid", 5), ("FD_DINOv2", "fd_dinov2", 3)) if key in record]
     for col in (
         "FID",
         "sFID",
         "IS",
         "Precision" + suffix,
         "Recall" + suffix,
+        *(c for c, _, _ in extra),
         "N",
         "reference",
         "feature network",
@@ -66,15 +78,16 @@ def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
         table.add_column(
             col, justify="left" if col in ("reference", "feature network", "resize") else "right", overflow="fold"
         )
-    is_text = fmt(record["is"], 2) + ("" if record["is_std"] is None else f" ± {record['is_std']:.2f}")
+    is_text = with_ci(record, "is", 2) + ("" if record["is_std"] is None else f" ± {record['is_std']:.2f}")
     key = "" if pr_arith == "adm-fp16" else "_exact"
     other = "_exact" if pr_arith == "adm-fp16" else ""
     table.add_row(
-        fmt(record["fid"], 4),
+        with_ci(record, "fid", 4),
         fmt(record["sfid"], 4),
         is_text,
-        fmt(record.get("precision" + key), 4),
-        fmt(record.get("recall" + key), 4),
+        with_ci(record, "precision" + key, 4),
+        with_ci(record, "recall" + key, 4),
+        *(with_ci(record, k, d) for _, k, d in extra),
         str(record["num_samples"]),
         record["reference"]["name"],
         "[bold red]STAND-IN[/]" if net["standin"] else net["name"],
@@ -89,11 +102,29 @@ def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
             f"  precision/recall with {PR_ARITH_NOTE['exact' if other else 'adm-fp16']}: "
             f"{fmt(record['precision' + other], 4)} / {fmt(record['recall' + other], 4)}"
         )
+    boot = record.get("bootstrap")
+    if boot:
+        console.print(
+            f"  [lo, hi]: {int(100 * boot['confidence'])}% percentile intervals from {boot['replicates']} bootstrap "
+            f"replicates of the samples (seed {boot['seed']}, reference fixed)"
+        )
+    kid = record.get("kid_protocol")
+    if kid:
+        console.print(
+            f"  KID: {kid['subsets']} subsets of {kid['subset_size']}, {kid['kernel']}"
+            + (f" ({kid['note']})" if kid.get("note") else "")
+        )
     for metric, reason in record["unavailable"].items():
         console.print(f"  {metric}: n/a ({reason})")
     if record.get("resolution_mismatch"):
         console.print(
             f"[bold red]  {record['resolution_mismatch']}; these numbers do not compare images of one size.[/]"
+        )
+    dinov2 = record.get("dinov2_network")
+    if dinov2 and dinov2["standin"]:
+        console.print(
+            "[bold red]  FD_DINOv2 comes from a STAND-IN DINOv2 network (random weights); it is not "
+            "comparable with any paper.[/]"
         )
     if net["standin"]:
         console.print(
@@ -154,6 +185,19 @@ def register(app: typer.Typer) -> None:
             help="eigh (symmetric eigenvalues) or adm-sqrtm "
             "(ADM's scipy sqrtm routine, for its digits on fewer samples than dimensions).",
         ),
+        dinov2_weights: Optional[str] = typer.Option(
+            None,
+            "--dinov2-weights",
+            help="Local DINOv2 ViT-L/14 weights (Meta's dinov2_vitl14_pretrain.pth) for fd_dinov2; "
+            "env DIFFIT_EVAL_DINOV2_WEIGHTS.",
+        ),
+        bootstrap: Optional[int] = typer.Option(
+            None,
+            "--bootstrap",
+            help="B replicates (e.g. 200): 95% percentile intervals for FID, FD_DINOv2, KID, IS, "
+            "precision and recall, resampling the samples (reference fixed).",
+        ),
+        bootstrap_seed: int = typer.Option(0, "--bootstrap-seed", help="Seed of the bootstrap draws."),
         allow_resolution_mismatch: bool = typer.Option(
             False,
             "--allow-resolution-mismatch",
@@ -171,6 +215,8 @@ def register(app: typer.Typer) -> None:
         if fid_method not in FID_METHODS:
             raise UserError(f"unknown --fid-method {fid_method!r}; choose one of {', '.join(FID_METHODS)}")
         wanted = parse_metrics(metrics_)
+        if bootstrap is not None and bootstrap < 1:
+            raise UserError(f"--bootstrap {bootstrap}: the number of replicates must be at least 1 (e.g. 200)")
         if json_path is not None:  # before computing anything: at 50K images a late failure loses the run
             check_writable(json_path, f"--json {json_path}")
         if samples is None:
@@ -195,6 +241,9 @@ def register(app: typer.Typer) -> None:
                 progress=not quiet,
                 allow_resolution_mismatch=allow_resolution_mismatch,
                 fid_method=fid_method,
+                dinov2_weights=dinov2_weights,
+                bootstrap=bootstrap,
+                bootstrap_seed=bootstrap_seed,
             )
         except KeyboardInterrupt:
             from diffit_eval.cli import command_line

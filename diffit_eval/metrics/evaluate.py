@@ -1,6 +1,10 @@
-"""Features + reference -> FID, sFID, IS, precision, recall; and the JSON that records them.
+"""Features + reference -> FID, sFID, IS, precision, recall, KID, FD_DINOv2 and their bootstrap
+intervals; and the JSON that records them.
 
 A metric the reference cannot support is `None` with its reason in `unavailable`, never dropped.
+Every metric comes from one pass over the images: Inception (and DINOv2 when FD_DINOv2 is asked
+for) see each batch once, or a run folder's saved rows are replayed; KID and the bootstrap reuse
+the pool_3 rows already extracted.
 """
 
 from __future__ import annotations
@@ -14,15 +18,29 @@ from diffit_eval.features.extract import FeatureSet, extract_features
 from diffit_eval.features.run_features import run_folder_features
 from diffit_eval.generate.shards import RunSource
 from diffit_eval.io.sources import open_samples
+from diffit_eval.metrics.bootstrap import BootstrapInputs, bootstrap_intervals
 from diffit_eval.metrics.fid import frechet_distance_by
 from diffit_eval.metrics.inception_score import inception_score
-from diffit_eval.metrics.prc import K, precision_recall
-from diffit_eval.protocol import DEFAULT_RESIZE, METRIC_GROUPS
+from diffit_eval.metrics.kid import kid
+from diffit_eval.metrics.prc import K, membership
+from diffit_eval.protocol import (
+    BOOTSTRAP_CONFIDENCE,
+    CI_SUFFIX,
+    DEFAULT_BOOTSTRAP_SEED,
+    DEFAULT_METRIC_GROUPS,
+    DEFAULT_RESIZE,
+    KID_SEED,
+    KID_SUBSET_SIZE,
+    KID_SUBSETS,
+    METRIC_GROUPS,
+)
 from diffit_eval.provenance import device_description, now_iso, package_versions
 from diffit_eval.references.store import Reference, load_reference
 
 # precision/recall: ADM's float16 distances (the protocol); *_exact: float64 distances (diffit_eval/metrics/prc.py)
 VALUE_KEYS = ("fid", "sfid", "is", "is_std", "precision", "recall", "precision_exact", "recall_exact")
+# Written only when asked for (--metrics kid / fd_dinov2), so ADM-protocol records keep their keys.
+EXTRA_VALUE_KEYS = {"kid": ("kid", "kid_std"), "fd_dinov2": ("fd_dinov2",)}
 
 
 @dataclass
@@ -30,10 +48,11 @@ class MetricsResult:
     values: dict = field(default_factory=lambda: {k: None for k in VALUE_KEYS})
     unavailable: dict = field(default_factory=dict)
     num_samples: int = 0
+    extra: dict = field(default_factory=dict)  # protocol settings of what was computed (KID subsets, bootstrap)
 
 
 def parse_metrics(text: str | None) -> list[str] | None:
-    """`fid,sfid,is,pr` -> list; None means every metric the reference supports."""
+    """`fid,sfid,is,pr,kid,fd_dinov2` -> list; None means the ADM set (`DEFAULT_METRIC_GROUPS`)."""
     if text is None or text.strip() in ("", "all"):
         return None
     names = [m.strip().lower() for m in text.split(",") if m.strip()]
@@ -60,12 +79,18 @@ def evaluate(
     device: str | None = None,
     progress: bool = True,
     fid_method: str = "eigh",
+    bootstrap: int | None = None,
+    bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED,
 ) -> MetricsResult:
-    """Compute the requested metrics (default: all the reference supports)."""
+    """Compute the requested metrics (default: the ADM set the reference supports); with
+    `bootstrap` B, also `<metric>_ci` intervals from B replicates (:mod:`diffit_eval.metrics.bootstrap`)."""
     if samples.count < 2:
         raise UserError(f"need at least 2 samples for statistics, got {samples.count}")
     res = MetricsResult(num_samples=samples.count)
-    wanted = list(METRIC_GROUPS) if metrics is None else metrics
+    wanted = list(DEFAULT_METRIC_GROUPS) if metrics is None else metrics
+    for group in wanted:
+        for key in EXTRA_VALUE_KEYS.get(group, ()):
+            res.values[key] = None
     for m in wanted:
         reason = ref.unsupported(m)
         if reason:
@@ -74,6 +99,8 @@ def evaluate(
         res.unavailable["pr"] = (
             f"precision/recall need more than {K} samples (k-th neighbour, k = {K}), got {samples.count}"
         )
+    if "fd_dinov2" in wanted and "fd_dinov2" not in res.unavailable and samples.dinov2 is None:
+        res.unavailable["fd_dinov2"] = "the samples have no DINOv2 features"
     if "pr" in wanted and "pr" not in res.unavailable and ref.num_pr_images <= K:
         res.unavailable["pr"] = (
             f"precision/recall need more than {K} reference images (k-th neighbour, k = {K}), "
@@ -86,23 +113,63 @@ def evaluate(
         res.values["sfid"] = _distance(samples.spatial, ref.mu_s, ref.sigma_s, ref.shown, fid_method)
     if "is" in todo:
         res.values["is"], res.values["is_std"] = inception_score(samples.all_logits())
-    if "pr" in todo:
-        rows = samples.all_pool_rows()
-        if rows is None:
-            raise ValueError("precision/recall need the sample pool_3 rows (extract with keep_rows=True)")
+    if "fd_dinov2" in todo:
+        res.values["fd_dinov2"] = _distance(samples.dinov2, ref.mu_dinov2, ref.sigma_dinov2, ref.shown, fid_method)
+    rows = samples.all_pool_rows()
+    if rows is None and ("pr" in todo or "kid" in todo or bootstrap):
+        raise ValueError("precision/recall, KID and the bootstrap need the sample pool_3 rows (keep_rows=True)")
+    ref_rows = None
+    if "pr" in todo or "kid" in todo:
         ref_rows = ref.pr_feature_rows(net, batch_size=batch_size, progress=progress)
-        res.values["precision"], res.values["recall"] = precision_recall(ref_rows, rows, device=device)
-        res.values["precision_exact"], res.values["recall_exact"] = precision_recall(
-            ref_rows, rows, arith="exact", device=device
+    adm = None
+    if "pr" in todo:
+        adm = membership(ref_rows, rows, device=device, keep_cover=bool(bootstrap))
+        res.values["precision"], res.values["recall"] = adm.precision, adm.recall
+        exact = membership(ref_rows, rows, arith="exact", device=device)
+        res.values["precision_exact"], res.values["recall_exact"] = exact.precision, exact.recall
+    if "kid" in todo:
+        res.values["kid"], res.values["kid_std"], m = kid(rows, ref_rows)
+        res.extra["kid_protocol"] = {
+            "subsets": KID_SUBSETS,
+            "subset_size": m,
+            "seed": KID_SEED,
+            "kernel": "poly (x.y / d + 1)^3",
+            **(
+                {"note": f"subset size {m} < {KID_SUBSET_SIZE}: fewer samples or reference rows"}
+                if m < KID_SUBSET_SIZE
+                else {}
+            ),
+        }
+    if bootstrap:
+        inputs = BootstrapInputs(
+            fid=(rows, ref.mu, ref.sigma) if "fid" in todo else None,
+            fd_dinov2=(samples.all_dinov2_rows(), ref.mu_dinov2, ref.sigma_dinov2) if "fd_dinov2" in todo else None,
+            kid=(rows, ref_rows, res.extra["kid_protocol"]["subset_size"]) if "kid" in todo else None,
+            logits=samples.all_logits() if "is" in todo else None,
+            sample_in=adm.sample_in if adm is not None else None,
+            cover=adm.cover if adm is not None else None,
         )
+        res.values.update(bootstrap_intervals(samples.count, inputs, bootstrap, seed=bootstrap_seed, device=device))
+        res.extra["bootstrap"] = {
+            "replicates": bootstrap,
+            "seed": bootstrap_seed,
+            "confidence": BOOTSTRAP_CONFIDENCE,
+            "interval": "percentile",
+            "resampled": "samples, with replacement; reference fixed",
+            "keys": sorted(k for k in res.values if k.endswith(CI_SUFFIX)),
+        }
     return res
 
 
-def sample_features(source, net, *, limit: int | None, batch_size: int, keep_rows: bool, progress: bool) -> FeatureSet:
-    """A run folder's saved per-shard features when they match the network; else extract from images."""
-    fs = run_folder_features(source, net, limit) if isinstance(source, RunSource) else None
+def sample_features(
+    source, net, *, limit: int | None, batch_size: int, keep_rows: bool, progress: bool, dinov2=None
+) -> FeatureSet:
+    """A run folder's saved per-shard features when they match the network(s); else extract from images."""
+    fs = run_folder_features(source, net, limit, dinov2=dinov2) if isinstance(source, RunSource) else None
     if fs is None:
-        fs = extract_features(source, net, batch_size=batch_size, limit=limit, keep_rows=keep_rows, progress=progress)
+        fs = extract_features(
+            source, net, batch_size=batch_size, limit=limit, keep_rows=keep_rows, progress=progress, dinov2=dinov2
+        )
     return fs
 
 
@@ -121,19 +188,30 @@ def run_metrics(
     progress: bool = True,
     allow_resolution_mismatch: bool = False,
     fid_method: str = "eigh",
+    dinov2_weights: str | None = None,
+    bootstrap: int | None = None,
+    bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED,
 ) -> dict:
     """The whole `diffit-eval metrics` job as a library call; returns the JSON-ready record."""
+    from diffit_eval.features.dinov2 import load_dinov2_network
     from diffit_eval.features.network import default_batch_size, load_feature_network
 
     t0 = time.time()
     if num_samples is not None and num_samples < 2:
         raise UserError(f"--num-samples must be at least 2, got {num_samples}")
+    if bootstrap is not None and bootstrap < 1:
+        raise UserError(f"--bootstrap {bootstrap}: the number of replicates must be at least 1 (e.g. 200)")
     source = open_samples(samples_path)
     if num_samples is not None and num_samples > source.num_images:
         raise UserError(f"--num-samples {num_samples} but {samples_path} holds only {source.num_images} images")
+    dinov2 = None
+    if (
+        metrics is not None and "fd_dinov2" in metrics
+    ):  # the weights before the Inception ones: both are checked before any work
+        dinov2 = load_dinov2_network(dinov2_weights, device=device, allow_download=allow_download)
     net = load_feature_network(weights, device=device, resize=resize, allow_download=allow_download)
     batch_size = batch_size or default_batch_size(str(next(net.parameters()).device))
-    wanted_pr = metrics is None or "pr" in metrics
+    wanted_pr = metrics is None or "pr" in metrics or "kid" in metrics or bool(bootstrap)
     ref = load_reference(
         ref_spec,
         net=net,
@@ -144,7 +222,13 @@ def run_metrics(
         samples_resolution=source.resolution,
         samples_shown=str(samples_path),
         allow_resolution_mismatch=allow_resolution_mismatch,
+        dinov2=dinov2,
     )
+    if dinov2 is not None and ref.dinov2_sha256 and ref.dinov2_sha256 != dinov2.weights_sha256:
+        raise UserError(
+            f"reference {ref.shown} has DINOv2 statistics of other weights (sha256 {ref.dinov2_sha256[:12]}) than "
+            f"{dinov2.weights_path.name} (sha256 {dinov2.weights_sha256[:12]}); rebuild it or pass the same weights"
+        )
     if ref.resize != net.resize:
         raise UserError(
             f"reference {ref.shown} was built with the {ref.resize} resize but these features use "
@@ -157,9 +241,20 @@ def run_metrics(
             f"{'a stand-in' if ref.meta['feature_network'].get('standin') else 'InceptionV3'}) than "
             f"{net.weights_path.name} (sha256 {net.weights_sha256[:12]}); rebuild it or pass the same weights"
         )
-    fs = sample_features(source, net, limit=num_samples, batch_size=batch_size, keep_rows=wanted_pr, progress=progress)
+    fs = sample_features(
+        source, net, limit=num_samples, batch_size=batch_size, keep_rows=wanted_pr, progress=progress, dinov2=dinov2
+    )
     res = evaluate(
-        fs, ref, metrics, net=net, batch_size=batch_size, device=device, progress=progress, fid_method=fid_method
+        fs,
+        ref,
+        metrics,
+        net=net,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        fid_method=fid_method,
+        bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed,
     )
     manifest = source.manifest if isinstance(source, RunSource) else {}
     return {
@@ -172,6 +267,8 @@ def run_metrics(
         "samples": str(samples_path),
         "reference": ref.describe(),
         "feature_network": net.describe(),
+        **({"dinov2_network": dinov2.describe()} if dinov2 is not None else {}),
+        **res.extra,
         "resize": net.resize,
         "fid_method": fid_method,
         **({"resolution_mismatch": ref.resolution_note} if ref.resolution_note else {}),

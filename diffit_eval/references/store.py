@@ -1,7 +1,8 @@
 """The other half of every metric: reference statistics.
 
 A reference is one of:
-- an ADM reference batch (`mu`, `sigma`, `mu_s`, `sigma_s`, `arr_0` with the P/R images);
+- an ADM reference batch (`mu`, `sigma`, `mu_s`, `sigma_s`, `arr_0` with the P/R images), and
+  in files built with DINOv2 its statistics under `mu_dinov2`, `sigma_dinov2` (FD_DINOv2);
 - a statistics file with only `mu`/`sigma` (EDM fid-refs, clean-fid): FID only;
 - another sample source (npz, folder, run folder): everything is computed from its images;
 - a registry name (`imagenet256`, ...), resolved through :mod:`diffit_eval.references.registry`.
@@ -22,7 +23,7 @@ from diffit_eval.assets.cache import atomic_path, cache_dir, sha256_file
 from diffit_eval.errors import UserError
 from diffit_eval.features.extract import FeatureSet, extract_features
 from diffit_eval.io.sources import NpzMember, NpzSource, _check_image_array, open_samples
-from diffit_eval.protocol import DEFAULT_RESIZE, POOL_DIM, SPATIAL_DIM
+from diffit_eval.protocol import DEFAULT_RESIZE, DINOV2_STAT_KEYS, POOL_DIM, SPATIAL_DIM
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Reference:
     meta: dict = field(default_factory=dict)
     spec: str | None = None  # what the user passed as --ref: the name every message uses
     resolution_note: str | None = None  # set when samples of another resolution were allowed
+    mu_dinov2: np.ndarray | None = None  # DINOv2 CLS-token statistics (FD_DINOv2), when built with them
+    sigma_dinov2: np.ndarray | None = None
 
     @property
     def shown(self) -> str:
@@ -67,7 +70,19 @@ class Reference:
             return "reference has no sFID statistics (mu_s, sigma_s)"
         if metric == "pr" and self.num_pr_images is None:
             return "reference has no images (arr_0) for precision/recall"
+        if metric == "kid" and self.num_pr_images is None:
+            return "reference has no images (arr_0) whose pool_3 rows KID needs"
+        if metric == "fd_dinov2" and self.mu_dinov2 is None:
+            return (
+                f"reference has no DINOv2 statistics ({', '.join(DINOV2_STAT_KEYS)}); rebuild it with "
+                "`diffit-eval ref build --dinov2` or pass a sample source as --ref"
+            )
         return None
+
+    @property
+    def dinov2_sha256(self) -> str | None:
+        """sha256 of the DINOv2 weights the reference's DINOv2 statistics were built with, when recorded."""
+        return (self.meta.get("dinov2_network") or {}).get("sha256")
 
     def describe(self) -> dict:
         return {
@@ -76,6 +91,7 @@ class Reference:
             "sha256": self.sha256,
             "resize": self.resize,
             "pr_images": self.num_pr_images,
+            "dinov2": self.mu_dinov2 is not None,
             **{k: self.meta[k] for k in ("dataset", "resolution") if k in self.meta},
         }
 
@@ -114,7 +130,13 @@ def _check_dims(ref: Reference, where: str) -> None:
             f"reference {where}: mu_s/sigma_s are {list(ref.mu_s.shape)}/{list(ref.sigma_s.shape)}, "
             f"but sFID features are {SPATIAL_DIM}-d"
         )
-    for key in ("mu", "sigma", "mu_s", "sigma_s"):
+    if (ref.mu_dinov2 is None) != (ref.sigma_dinov2 is None) or (
+        ref.mu_dinov2 is not None and ref.sigma_dinov2.shape != (len(ref.mu_dinov2),) * 2
+    ):
+        raise UserError(
+            f"reference {where}: {' and '.join(DINOV2_STAT_KEYS)} must come together, a mean [d] and a covariance [d, d]"
+        )
+    for key in ("mu", "sigma", "mu_s", "sigma_s", "mu_dinov2", "sigma_dinov2"):
         a = getattr(ref, key)
         if a is not None and not np.isfinite(a).all():
             raise UserError(
@@ -163,6 +185,8 @@ def load_statistics_file(path: Path, name: str | None = None) -> Reference:
                 sigma=z["sigma"].astype(np.float64),
                 mu_s=z["mu_s"].astype(np.float64) if "mu_s" in keys else None,
                 sigma_s=z["sigma_s"].astype(np.float64) if "sigma_s" in keys else None,
+                mu_dinov2=z[DINOV2_STAT_KEYS[0]].astype(np.float64) if DINOV2_STAT_KEYS[0] in keys else None,
+                sigma_dinov2=z[DINOV2_STAT_KEYS[1]].astype(np.float64) if DINOV2_STAT_KEYS[1] in keys else None,
                 path=path,
                 resize=meta.get("resize", DEFAULT_RESIZE),
                 meta=meta,
@@ -188,6 +212,8 @@ def reference_from_features(
         sigma=fs.pool.cov,
         mu_s=fs.spatial.mean,
         sigma_s=fs.spatial.cov,
+        mu_dinov2=None if fs.dinov2 is None else fs.dinov2.mean,
+        sigma_dinov2=None if fs.dinov2 is None else fs.dinov2.cov,
         pr_features=fs.all_pool_rows(),
         path=path,
         resize=resize,
@@ -214,8 +240,10 @@ def load_reference(
     samples_resolution: tuple[int, int] | None = None,
     samples_shown: str = "",
     allow_resolution_mismatch: bool = False,
+    dinov2=None,
 ) -> Reference:
-    """Resolve `--ref`: a statistics file, a sample source (needs `net`), or a registry name.
+    """Resolve `--ref`: a statistics file, a sample source (needs `net`; with `dinov2`, its DINOv2
+    statistics come from the same pass), or a registry name.
 
     With `samples_resolution`, a reference of another size is refused (or noted, when allowed)
     before any of its images go through the network.
@@ -253,8 +281,11 @@ def load_reference(
         note = check_resolution(source.resolution, samples_resolution, spec, samples_shown, allow_resolution_mismatch)
     # "reference X" unless the folder is already called that (the demo's `reference` run)
     label = path.name if "reference" in path.name.lower() else f"reference {path.name}"
-    fs = extract_features(source, net, batch_size=batch_size, keep_rows=keep_rows, progress=progress, description=label)
-    ref = reference_from_features(fs, path.name, path, net.resize)
+    fs = extract_features(
+        source, net, batch_size=batch_size, keep_rows=keep_rows, progress=progress, description=label, dinov2=dinov2
+    )
+    meta = {"dinov2_network": dinov2.describe()} if dinov2 is not None else None
+    ref = reference_from_features(fs, path.name, path, net.resize, meta)
     ref.sha256 = sha256_file(path) if path.is_file() else None
     ref.spec, ref.resolution_note = spec, note
     return ref
