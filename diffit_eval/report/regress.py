@@ -15,6 +15,7 @@ from typing import Any
 
 from diffit_eval.assets.cache import write_json_atomic
 from diffit_eval.errors import UserError
+from diffit_eval.protocol import CI_SUFFIX
 from diffit_eval.report.runners import (
     Asset,
     RunOptions,
@@ -76,6 +77,9 @@ def compare(measured: dict[str, Any], expected: dict[str, Expectation]) -> list[
                 )
             )
             continue
+        if e.overlaps:
+            checks.append(_overlap_check(m, value, e, measured.get(m + CI_SUFFIX)))
+            continue
         diff = abs(value - e.value)
         ok = diff <= e.bound
         verdict = (PASS if ok else FAIL) if e.gate else INFO
@@ -93,6 +97,19 @@ def compare(measured: dict[str, Any], expected: dict[str, Expectation]) -> list[
             )
         )
     return checks
+
+
+def _overlap_check(m: str, value: float, e: Expectation, ci: Any) -> Check:
+    """`{ overlaps = V }`: pass when the measured interval [lo, hi] contains V (bound: the half width)."""
+    if not (isinstance(ci, (list, tuple)) and len(ci) == 2):
+        reason = f"no {m}{CI_SUFFIX} in the measured JSON (run metrics with --bootstrap B)"
+        return Check(m, value, e.value, e.describe(), 0.0, None, MISSING_VALUE if e.gate else INFO, e.gate, reason)
+    lo, hi = float(ci[0]), float(ci[1])
+    ok = lo <= e.value <= hi
+    outside = 0.0 if ok else min(abs(e.value - lo), abs(e.value - hi))
+    verdict = (PASS if ok else FAIL) if e.gate else INFO
+    reason = "" if ok else f"{e.value:g} outside [{lo:.4g}, {hi:.4g}] by {outside:.3g}"
+    return Check(m, value, e.value, e.describe(), (hi - lo) / 2, abs(value - e.value), verdict, e.gate, reason)
 
 
 @dataclass

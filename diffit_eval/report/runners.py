@@ -251,7 +251,9 @@ def run_metrics_suite(suite: Suite, opts: RunOptions) -> dict[str, Any]:
     samples = opts.samples or sample_batch_path(suite.settings["sample_batch_url"])
     ref = opts.ref or suite.settings["ref"]
     wd = _workdir(suite, opts)
-    return call_metrics(samples, ref, wd / "metrics.json", metrics=suite.metric_flags(), extra=_common(opts))
+    return call_metrics(
+        samples, ref, wd / "metrics.json", metrics=suite.metric_flags(), extra=_common(opts) + suite.bootstrap_flags()
+    )
 
 
 def run_sample_suite(suite: Suite, opts: RunOptions) -> dict[str, Any]:
@@ -272,7 +274,11 @@ def run_sample_suite(suite: Suite, opts: RunOptions) -> dict[str, Any]:
         )
     )
     return call_metrics(
-        run, opts.ref or s["ref"], wd / "metrics.json", metrics=suite.metric_flags(), extra=_common(opts)
+        run,
+        opts.ref or s["ref"],
+        wd / "metrics.json",
+        metrics=suite.metric_flags(),
+        extra=_common(opts) + suite.bootstrap_flags(),
     )
 
 

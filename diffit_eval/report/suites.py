@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from diffit_eval.errors import UserError
-from diffit_eval.protocol import METRIC_KEYS
+from diffit_eval.protocol import ALL_METRIC_KEYS, BOOTSTRAP_METRICS, METRIC_KEYS
 from diffit_eval.shipped import shipped_dir
 
 try:
@@ -27,7 +27,16 @@ SUITES_VERSION = 1
 SUITES_TOML = shipped_dir("results") / "suites.toml"
 # `metrics --metrics` names precision and recall together as `pr`; the metrics JSON's `unavailable`
 # map is keyed by these flag names too.
-METRIC_FLAG = {"fid": "fid", "sfid": "sfid", "is": "is", "precision": "pr", "recall": "pr"}
+METRIC_FLAG = {
+    "fid": "fid",
+    "sfid": "sfid",
+    "is": "is",
+    "precision": "pr",
+    "recall": "pr",
+    "kid": "kid",
+    "fd_dinov2": "fd_dinov2",
+}
+DEFAULT_BOOTSTRAP = 200  # replicates a suite with `overlaps` expectations asks `metrics` for
 
 
 class CouldNotRun(UserError):
@@ -42,19 +51,23 @@ class CouldNotRun(UserError):
 
 @dataclass(frozen=True)
 class Expectation:
-    """An expected metric value; passes when |measured - value| <= tol + rtol * |value|."""
+    """An expected metric value; passes when |measured - value| <= tol + rtol * |value|, or, for
+    `{ overlaps = V }`, when the measured bootstrap interval `<metric>_ci` contains V."""
 
     metric: str
     value: float
     tol: float = 0.0
     rtol: float = 0.0
     gate: bool = True  # False: shown in the report, never fails the suite
+    overlaps: bool = False
 
     @property
     def bound(self) -> float:
         return self.tol + self.rtol * abs(self.value)
 
     def describe(self) -> str:
+        if self.overlaps:
+            return "inside the 95% interval" if self.gate else "inside the 95% interval (info)"
         parts = ([f"± {self.tol:g}"] if self.tol else []) + ([f"± {self.rtol:g} rel"] if self.rtol else [])
         text = " + ".join(parts) if parts else "exact"
         return text if self.gate else f"{text} (info)"
@@ -78,10 +91,25 @@ class Suite:
         wanted = list(self.expected) or list(self.settings.get("metrics", METRIC_KEYS))
         return ",".join(dict.fromkeys(METRIC_FLAG[m] for m in wanted))
 
+    def bootstrap_flags(self) -> list[str]:
+        """`--bootstrap B` when an expectation asks for an interval (suite setting `bootstrap`, default 200)."""
+        if not any(e.overlaps for e in self.expected.values()):
+            return []
+        return ["--bootstrap", str(int(self.settings.get("bootstrap", DEFAULT_BOOTSTRAP)))]
+
 
 def _expectation(metric: str, spec: Any, where: str) -> Expectation:
-    if metric not in METRIC_KEYS:
-        raise CouldNotRun(f"{where}: unknown metric {metric!r} (known: {', '.join(METRIC_KEYS)})")
+    if metric not in ALL_METRIC_KEYS:
+        raise CouldNotRun(f"{where}: unknown metric {metric!r} (known: {', '.join(ALL_METRIC_KEYS)})")
+    if isinstance(spec, dict) and "overlaps" in spec:
+        if metric not in BOOTSTRAP_METRICS:
+            raise CouldNotRun(
+                f"{where}.{metric}: no bootstrap interval for {metric} (only {', '.join(BOOTSTRAP_METRICS)})"
+            )
+        try:
+            return Expectation(metric, float(spec["overlaps"]), gate=bool(spec.get("gate", True)), overlaps=True)
+        except (TypeError, ValueError):
+            raise CouldNotRun(f"{where}.{metric}: expected {{ overlaps = X }} with X a number") from None
     if isinstance(spec, (int, float)):
         raise CouldNotRun(f"{where}.{metric}: give a tolerance, e.g. {{ value = {spec}, tol = 0.01 }}")
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from diffit_eval.errors import UserError
-from diffit_eval.protocol import METRIC_KEYS
+from diffit_eval.protocol import ALL_METRIC_KEYS, CI_SUFFIX, METRIC_KEYS
 from diffit_eval.shipped import shipped_dir
 
 RESULTS_DIR = shipped_dir("results")
@@ -43,10 +43,12 @@ METRIC_HEADERS = {
     "is": "IS ↑",
     "precision": "Precision ↑",
     "recall": "Recall ↑",
+    "kid": "KID ↓",
+    "fd_dinov2": "FD_DINOv2 ↓",
     "dfid": "ΔFID",
 }
 # Measured values only: enough digits to see a regression, no more.
-DISPLAY_DECIMALS = {"fid": 3, "sfid": 3, "is": 2, "precision": 4, "recall": 4}
+DISPLAY_DECIMALS = {"fid": 3, "sfid": 3, "is": 2, "precision": 4, "recall": 4, "kid": 5, "fd_dinov2": 2}
 MISSING = "-"
 
 DATASET_TITLES: dict[str, Callable[[int], str]] = {
@@ -143,6 +145,7 @@ class Measured:
     num_samples: int | None
     network: str
     standin: bool
+    intervals: dict[str, list[float]] = field(default_factory=dict)  # `<metric>_ci` of a --bootstrap run
 
     def source_text(self) -> str:
         n = f"{self.num_samples:,} samples" if self.num_samples else "sample count unknown"
@@ -183,10 +186,15 @@ def load_measured(paths: Iterable[str | Path]) -> tuple[list[Measured], list[str
                 label=str(obj.get("label") or p.stem),
                 dataset=canonical_dataset(str(obj["dataset"])) if obj.get("dataset") else None,
                 resolution=int(res) if res is not None else None,
-                values={m: (None if obj.get(m) is None else float(obj[m])) for m in METRIC_KEYS},
+                values={m: (None if obj.get(m) is None else float(obj[m])) for m in ALL_METRIC_KEYS},
                 num_samples=obj.get("num_samples"),
                 network=str(net.get("name") or "feature network unknown"),
                 standin=bool(net.get("standin", False)),
+                intervals={
+                    m: [float(v) for v in obj[m + CI_SUFFIX]]
+                    for m in ALL_METRIC_KEYS
+                    if isinstance(obj.get(m + CI_SUFFIX), list) and len(obj[m + CI_SUFFIX]) == 2
+                },
             )
         )
     return rows, warnings
@@ -231,9 +239,9 @@ def build_table(
     """Lay out one view: rows = (model, source), column groups = resolutions, cells = metrics."""
     v = view if isinstance(view, View) else resolve_view(view)
     metrics = tuple(metrics) if metrics else v.metrics
-    bad = [m for m in metrics if m not in METRIC_KEYS]
+    bad = [m for m in metrics if m not in ALL_METRIC_KEYS]
     if bad:
-        raise UserError(f"unknown metric(s) {', '.join(bad)}; choose from {', '.join(METRIC_KEYS)}")
+        raise UserError(f"unknown metric(s) {', '.join(bad)}; choose from {', '.join(ALL_METRIC_KEYS)}")
     warnings: list[str] = []
 
     pub = published[published["dataset"] == v.dataset]
@@ -283,6 +291,9 @@ def build_table(
         for m, val in mrow.values.items():
             exact = "" if val is None else repr(val)
             shown = MISSING if val is None else f"{val:.{DISPLAY_DECIMALS[m]}f}"
+            if val is not None and m in mrow.intervals:  # `1.730 [1.700, 1.770]`
+                lo, hi = mrow.intervals[m]
+                shown += f" [{lo:.{DISPLAY_DECIMALS[m]}f}, {hi:.{DISPLAY_DECIMALS[m]}f}]"
             cells[(mrow.resolution, m)] = (exact, shown)
 
     base_label = baseline or v.baseline
