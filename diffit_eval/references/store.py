@@ -74,8 +74,8 @@ class Reference:
             return "reference has no images (arr_0) whose pool_3 rows KID needs"
         if metric == "fd_dinov2" and self.mu_dinov2 is None:
             return (
-                f"reference has no DINOv2 statistics ({', '.join(DINOV2_STAT_KEYS)}); rebuild it with "
-                "`diffit-eval ref build --dinov2` or pass a sample source as --ref"
+                f"reference has no DINOv2 statistics ({', '.join(DINOV2_STAT_KEYS)}); pass the reference "
+                "images (npz, folder or run folder) as --ref"
             )
         return None
 
