@@ -439,6 +439,16 @@ def test_model_list_counts_match_the_networks():
 # --- 10. small ones -------------------------------------------------------------------------------
 
 
+def test_a_typed_newline_stays_on_one_error_line(capsys):
+    """Found by the random-input test below: `--metrics $'0\\n0'` printed its value across two lines."""
+    from diffit_eval.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["table", "--metrics", "fid\nnope"])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err == err.splitlines()[0] + "\n" and "fid\\nnope" in err
+
+
 def test_one_exit_code_per_meaning(tmp_path, images):
     assert "must be at least 1" in one_error(
         run("sample", *TINY, "--batch-size", "0", "--no-features", cwd=tmp_path), 1

@@ -61,7 +61,12 @@ def _root(
 
 
 def fail(message: str, code: int = 1) -> None:
-    """Print one error line on stderr and exit."""
+    """Print one error line on stderr and exit.
+
+    A value the user typed may hold a newline (`--metrics $'fid\\nis'`); it is shown escaped, so the
+    error stays one line that a script can read.
+    """
+    message = message.replace("\r", "\\r").replace("\n", "\\n")
     print(f"diffit-eval: error: {message}", file=sys.stderr)
     raise SystemExit(code)
 
