@@ -6,6 +6,9 @@
   device, nothing allocated), so Meta's file loads strictly; sizes are read from a state dict, and
   a file with a missing or an extra key is refused in one line.
 - The position grid is resampled to 16 x 16 for 224 inputs and left alone at 518.
+- The forward equals a transcription of the official one (facebookresearch/dinov2 at b8931f7,
+  `DinoVisionTransformer.forward` with `MemEffAttention` without xFormers) on a 2-head file whose
+  every tensor is random, to 1e-5; `benchmarks/check_dinov2_official.py` runs the official code.
 - FD_DINOv2 through the library call behind `diffit-eval metrics --metrics fd_dinov2` equals a
   direct computation (the same extractor on the images -> numpy mean/cov -> scipy sqrtm Frechet
   distance) to 1e-6, labelled STAND-IN; with --bootstrap its interval holds the value.
@@ -108,6 +111,71 @@ def test_position_grid_is_resampled_as_dinov2(dinov2_standin):
     want = torch.nn.functional.interpolate(grid, size=(16, 16), mode="bicubic", align_corners=False)
     # scale factor (16 + 0.1) / 37 instead of size=16: the sampling positions differ slightly
     assert not torch.equal(pos[0, 1:], want.permute(0, 2, 3, 1).reshape(-1, 8))
+
+
+def _official_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, heads: int) -> torch.Tensor:
+    """DINOv2's inference forward transcribed from the official code (not ours): prepare_tokens_with_masks
+    (PatchEmbed, cls token, interpolate_pos_encoding with offset 0.1 and no antialias), the blocks
+    (x + ls1(attn(norm1(x))), x + ls2(mlp(norm2(x))); Attention.forward: unbind qkv on dim 2, SDPA;
+    Mlp: fc1, nn.GELU, fc2), then norm; forward returns head(x_norm_clstoken), head = Identity."""
+    F = torch.nn.functional
+    patch = sd["patch_embed.proj.weight"].shape[-1]
+    B, nc, w, h = x.shape
+    x = F.conv2d(x, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=patch)
+    x = x.flatten(2).transpose(1, 2)
+    x = torch.cat((sd["cls_token"].expand(x.shape[0], -1, -1), x), dim=1)
+    npatch, N, dim = x.shape[1] - 1, sd["pos_embed"].shape[1] - 1, x.shape[-1]
+    if npatch == N and w == h:
+        pos = sd["pos_embed"]
+    else:
+        pos_embed = sd["pos_embed"].float()
+        w0, h0, M = w // patch, h // patch, int(N**0.5)
+        patch_pos_embed = F.interpolate(
+            pos_embed[:, 1:].reshape(1, M, M, dim).permute(0, 3, 1, 2),
+            mode="bicubic",
+            antialias=False,
+            scale_factor=(float(w0 + 0.1) / M, float(h0 + 0.1) / M),
+        )
+        assert (w0, h0) == patch_pos_embed.shape[-2:]
+        patch_pos_embed = patch_pos_embed.permute(0, 2, 3, 1).view(1, -1, dim)
+        pos = torch.cat((pos_embed[:, 0].unsqueeze(0), patch_pos_embed), dim=1).to(x.dtype)
+    x = x + pos
+    depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
+    for i in range(depth):
+        p = {k[len(f"blocks.{i}.") :]: v for k, v in sd.items() if k.startswith(f"blocks.{i}.")}
+        y = F.layer_norm(x, (dim,), p["norm1.weight"], p["norm1.bias"], eps=1e-6)
+        n = y.shape[1]
+        qkv = F.linear(y, p["attn.qkv.weight"], p["attn.qkv.bias"]).reshape(B, n, 3, heads, dim // heads)
+        q, k, v = [t.transpose(1, 2) for t in torch.unbind(qkv, 2)]
+        y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).contiguous().view(B, n, dim)
+        x = x + F.linear(y, p["attn.proj.weight"], p["attn.proj.bias"]) * p["ls1.gamma"]
+        y = F.layer_norm(x, (dim,), p["norm2.weight"], p["norm2.bias"], eps=1e-6)
+        y = F.linear(
+            F.gelu(F.linear(y, p["mlp.fc1.weight"], p["mlp.fc1.bias"])), p["mlp.fc2.weight"], p["mlp.fc2.bias"]
+        )
+        x = x + y * p["ls2.gamma"]
+    return F.layer_norm(x, (dim,), sd["norm.weight"], sd["norm.bias"], eps=1e-6)[:, 0]
+
+
+def test_forward_equals_a_transcription_of_the_official_one(tmp_path):
+    from diffit_eval.testing import make_dinov2_standin_weights
+
+    path = make_dinov2_standin_weights(tmp_path / "d128.pth", dim=128)  # 2 heads of 64
+    gen = torch.Generator().manual_seed(0)
+    state = {  # every tensor random (biases, LayerNorm and LayerScale are not at their init)
+        k: v if v.dtype == torch.bool else v + 0.2 * torch.randn(v.shape, generator=gen)
+        for k, v in torch.load(path, weights_only=True).items()
+    }
+    torch.save(state, path)
+    net = DINOv2Features(path)
+    assert net.net.blocks[0].attn.heads == 2
+    sd = {k: v for k, v in state.items() if v.dtype != torch.bool}  # without the stand-in marker
+    images = synthetic_images(3, 7, res=48)
+    want = _official_forward(sd, preprocess(images), heads=2)
+    got = net(images)
+    assert got.shape == (3, 128) and (got - want).abs().max() < 1e-5, (got - want).abs().max()
+    x518 = torch.nn.functional.interpolate(preprocess(images[:1]), size=(518, 518), mode="bilinear")
+    assert (net.net(x518) - _official_forward(sd, x518, heads=2)).abs().max() < 1e-5  # native grid
 
 
 def _frechet(a: np.ndarray, b: np.ndarray) -> float:
