@@ -349,7 +349,19 @@ def test_features_without_inception_weights_offline(tmp_path, isolated_cache, mo
 
     monkeypatch.setattr(diffit_eval.assets.cache.urllib.request, "urlopen", offline)
     with pytest.raises(SystemExit) as e:
-        main(["sample", "--model", "latent-tiny", "--seeds", "0-3", "--features", "--out", str(tmp_path / "r")])
+        main(
+            [
+                "sample",
+                "--model",
+                "latent-tiny",
+                "--seeds",
+                "0-3",
+                "--features",
+                "inception",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and err.count("\n") == 0
     assert "--inception-weights" in err and "--no-features" in err

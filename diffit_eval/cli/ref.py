@@ -169,8 +169,8 @@ def register(app: typer.Typer) -> None:
     @ref.command(
         "build",
         short_help="Compute a reference from an image folder, zip or npz.",
-        help="Compute a reference (mu, sigma, mu_s, sigma_s, arr_0 P/R images, meta) from a "
-        "dataset. Runs under torchrun to split the work; the file does not depend on the "
+        help="Compute a reference (mu, sigma, mu_s, sigma_s, arr_0 P/R images, meta; with --dinov2 "
+        "also mu_dinov2, sigma_dinov2) from a dataset. Runs under torchrun to split the work; the file does not depend on the "
         "number of processes. " + CACHE_HELP,
     )
     def build(
@@ -202,6 +202,17 @@ def register(app: typer.Typer) -> None:
             None,
             "--inception-weights",
             help="Local InceptionV3 weights (torch-fidelity layout); env DIFFIT_EVAL_INCEPTION_WEIGHTS.",
+        ),
+        dinov2: bool = typer.Option(
+            False,
+            "--dinov2",
+            help="Also store DINOv2 ViT-L/14 statistics (mu_dinov2, sigma_dinov2) for `metrics --metrics fd_dinov2`.",
+        ),
+        dinov2_weights: Optional[str] = typer.Option(
+            None,
+            "--dinov2-weights",
+            help="Local DINOv2 weights (Meta's dinov2_vitl14_pretrain.pth; implies --dinov2); "
+            "env DIFFIT_EVAL_DINOV2_WEIGHTS.",
         ),
         device: Optional[str] = typer.Option(
             None, "--device", help="cuda, cuda:1, cpu ... (default: CUDA when present; the local GPU under torchrun)."
@@ -240,6 +251,8 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 out=out,
                 weights=inception_weights,
+                dinov2=dinov2,
+                dinov2_weights=dinov2_weights,
                 device=device,
                 batch_size=batch_size,
                 chunk_size=chunk_size,

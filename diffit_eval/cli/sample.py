@@ -67,10 +67,18 @@ def register(app: typer.Typer) -> None:
         compile_: bool = typer.Option(
             False, "--compile", help="torch.compile the model (does not change the configuration)."
         ),
-        features: Optional[bool] = typer.Option(
+        features: Optional[str] = typer.Option(
             None,
-            "--features/--no-features",
-            help="Keep Inception features per shard for `diffit-eval metrics` (float32, 20 KB an image). Default: from 83x83 up, where they cost less than the images; smaller runs are re-extracted by `metrics`.",
+            "--features",
+            help="Feature rows kept per shard for `diffit-eval metrics RUN`: auto (default: Inception from 83x83 up, where its float32 rows, 20 KB an image, cost less than the images), none, or a comma list of inception, dinov2 (FD_DINOv2's 1024-d rows).",
+        ),
+        no_features: bool = typer.Option(
+            False, "--no-features", help="Keep no feature rows (same as --features none)."
+        ),
+        dinov2_weights: Optional[str] = typer.Option(
+            None,
+            "--dinov2-weights",
+            help="Local DINOv2 ViT-L/14 weights for --features dinov2; env DIFFIT_EVAL_DINOV2_WEIGHTS.",
         ),
         inception_weights: Optional[str] = typer.Option(
             None,
@@ -83,8 +91,9 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     ) -> None:
         from diffit_eval.generate.runner import generate
-        from diffit_eval.generate.sample import SampleConfig
+        from diffit_eval.generate.sample import SampleConfig, parse_features
 
+        keep_inception, keep_dinov2 = parse_features(features, no_features)
         generate(
             SampleConfig(
                 model=model,
@@ -100,8 +109,10 @@ def register(app: typer.Typer) -> None:
                 precision=precision,
                 quantize=quantize,
                 compile=compile_,
-                features=features,
+                features=keep_inception,
                 inception_weights=inception_weights,
+                dinov2_features=keep_dinov2,
+                dinov2_weights=dinov2_weights,
                 device=device,
                 verbose=not quiet,
             )

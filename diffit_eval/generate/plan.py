@@ -79,6 +79,18 @@ def _resolve_inception(weights: str | None) -> str:
         raise UserError(f"{e}; {hint}") from None
 
 
+def _resolve_dinov2(weights: str | None) -> str:
+    from diffit_eval.assets.dinov2 import resolve_dinov2_weights
+
+    hint = "or leave dinov2 out of --features"
+    try:
+        return str(resolve_dinov2_weights(weights))
+    except MissingAssetError as e:
+        raise MissingAssetError(f"{e}; {hint}") from None
+    except UserError as e:
+        raise UserError(f"{e}; {hint}") from None
+
+
 def keep_features(resolution: int, asked: bool | None) -> bool:
     """Whether shards keep their Inception features: as asked, else (auto) only where the float32
     rows (20,316 bytes an image) cost less than the images they describe, i.e. from 83x83 up:
@@ -172,6 +184,7 @@ def plan_run(config: SampleConfig) -> tuple[RunPlan, object | None]:
         loaded_vae = load_vae(vae)  # offline and not cached: MissingAssetError with --vae PATH
         vae_id, vae_record = _vae_identity(vae)
     inception = _resolve_inception(config.inception_weights) if keep_features(p.resolution, config.features) else None
+    dinov2 = _resolve_dinov2(config.dinov2_weights) if config.dinov2_features else None
 
     guidance = None
     if p.guidance is not None:
@@ -233,6 +246,8 @@ def plan_run(config: SampleConfig) -> tuple[RunPlan, object | None]:
         vae=vae,
         inception_weights=inception,
         inception_source=config.inception_weights,
+        dinov2_weights=dinov2,
+        dinov2_source=config.dinov2_weights,
         manifest=manifest,
     )
     return plan, loaded_vae

@@ -19,9 +19,9 @@ import torch
 from diffit_eval import distributed
 from diffit_eval.errors import Interrupted, UserError
 from diffit_eval.features.network import load_feature_network
-from diffit_eval.features.run_features import write_shard_features
+from diffit_eval.features.run_features import write_dinov2_features, write_shard_features
 from diffit_eval.generate import shards
-from diffit_eval.generate.plan import _resolve_inception, claim_run_dir, plan_run
+from diffit_eval.generate.plan import _resolve_dinov2, _resolve_inception, claim_run_dir, plan_run
 from diffit_eval.generate.sample import (
     COLLECTIVE_TIMEOUT,
     RESIZE,
@@ -31,7 +31,7 @@ from diffit_eval.generate.sample import (
     matmul_precision,
     sample_batch,
 )
-from diffit_eval.protocol import FEATURE_NETWORK
+from diffit_eval.protocol import DINOV2_FEATURE_NETWORK, FEATURE_NETWORK
 
 # ----------------------------------------------------------------------------
 # The run.
@@ -62,6 +62,27 @@ def _count_done(plan: RunPlan) -> int:
     return sum(shards.shard_path(plan.run_dir, k).is_file() for k in range(plan.num_shards))
 
 
+def _dinov2_network(plan: RunPlan, d: distributed.Dist, device: str):
+    """The DINOv2 network when the run keeps DINOv2 rows (else None); shards finished without them get them now."""
+    if plan.dinov2_weights is None:
+        return None
+    from diffit_eval.features.dinov2 import DINOv2Features
+
+    weights = plan.dinov2_weights
+    if not Path(weights).is_file():  # another node: its own copy (the rows are named by the sha256)
+        weights = _resolve_dinov2(plan.dinov2_source)
+    dino = DINOv2Features(weights).to(device)
+    missing = set(plan.todo)
+    for k in distributed.my_share([k for k in range(plan.num_shards) if k not in missing], d):
+        path = shards.dinov2_features_path(plan.run_dir, k, dino.weights_sha256)
+        if not path.is_file():
+            shard = shards.read_shard(
+                shards.shard_path(plan.run_dir, k), shards.shard_seeds(plan.seeds, k, plan.shard_size)
+            )
+            write_dinov2_features(dino, shard["images"], path)
+    return dino
+
+
 def run_shards(plan: RunPlan, d: distributed.Dist, device: str, vae=None, verbose: bool = True) -> tuple[int, float]:
     """This rank's share of the shards: sample, write, extract features. Returns (images generated, seconds
     spent generating them, model and VAE set-up excluded)."""
@@ -86,6 +107,7 @@ def run_shards(plan: RunPlan, d: distributed.Dist, device: str, vae=None, verbos
                     shards.shard_path(plan.run_dir, k), shards.shard_seeds(plan.seeds, k, plan.shard_size)
                 )
                 write_shard_features(net, shard["images"], feats)
+    dino = _dinov2_network(plan, d, device)
     if not todo:
         return 0, 0.0
 
@@ -126,6 +148,8 @@ def run_shards(plan: RunPlan, d: distributed.Dist, device: str, vae=None, verbos
             shards.write_shard(shards.shard_path(plan.run_dir, k), images, labels, seeds)
             if net is not None:
                 write_shard_features(net, images, shards.features_path(plan.run_dir, k, net.weights_sha256, net.resize))
+            if dino is not None:
+                write_dinov2_features(dino, images, shards.dinov2_features_path(plan.run_dir, k, dino.weights_sha256))
             del images, labels
             bar.update(task, shards=f"{_count_done(plan)}/{plan.num_shards}")
     return generated, time.time() - t0
@@ -156,6 +180,17 @@ def finish_run(plan: RunPlan, elapsed: float, generated: int, world_size: int, d
             "resize": RESIZE,
             "files": "shards/shard_NNNNN.features-<sha256[:16]>-<resize>.npz",
         }
+    dinov2 = plan.manifest.get("dinov2_features")
+    if plan.dinov2_weights is not None:
+        from diffit_eval.assets.cache import sha256_file
+
+        digest = sha256_file(plan.dinov2_weights)
+        dinov2 = {
+            "network": DINOV2_FEATURE_NETWORK,
+            "weights": plan.dinov2_weights,
+            "sha256": digest,
+            "files": "shards/shard_NNNNN.dinov2-<sha256[:16]>.npz",
+        }
     sessions = list(plan.manifest.get("sessions", []))
     sessions.append(
         {
@@ -175,6 +210,7 @@ def finish_run(plan: RunPlan, elapsed: float, generated: int, world_size: int, d
             "grid": shards.GRID,
             "grid_labels": grid_labels,
             "features": features or plan.manifest.get("features"),
+            "dinov2_features": dinov2,
             "updated": now_iso(),
             "sessions": sessions,
         }

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from diffit_eval.errors import UserError
 from diffit_eval.generate import shards
 from diffit_eval.protocol import DEFAULT_RESIZE
 
@@ -63,6 +64,8 @@ class SampleConfig:
     compile: bool = False  # torch.compile the model.
     features: bool | None = None  # Inception features per shard, for `metrics`; None: auto.
     inception_weights: str | None = None  # Local Inception weights for the features.
+    dinov2_features: bool = False  # DINOv2 rows per shard too, for `metrics --metrics fd_dinov2`.
+    dinov2_weights: str | None = None  # Local DINOv2 weights for them.
     device: str | None = None  # Default: this rank's GPU, else the CPU.
     verbose: bool = True  # Progress bar and summary line on rank 0 (stderr).
 
@@ -87,6 +90,32 @@ class SampleConfig:
         return ["sample", *(a for flag, value in flags if value is not None for a in (flag, str(value)))]
 
 
+SHARD_FEATURE_NETWORKS = ("inception", "dinov2")  # what `sample --features` may keep per shard
+
+
+def parse_features(text: str | None, none: bool = False) -> tuple[bool | None, bool]:
+    """`--features LIST` / `--no-features` -> (Inception rows: True/False/None = auto, DINOv2 rows).
+
+    LIST is `auto` (Inception rows from 83x83 up, no DINOv2), `none`, or a comma list of
+    SHARD_FEATURE_NETWORKS: `inception`, `dinov2`, `inception,dinov2`.
+    """
+    if none:
+        if text is not None:
+            raise UserError(f"--features {text} and --no-features contradict each other; pass one")
+        return False, False
+    if text is None or text.strip() == "auto":
+        return None, False
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["none"]:
+        return False, False
+    unknown = [n for n in names if n not in SHARD_FEATURE_NETWORKS]
+    if unknown or not names:
+        raise UserError(
+            f"--features {text!r}: choose auto, none or a comma list of {', '.join(SHARD_FEATURE_NETWORKS)}"
+        )
+    return "inception" in names, "dinov2" in names
+
+
 @dataclass
 class RunPlan:
     """A SampleConfig resolved against the preset and the disk: what every rank needs (picklable)."""
@@ -105,6 +134,8 @@ class RunPlan:
     vae: str | None
     inception_weights: str | None  # path resolved on rank 0; None = no features
     inception_source: str | None = None  # what was given (None: env / cache), for ranks on other nodes
+    dinov2_weights: str | None = None  # DINOv2 weights resolved on rank 0; None = no DINOv2 rows
+    dinov2_source: str | None = None
     manifest: dict = field(default_factory=dict)
     todo: list[int] = field(default_factory=list)  # shards missing when the run started (set by claim_run_dir)
 

@@ -18,7 +18,7 @@ from diffit_eval.assets.cache import atomic_path, check_writable, sha256_file, w
 from diffit_eval.errors import Interrupted, UserError
 from diffit_eval.features.extract import FeatureSet, extract_batch
 from diffit_eval.features.stats import RunningStats
-from diffit_eval.protocol import DEFAULT_RESIZE, POOL_DIM, RESIZE_MODES, SPATIAL_DIM
+from diffit_eval.protocol import DEFAULT_RESIZE, DINOV2_STAT_KEYS, POOL_DIM, RESIZE_MODES, SPATIAL_DIM
 from diffit_eval.provenance import now_iso, package_versions
 from diffit_eval.references.registry import (
     NAME_PATTERN,
@@ -64,8 +64,10 @@ class _ChunkWorker:
         pr_positions: dict[int, int],
         threads: ThreadPoolExecutor | None,
         advance,
+        dinov2=None,
     ) -> None:
         self.images, self.net, self.resolution, self.crop = images, net, resolution, crop
+        self.dinov2 = dinov2  # the FD_DINOv2 network, run on the same batches, or None
         self.batch_size, self.pr_positions, self.threads, self.advance = batch_size, pr_positions, threads, advance
 
     def _load(self, index: int) -> np.ndarray:
@@ -85,7 +87,7 @@ class _ChunkWorker:
                     pr_pos.append(self.pr_positions[index])
                     pr_images.append(image)
                 if len(batch) == self.batch_size or index == indices[-1]:
-                    extract_batch(self.net, np.stack(batch), fs, keep_rows=False)
+                    extract_batch(self.net, np.stack(batch), fs, keep_rows=False, dinov2=self.dinov2)
                     self.advance(len(batch))
                     batch = []
             return {
@@ -93,6 +95,7 @@ class _ChunkWorker:
                 "count": len(indices),
                 "pool": fs.pool,
                 "spatial": fs.spatial,
+                "dinov2": fs.dinov2,
                 "pr_pos": np.array(pr_pos, np.int64),
                 "pr_images": np.stack(pr_images) if pr_images else None,
             }
@@ -112,6 +115,8 @@ def build_reference(
     seed: int = 0,
     out: str | os.PathLike | None = None,
     weights: str | os.PathLike | None = None,
+    dinov2: bool = False,
+    dinov2_weights: str | os.PathLike | None = None,
     device: str | None = None,
     batch_size: int | None = None,
     chunk_size: int = 1000,
@@ -121,7 +126,9 @@ def build_reference(
 ) -> Path:
     """Compute an ADM-compatible reference npz from a dataset: `mu`, `sigma`, `mu_s`, `sigma_s`
     (float64), `arr_0` (a seeded random `pr_images` of the preprocessed images, in index order) and
-    `meta` (JSON).
+    `meta` (JSON). With `dinov2` (or `dinov2_weights`), the DINOv2 CLS-token statistics of the same
+    images, from the same read of each batch, as `mu_dinov2` / `sigma_dinov2` (FD_DINOv2,
+    docs/METRICS.md).
 
     Images are taken in sorted order and cut into chunks of `chunk_size`. Each chunk's float64 sums
     are formed on one rank, batch by batch, and rank 0 adds the chunk sums in chunk order, so the
@@ -166,11 +173,19 @@ def build_reference(
     batch_size = batch_size or default_batch_size(dev)
     weights_path = _main_then_share(lambda: resolve_inception_weights(weights, allow_download=allow_download), d)
     net = InceptionFeatures(weights_path, resize=resize).to(dev)
+    dino = None
+    if dinov2 or dinov2_weights is not None:
+        from diffit_eval.assets.dinov2 import resolve_dinov2_weights
+        from diffit_eval.features.dinov2 import DINOv2Features
+
+        dino_path = _main_then_share(lambda: resolve_dinov2_weights(dinov2_weights, allow_download=allow_download), d)
+        dino = DINOv2Features(dino_path).to(dev)
 
     chunks = [range(s, min(s + chunk_size, count)) for s in range(0, count, chunk_size)]
     kept = pr_subset(count, pr_images, seed)
     pr_positions = {int(i): p for p, i in enumerate(kept)}
     pool_sum, spatial_sum = RunningStats(POOL_DIM), RunningStats(SPATIAL_DIM)
+    dino_sum = RunningStats(dino.dim) if dino is not None else None
     pr_store, pr_tmp = None, None
     if d.is_main and len(kept):
         # The P/R images go to a scratch .npy beside the output: 10,000 at 512x512 are 7.9 GB.
@@ -200,6 +215,7 @@ def build_reference(
                 pr_positions=pr_positions,
                 threads=threads,
                 advance=advance if d.is_main else lambda n: None,
+                dinov2=dino,
             )
             for first in range(0, len(chunks), d.world_size):
                 # Round: rank r takes chunk first + r; rank 0 then folds the round's chunks in chunk order.
@@ -216,12 +232,14 @@ def build_reference(
                         continue
                     pool_sum.merge(r["pool"])
                     spatial_sum.merge(r["spatial"])
+                    if dino_sum is not None:
+                        dino_sum.merge(r["dinov2"])
                     if r["pr_images"] is not None:
                         pr_store[r["pr_pos"]] = r["pr_images"]
                     if rank:
                         advance(r["count"])
 
-        holds = ["fid", "sfid"] + (["pr"] if len(kept) else [])
+        holds = ["fid", "sfid"] + (["pr"] if len(kept) else []) + (["fd_dinov2"] if dino is not None else [])
         meta = {
             "name": name,
             "dataset": dataset or name,
@@ -236,12 +254,15 @@ def build_reference(
             "batch_size": batch_size,
             "chunk_size": chunk_size,
             "feature_network": {k: v for k, v in net.describe().items() if k != "weights"},
+            **({"dinov2_network": {k: v for k, v in dino.describe().items() if k != "weights"}} if dino else {}),
             "versions": package_versions(),
             "created": now_iso(),
         }
 
         def write() -> Path:
             arrays = {"mu": pool_sum.mean, "sigma": pool_sum.cov, "mu_s": spatial_sum.mean, "sigma_s": spatial_sum.cov}
+            if dino_sum is not None:
+                arrays.update(zip(DINOV2_STAT_KEYS, (dino_sum.mean, dino_sum.cov)))
             if pr_store is not None:
                 pr_store.flush()
                 arrays["arr_0"] = pr_store
@@ -275,7 +296,8 @@ def build_reference(
                                 "holds",
                             )
                         },
-                        "standin": meta["feature_network"]["standin"],
+                        "standin": meta["feature_network"]["standin"]
+                        or bool(meta.get("dinov2_network", {}).get("standin")),
                     },
                 )
             return out_path
