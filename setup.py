@@ -10,6 +10,7 @@ setup(
     package_dir=SHIPPED,
     package_data={
         **{pkg: ["*.toml", "*.csv", "*.json", "*.npz", "*.md"] for pkg in SHIPPED},
-        "diffit.weights": ["*.safetensors"],
-    },  # the demo's trained digits model (docs/DEMO.md)
+        "diffit.weights": ["*.safetensors"],  # the demo's trained digits model (docs/DEMO.md)
+        "diffit_eval.features": ["*.npz"],  # the demo's digits feature network (diffit_eval/features/digits.py)
+    },
 )

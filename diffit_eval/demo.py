@@ -7,13 +7,19 @@ Three rows, each `num_samples` images measured against the 1,500 training digits
 2. the trained DiffiT: the shipped EMA weights (diffit/weights/digits.safetensors), EDM Heun;
 3. the same architecture untrained: seeded random weights, the same sampler, the ceiling.
 
+The path is the one a user takes with the CLI: the training split is written as an npz and turned
+into a reference with `ref build` (:func:`diffit_eval.references.build.build_reference`), and each
+row is `metrics ROW --ref REFERENCE` (:func:`diffit_eval.metrics.evaluate.run_metrics`), both with
+`--network digits`.
+
 Features. The protocol's InceptionV3 cannot be downloaded here and its stand-in (random weights)
 runs at a few images a second on two CPU cores, far too slow for a two-minute demo of ~2,000
-images. The demo therefore measures in the feature space of a small digit classifier trained at
-run time on the training split (an MLP on the 8x8 grey digits, 64 hidden units): FID on its hidden
-layer, IS on its ten logits (the "MNIST Inception score" of the GAN literature), precision/recall
-(k = 3) on its hidden layer, all with the project's metric code. The rows say so: these numbers are
-not Inception numbers and not comparable with any paper; the ordering is the point.
+images. The demo therefore measures with the digits network (:mod:`diffit_eval.features.digits`):
+a small digit classifier fitted once on the training split and shipped with the package. FID,
+precision/recall (k = 3) and KID come from its 64-d hidden layer, IS from its ten logits (the
+"MNIST Inception score" of the GAN literature), all with the project's metric code. The rows say
+so: these numbers are not Inception numbers and not comparable with any paper; the ordering is
+the point.
 """
 
 from __future__ import annotations
@@ -28,21 +34,19 @@ from diffit_eval.errors import UserError
 
 __all__ = [
     "DEMO_MODEL",
-    "DigitFeatures",
     "DemoResult",
-    "digit_features",
+    "build_training_reference",
     "run_demo",
     "sample_digits",
     "score",
-    "to_gray8",
     "write_demo_grid",
 ]
 
 DEMO_MODEL = "digits"  # the preset whose weights ship in the package
 UNTRAINED = "random:0"  # the ceiling: seeded random weights (diffit.testing.randomize_weights)
-FEATURE_SEED = 0  # the classifier's initialisation and data order
-FEATURE_HIDDEN = 64  # hidden units: the FID / precision-recall feature dimension
-FEATURE_NETWORK = f"digit-MLP features ({FEATURE_HIDDEN} hidden units, trained at run time on the training split)"
+NETWORK = "digits"  # `--network digits` (diffit_eval/features/digits.py)
+REFERENCE = "digits-train"  # the reference `ref build` makes of the training split
+METRICS = ["fid", "is", "pr", "kid"]  # no sFID: the digits network has no spatial features
 LABELS = {
     "heldout": "held-out real digits",
     "trained": "DiffiT digits (trained, shipped)",
@@ -50,63 +54,6 @@ LABELS = {
 }
 DEFAULT_NUM_SAMPLES = 256  # per row; at most the 297 held-out digits
 MIN_SAMPLES = 16  # precision/recall need more than k = 3 neighbours; covariances many more
-
-
-def to_gray8(images: np.ndarray) -> np.ndarray:
-    """uint8 [N, 16, 16, 3] -> float64 [N, 64] in scikit-learn's 0-16 scale: channel mean, 2x2 block mean."""
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[1] % 8 or images.shape[1] != images.shape[2]:
-        raise ValueError(f"expected square [N, H, W, C] images with H a multiple of 8, got {images.shape}")
-    f = images.shape[1] // 8
-    gray = images.astype(np.float64).mean(axis=-1)
-    gray = gray.reshape(len(gray), 8, f, 8, f).mean(axis=(2, 4))
-    return gray.reshape(len(gray), 64) * (16 / 255)
-
-
-@dataclass
-class DigitFeatures:
-    """A digit classifier used as a feature network: hidden ReLU layer (features) and logits."""
-
-    weights: list[np.ndarray]
-    biases: list[np.ndarray]
-    train_accuracy: float
-    heldout_accuracy: float
-
-    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 NHWC images -> (hidden [N, 64], logits [N, 10]), float64."""
-        x = to_gray8(images)
-        hidden = np.maximum(x @ self.weights[0] + self.biases[0], 0)
-        return hidden, hidden @ self.weights[1] + self.biases[1]
-
-
-def digit_features(resolution: int = 16) -> DigitFeatures:
-    """Fit the feature classifier on the training split, rendered at `resolution` and brought back to 8x8.
-
-    The round trip (8x8 -> bilinear `resolution` -> block mean) is the one generated samples take,
-    so real and generated digits reach the classifier through the same path.
-    """
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
-
-    from diffit_eval.io.sources import sklearn_digits
-
-    train, y_train = sklearn_digits("train", resolution)
-    held, y_held = sklearn_digits("heldout", resolution)
-    # L-BFGS: deterministic full-batch steps, about a second on 1,500 digits (Adam takes ~20x longer).
-    clf = MLPClassifier(
-        hidden_layer_sizes=(FEATURE_HIDDEN,), solver="lbfgs", alpha=1e-3, max_iter=200, random_state=FEATURE_SEED
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(to_gray8(train), y_train)
-    return DigitFeatures(
-        [np.asarray(w, np.float64) for w in clf.coefs_],
-        [np.asarray(b, np.float64) for b in clf.intercepts_],
-        float(clf.score(to_gray8(train), y_train)),
-        float(clf.score(to_gray8(held), y_held)),
-    )
 
 
 def sample_digits(
@@ -140,31 +87,51 @@ def sample_digits(
 class DemoResult:
     rows: dict[str, dict] = field(default_factory=dict)  # key -> metrics record
     images: dict[str, np.ndarray] = field(default_factory=dict)
-    features: DigitFeatures | None = None
+    network: dict = field(default_factory=dict)  # the digits network's description (accuracies, sha256)
+    reference: Path | None = None  # the npz `ref build` wrote
     seconds: float = 0.0
 
 
-def score(images: np.ndarray, ref_hidden: np.ndarray, net: DigitFeatures) -> dict:
-    """FID, IS, precision and recall of `images` against the training digits' hidden features."""
-    from diffit_eval.metrics.fid import frechet_distance_by
-    from diffit_eval.metrics.inception_score import inception_score
-    from diffit_eval.metrics.prc import precision_recall
+def build_training_reference(out: Path, train: np.ndarray) -> Path:
+    """`diffit-eval ref build out/digits-train.npz --name digits-train --resolution 16 --crop none
+    --network digits --pr-images 1500 --out out/digits-train-ref.npz`: the training digits as a
+    reference (statistics of the digits network, all 1,500 images kept for precision/recall)."""
+    from diffit_eval.assets.cache import atomic_path
+    from diffit_eval.references.build import build_reference
 
-    hidden, logits = net(images)
-    fid = frechet_distance_by("eigh")(
-        hidden.mean(0), np.cov(hidden, rowvar=False), ref_hidden.mean(0), np.cov(ref_hidden, rowvar=False)
+    data = out / f"{REFERENCE}.npz"
+    with atomic_path(data) as tmp, open(tmp, "wb") as f:
+        np.savez(f, arr_0=train)
+    return build_reference(
+        data,
+        name=REFERENCE,
+        resolution=train.shape[1],
+        crop="none",
+        dataset="digits",
+        pr_images=len(train),
+        out=out / f"{REFERENCE}-ref.npz",
+        network=NETWORK,
+        device="cpu",
+        batch_size=256,
+        workers=0,
+        progress=False,
     )
-    is_mean, is_std = inception_score(logits)
-    precision, recall = precision_recall(ref_hidden, hidden, arith="exact", device="cpu")
-    return {
-        "fid": float(fid),
-        "sfid": None,
-        "is": float(is_mean),
-        "is_std": float(is_std),
-        "precision": float(precision),
-        "recall": float(recall),
-        "num_samples": int(len(images)),
-    }
+
+
+def score(samples: Path, reference: Path, label: str) -> dict:
+    """`diffit-eval metrics SAMPLES --ref REFERENCE --network digits --metrics fid,is,pr,kid` as a library call."""
+    from diffit_eval.metrics.evaluate import run_metrics
+
+    return run_metrics(
+        samples,
+        str(reference),
+        metrics=METRICS,
+        network=NETWORK,
+        device="cpu",
+        batch_size=256,
+        label=label,
+        progress=False,
+    )
 
 
 def run_demo(
@@ -175,59 +142,42 @@ def run_demo(
     ceiling_samples: int | None = None,
     verbose: bool = True,
 ) -> DemoResult:
-    """Sample the trained and the untrained model, score the three rows, write one metrics JSON per row.
+    """Build the training reference, sample the trained and the untrained model, score the three
+    rows, write one metrics JSON per row.
 
     `ceiling_samples` (default `num_samples`) lets a test draw fewer untrained samples: the ceiling
     is ~40x the floor, far beyond the few-sample noise of FID, and FID's small-sample bias only
     raises it further.
     """
-    from diffit_eval.assets.cache import write_json_atomic
+    from diffit_eval.assets.cache import atomic_path, write_json_atomic
     from diffit_eval.io.sources import sklearn_digits
 
     if ceiling_samples is not None and ceiling_samples < MIN_SAMPLES:
         raise UserError(f"ceiling_samples must be at least {MIN_SAMPLES}, got {ceiling_samples}")
-    from diffit_eval.provenance import device_description, now_iso, package_versions
-
     t0 = time.time()
     heldout, _ = sklearn_digits("heldout", 16)
     if not MIN_SAMPLES <= num_samples <= len(heldout):
         raise UserError(
             f"--num-samples must be between {MIN_SAMPLES} and {len(heldout)} (the held-out digits), got {num_samples}"
         )
-    net = digit_features(16)
+    out.mkdir(parents=True, exist_ok=True)
     train, _ = sklearn_digits("train", 16)
-    ref_hidden, _ = net(train)
-    result = DemoResult(features=net)
+    result = DemoResult()
+    result.reference = build_training_reference(out, train)
     result.images["train"] = train
     result.images["heldout"] = heldout[:num_samples]
+    with atomic_path(out / "heldout.npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, arr_0=result.images["heldout"])
     result.images["trained"] = sample_digits(out / "trained", num_samples, steps=steps, verbose=verbose)
     result.images["untrained"] = sample_digits(
         out / "untrained", ceiling_samples or num_samples, ckpt=UNTRAINED, steps=steps, verbose=verbose
     )
     for key, label in LABELS.items():
-        record = score(result.images[key], ref_hidden, net)
-        record.update(
-            {
-                "label": label,
-                "dataset": "digits",
-                "resolution": 16,
-                "samples": str(out / key) if key != "heldout" else "sklearn-digits-heldout",
-                "reference": {"name": "sklearn-digits (training split)", "count": len(train)},
-                "feature_network": {
-                    "name": FEATURE_NETWORK,
-                    "standin": False,
-                    "train_accuracy": net.train_accuracy,
-                    "heldout_accuracy": net.heldout_accuracy,
-                },
-                "provenance": {
-                    "versions": package_versions(),
-                    "device": device_description("cpu"),
-                    "created": now_iso(),
-                },
-            }
-        )
+        record = score(out / ("heldout.npz" if key == "heldout" else key), result.reference, label)
+        record["dataset"] = "digits"
         write_json_atomic(out / f"{key}.json", record)
         result.rows[key] = record
+    result.network = result.rows["trained"]["feature_network"]
     result.seconds = time.time() - t0
     return result
 
@@ -250,9 +200,15 @@ def demo_table(out: Path, result: DemoResult):
             label=r["label"],
             dataset="digits",
             resolution=16,
-            values={m: r.get(m) for m in ("fid", "sfid", "is", "precision", "recall")},
+            # Precision/recall with exact float64 distances: ADM's float16 ones are the Inception
+            # protocol, and the digits network's unnormalised 64-d features reach float16's range.
+            values={
+                **{m: r.get(m) for m in ("fid", "sfid", "is")},
+                "precision": r["precision_exact"],
+                "recall": r["recall_exact"],
+            },
             num_samples=r["num_samples"],
-            network="digit-MLP features",
+            network=r["feature_network"]["name"],
             standin=False,
         )
         for key, r in result.rows.items()
@@ -301,11 +257,8 @@ def write_summary(out: Path, result: DemoResult) -> Path:
     summary = {
         "rows": result.rows,
         "seconds": round(result.seconds, 1),
-        "feature_network": {
-            "name": FEATURE_NETWORK,
-            "train_accuracy": result.features.train_accuracy,
-            "heldout_accuracy": result.features.heldout_accuracy,
-        },
+        "reference": str(result.reference),
+        "feature_network": result.network,
     }
     write_json_atomic(out / "metrics.json", summary)
     return out / "metrics.json"

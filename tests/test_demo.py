@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffit_eval.demo import LABELS, run_demo, to_gray8
+from diffit_eval.demo import LABELS, run_demo
+from diffit_eval.errors import UserError
+from diffit_eval.features.digits import DigitFeatures, to_gray8
 from diffit_eval.io.sources import sklearn_digits
 
 # The demo's own 256 for the floor and the trained row: at 128 the FID of 64-d features moves by
@@ -51,8 +53,25 @@ def test_to_gray8_inverts_the_16x16_rendering():
     assert (d.argmin(axis=1) == np.arange(1500)).mean() > 0.99
     const = np.full((2, 16, 16, 3), 255, np.uint8)
     np.testing.assert_allclose(to_gray8(const), 16.0)
-    with pytest.raises(ValueError, match="multiple of 8"):
+    with pytest.raises(UserError, match="multiple of 8"):
         to_gray8(np.zeros((1, 12, 12, 3), np.uint8))
+
+
+def test_shipped_digits_network_is_what_its_recipe_fits(tmp_path):
+    """digits-mlp.npz is `fit_digit_network`'s output: refitting here gives the recorded accuracies and
+    the same predictions on all 1,797 digits (L-BFGS from seed 0 is deterministic up to BLAS rounding)."""
+    import torch
+
+    from diffit_eval.features.digits import fit_digit_network
+
+    shipped, refit = DigitFeatures(), DigitFeatures(fit_digit_network(tmp_path / "refit.npz"))
+    for key in ("train_accuracy", "heldout_accuracy"):
+        assert refit.meta[key] == pytest.approx(shipped.meta[key], abs=1e-9)
+        assert shipped.meta[key] > 0.95
+    images = np.concatenate([sklearn_digits("train", 16)[0], sklearn_digits("heldout", 16)[0]])
+    x = torch.from_numpy(images).permute(0, 3, 1, 2)
+    agree = (shipped(x).logits.argmax(1) == refit(x).logits.argmax(1)).float().mean()
+    assert agree > 0.995, agree
 
 
 def test_fid_ordering_floor_trained_ceiling(demo):
@@ -65,8 +84,53 @@ def test_fid_ordering_floor_trained_ceiling(demo):
     assert rows["trained"]["precision"] > rows["untrained"]["precision"] + 0.3
     assert rows["trained"]["recall"] > rows["untrained"]["recall"] + 0.3
     # the held-out floor is a real floor: real digits the feature classifier labels well
-    assert demo.features.heldout_accuracy > 0.9
+    assert demo.network["heldout_accuracy"] > 0.9 and demo.network["name"] == "digits-mlp"
     assert [r["num_samples"] for r in rows.values()] == [NUM, NUM, CEILING_NUM]
+
+
+# dead ReLU units of the digits network give singular covariances; sqrtm warns and is still exact enough
+@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
+def test_reference_is_built_by_ref_build_and_fid_equals_a_direct_computation(demo):
+    """The training reference is `ref build --network digits` output; FID of each row against it
+    equals numpy/scipy on the shipped network's hidden features of the same images."""
+    import scipy.linalg
+    import torch
+
+    with np.load(demo.reference) as z:
+        meta = json.loads(str(z["meta"]))
+        assert "mu_s" not in z.files and z["arr_0"].shape == (1500, 16, 16, 3)
+    assert meta["feature_network"]["name"] == "digits-mlp" and meta["holds"] == ["fid", "pr"]
+    net = DigitFeatures()
+
+    def hidden(images):
+        return net(torch.from_numpy(images).permute(0, 3, 1, 2)).pool.double().numpy()
+
+    ref = hidden(demo.images["train"])
+    for key in ("heldout", "trained"):
+        x = hidden(demo.images[key])
+        m1, m2, s1, s2 = x.mean(0), ref.mean(0), np.cov(x, rowvar=False), np.cov(ref, rowvar=False)
+        covmean = scipy.linalg.sqrtm(s1 @ s2).real
+        want = ((m1 - m2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean)
+        assert demo.rows[key]["fid"] == pytest.approx(want, rel=1e-5), key
+
+
+def test_a_digits_reference_with_the_inception_network_is_one_line(demo, capsys, standin_weights):
+    from diffit_eval.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(
+            [
+                "metrics",
+                str(demo.reference.parent / "heldout.npz"),
+                "--ref",
+                str(demo.reference),
+                "--inception-weights",
+                str(standin_weights),
+                "--quiet",
+            ]
+        )
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("\n") == 1 and "pass --network digits" in err
 
 
 def test_samples_are_confidently_classified_digits_of_most_classes(demo, classifier):
@@ -97,7 +161,7 @@ def test_rows_are_written_as_metrics_json(demo, tmp_path):
         record = json.loads((out / f"{key}.json").read_text())
         assert record["label"] == label and record["dataset"] == "digits" and record["resolution"] == 16
         assert record["fid"] == pytest.approx(demo.rows[key]["fid"])
-        assert "digit-MLP" in record["feature_network"]["name"]
+        assert record["feature_network"]["name"] == "digits-mlp" and record["feature_network"]["standin"] is False
     text = render(demo_table(out, demo), "md")
     assert text.index(LABELS["heldout"]) < text.index(LABELS["trained"]) < text.index(LABELS["untrained"])
     assert "baseline" in text

@@ -85,3 +85,32 @@ def test_wheel_carries_its_data_and_runs_from_another_folder(wheel_venv, tmp_pat
         assert r.returncode == 0, (args, r.stderr)
         assert expect in r.stdout, (args, r.stdout[:500])
     assert (Path(where[1]) / "golden-cpu.npz").is_file() and (Path(where[1]) / "suites.toml").is_file()
+
+
+def test_wheel_runs_the_demo_with_its_shipped_weights(wheel_venv, tmp_path):
+    """The README's first command after a normal install: the digits DiffiT (diffit/weights) and the
+    digits feature network (diffit_eval/features) come from the wheel (a short run: 16 samples, 2 steps)."""
+    py, exe = wheel_venv / "bin" / "python", wheel_venv / "bin" / "diffit-eval"
+    files = subprocess.run(
+        [
+            str(py),
+            "-c",
+            "import diffit.weights, diffit_eval.features.digits as d; "
+            "print(diffit.weights.__file__); print(d.DIGITS_WEIGHTS)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+    ).stdout.split()
+    assert all(str(wheel_venv) in f for f in files), files
+    assert (Path(files[0]).parent / "digits.safetensors").is_file() and Path(files[1]).is_file()
+    r = subprocess.run(
+        [str(exe), "demo", "--num-samples", "16", "--steps", "2", "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "runs" / "demo" / "grid.png").is_file() and "digits-mlp" in r.stdout

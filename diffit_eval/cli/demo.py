@@ -51,12 +51,12 @@ def register(app: typer.Typer) -> None:
         write_summary(out, result)
         grid = write_demo_grid(out / "grid.png", result)
         typer.echo(render(demo_table(out, result), "rich"), nl=False)
-        net = result.features
+        net = result.network
         console.print(
-            f"\nFeatures: a digit classifier (MLP, 64 hidden units) fitted at run time on the training "
-            f"split (accuracy {net.train_accuracy:.3f} train, {net.heldout_accuracy:.3f} held out); FID "
-            "and precision/recall on its hidden layer, IS on its logits. Not InceptionV3: these numbers "
-            "are comparable with each other, not with any paper (docs/DEMO.md).",
+            f"\nFeatures: `--network digits`, a digit classifier (MLP, 64 hidden units) fitted on the training "
+            f"split and shipped with the package (accuracy {net['train_accuracy']:.3f} train, "
+            f"{net['heldout_accuracy']:.3f} held out); FID, precision/recall and KID on its hidden layer, IS on its "
+            "logits. Not InceptionV3: these numbers are comparable with each other, not with any paper (docs/DEMO.md).",
             soft_wrap=True,
         )
         fid = {k: r["fid"] for k, r in result.rows.items()}
@@ -78,6 +78,10 @@ def register(app: typer.Typer) -> None:
             soft_wrap=True,
         )
         console.print(
-            f"The same samples by hand: diffit-eval sample --model digits --seeds 0-{num_samples - 1} --steps {steps}",
+            "The same by hand:\n"
+            f"  diffit-eval ref build {out}/digits-train.npz --name digits-train --resolution 16 --crop none "
+            f"--network digits --pr-images 1500 --out {out}/digits-train-ref.npz\n"
+            f"  diffit-eval sample --model digits --seeds 0-{num_samples - 1} --steps {steps} --out {out}/trained\n"
+            f"  diffit-eval metrics {out}/trained --ref {out}/digits-train-ref.npz --network digits --metrics fid,is,pr,kid",
             soft_wrap=True,
         )

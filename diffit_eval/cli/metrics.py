@@ -37,9 +37,10 @@ def rank_deficiency_warning(record: dict) -> str | None:
     from diffit_eval.features.extract import POOL_DIM, SPATIAL_DIM
 
     n = record["num_samples"]
+    pool_dim = (record.get("feature_network") or {}).get("pool_dim", POOL_DIM)  # the digits network: 64
     short = [
         f"{name} ({dim}-d)"
-        for name, dim in (("FID", POOL_DIM), ("sFID", SPATIAL_DIM))
+        for name, dim in (("FID", pool_dim), ("sFID", SPATIAL_DIM))
         if record.get(name.lower()) is not None and n < dim
     ]
     if not short:
@@ -154,6 +155,11 @@ def register(app: typer.Typer) -> None:
             "--inception-weights",
             help="Local InceptionV3 weights (torch-fidelity layout); env DIFFIT_EVAL_INCEPTION_WEIGHTS.",
         ),
+        network: str = typer.Option(
+            "inception",
+            "--network",
+            help="Feature network: inception (the protocol's InceptionV3) or digits (the demo's digit classifier, docs/DEMO.md; not comparable with any paper).",
+        ),
         device: Optional[str] = typer.Option(
             None, "--device", help="cuda, cuda:1, cpu ... (default: CUDA when present)."
         ),
@@ -244,6 +250,7 @@ def register(app: typer.Typer) -> None:
                 dinov2_weights=dinov2_weights,
                 bootstrap=bootstrap,
                 bootstrap_seed=bootstrap_seed,
+                network=network,
             )
         except KeyboardInterrupt:
             from diffit_eval.cli import command_line

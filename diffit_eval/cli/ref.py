@@ -203,6 +203,11 @@ def register(app: typer.Typer) -> None:
             "--inception-weights",
             help="Local InceptionV3 weights (torch-fidelity layout); env DIFFIT_EVAL_INCEPTION_WEIGHTS.",
         ),
+        network: str = typer.Option(
+            "inception",
+            "--network",
+            help="Feature network: inception (the protocol's InceptionV3) or digits (the demo's digit classifier, docs/DEMO.md; not comparable with any paper).",
+        ),
         dinov2: bool = typer.Option(
             False,
             "--dinov2",
@@ -253,6 +258,7 @@ def register(app: typer.Typer) -> None:
                 weights=inception_weights,
                 dinov2=dinov2,
                 dinov2_weights=dinov2_weights,
+                network=network,
                 device=device,
                 batch_size=batch_size,
                 chunk_size=chunk_size,

@@ -35,12 +35,20 @@ def _float32(x) -> np.ndarray:
 @dataclass
 class FeatureSet:
     pool: RunningStats = field(default_factory=lambda: RunningStats(POOL_DIM))
-    spatial: RunningStats = field(default_factory=lambda: RunningStats(SPATIAL_DIM))
+    spatial: RunningStats | None = field(default_factory=lambda: RunningStats(SPATIAL_DIM))  # None: no sFID features
     logits: list[np.ndarray] = field(default_factory=list)
     pool_rows: list[np.ndarray] = field(default_factory=list)
     # DINOv2 CLS tokens (FD_DINOv2), when a DINOv2 network ran: statistics and rows (the bootstrap's).
     dinov2: RunningStats | None = None
     dinov2_rows: list[np.ndarray] = field(default_factory=list)
+
+    @classmethod
+    def for_network(cls, net) -> FeatureSet:
+        """An empty set shaped like `net`'s features (InceptionV3: 2048 / 2023; the digits network: 64 / none)."""
+        spatial = getattr(net, "spatial_dim", SPATIAL_DIM)
+        return cls(
+            pool=RunningStats(getattr(net, "pool_dim", POOL_DIM)), spatial=RunningStats(spatial) if spatial else None
+        )
 
     @property
     def count(self) -> int:
@@ -49,7 +57,8 @@ class FeatureSet:
     def add(self, pool, logits, spatial, keep_rows: bool = True) -> None:
         """Add a batch of rows (torch tensors or numpy arrays, float32)."""
         self.pool.update(pool)
-        self.spatial.update(spatial)
+        if self.spatial is not None:
+            self.spatial.update(spatial)
         self.logits.append(_float32(logits))
         if keep_rows:
             self.pool_rows.append(_float32(pool))
@@ -72,7 +81,8 @@ class FeatureSet:
             self.dinov2.merge(other.dinov2)
             self.dinov2_rows.extend(other.dinov2_rows)
         self.pool.merge(other.pool)
-        self.spatial.merge(other.spatial)
+        if self.spatial is not None:
+            self.spatial.merge(other.spatial)
         self.logits.extend(other.logits)
         self.pool_rows.extend(other.pool_rows)
         return self
@@ -159,7 +169,7 @@ def extract_features(
     from diffit_eval.progress import progress_bar
 
     total = source.num_images if limit is None else min(limit, source.num_images)
-    fs = FeatureSet()
+    fs = FeatureSet.for_network(net)
     with progress_bar(total, description or f"features {Path(source.path).name}", enabled=progress) as advance:
         for batch in source.iter_batches(batch_size, limit):
             extract_batch(net, batch, fs, keep_rows=keep_rows, dinov2=dinov2)

@@ -26,7 +26,14 @@ import torch
 from diffit_eval.assets.cache import md5_file, sha256_file
 from diffit_eval.assets.inception import INCEPTION_MD5_PREFIX, resolve_inception_weights
 from diffit_eval.errors import UserError
-from diffit_eval.protocol import DEFAULT_RESIZE, FEATURE_NETWORK, RESIZE_MODES, SPATIAL_CHANNELS
+from diffit_eval.protocol import (
+    DEFAULT_NETWORK,
+    DEFAULT_RESIZE,
+    FEATURE_NETWORK,
+    FEATURE_NETWORKS,
+    RESIZE_MODES,
+    SPATIAL_CHANNELS,
+)
 
 STANDIN_LABEL = "STAND-IN (random weights, not InceptionV3)"
 
@@ -133,7 +140,21 @@ def load_feature_network(
     device: str | None = None,
     resize: str = DEFAULT_RESIZE,
     allow_download: bool = True,
+    network: str = DEFAULT_NETWORK,
 ) -> InceptionFeatures:
-    """Resolve the weights (see :func:`resolve_inception_weights`) and build the network on `device`."""
+    """Resolve the weights (see :func:`resolve_inception_weights`) and build the network on `device`.
+
+    `network="digits"`: the demo's shipped digit classifier instead (:mod:`diffit_eval.features.digits`).
+    """
+    if network not in FEATURE_NETWORKS:
+        raise UserError(f"unknown --network {network!r}; choose one of {', '.join(FEATURE_NETWORKS)}")
+    if network == "digits":
+        if weights is not None:
+            raise UserError(
+                "--inception-weights applies to --network inception; the digits network ships with the package"
+            )
+        from diffit_eval.features.digits import DigitFeatures
+
+        return DigitFeatures().to(device or default_device())
     path = resolve_inception_weights(weights, allow_download=allow_download)
     return InceptionFeatures(path, resize=resize).to(device or default_device())

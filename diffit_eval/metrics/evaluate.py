@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diffit_eval.errors import UserError
+from diffit_eval.features.digits import DIGITS_NETWORK
 from diffit_eval.features.extract import FeatureSet, extract_features
 from diffit_eval.features.run_features import run_folder_features
 from diffit_eval.generate.shards import RunSource
@@ -28,6 +29,7 @@ from diffit_eval.protocol import (
     CI_SUFFIX,
     DEFAULT_BOOTSTRAP_SEED,
     DEFAULT_METRIC_GROUPS,
+    DEFAULT_NETWORK,
     DEFAULT_RESIZE,
     KID_SEED,
     KID_SUBSET_SIZE,
@@ -191,8 +193,11 @@ def run_metrics(
     dinov2_weights: str | None = None,
     bootstrap: int | None = None,
     bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED,
+    network: str = DEFAULT_NETWORK,
 ) -> dict:
-    """The whole `diffit-eval metrics` job as a library call; returns the JSON-ready record."""
+    """The whole `diffit-eval metrics` job as a library call; returns the JSON-ready record.
+
+    `network="digits"`: features of the demo's digit classifier (docs/DEMO.md) instead of InceptionV3."""
     from diffit_eval.features.dinov2 import load_dinov2_network
     from diffit_eval.features.network import default_batch_size, load_feature_network
 
@@ -209,7 +214,7 @@ def run_metrics(
         metrics is not None and "fd_dinov2" in metrics
     ):  # the weights before the Inception ones: both are checked before any work
         dinov2 = load_dinov2_network(dinov2_weights, device=device, allow_download=allow_download)
-    net = load_feature_network(weights, device=device, resize=resize, allow_download=allow_download)
+    net = load_feature_network(weights, device=device, resize=resize, allow_download=allow_download, network=network)
     batch_size = batch_size or default_batch_size(str(next(net.parameters()).device))
     wanted_pr = metrics is None or "pr" in metrics or "kid" in metrics or bool(bootstrap)
     ref = load_reference(
@@ -229,6 +234,10 @@ def run_metrics(
             f"reference {ref.shown} has DINOv2 statistics of other weights (sha256 {ref.dinov2_sha256[:12]}) than "
             f"{dinov2.weights_path.name} (sha256 {dinov2.weights_sha256[:12]}); rebuild it or pass the same weights"
         )
+    built_name = (ref.meta.get("feature_network") or {}).get("name")
+    if built_name and (built_name == DIGITS_NETWORK) != (net.describe()["name"] == DIGITS_NETWORK):
+        want = "--network digits" if built_name == DIGITS_NETWORK else "--network inception"
+        raise UserError(f"reference {ref.shown} was built with the {built_name} feature network; pass {want}")
     if ref.resize != net.resize:
         raise UserError(
             f"reference {ref.shown} was built with the {ref.resize} resize but these features use "
@@ -238,7 +247,7 @@ def run_metrics(
     if built_with and built_with != net.weights_sha256:
         raise UserError(
             f"reference {ref.shown} was built with another feature network (sha256 {built_with[:12]}, "
-            f"{'a stand-in' if ref.meta['feature_network'].get('standin') else 'InceptionV3'}) than "
+            f"{'a stand-in' if ref.meta['feature_network'].get('standin') else ref.meta['feature_network'].get('name', 'InceptionV3')}) than "
             f"{net.weights_path.name} (sha256 {net.weights_sha256[:12]}); rebuild it or pass the same weights"
         )
     fs = sample_features(

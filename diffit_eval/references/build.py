@@ -18,7 +18,7 @@ from diffit_eval.assets.cache import atomic_path, check_writable, sha256_file, w
 from diffit_eval.errors import Interrupted, UserError
 from diffit_eval.features.extract import FeatureSet, extract_batch
 from diffit_eval.features.stats import RunningStats
-from diffit_eval.protocol import DEFAULT_RESIZE, DINOV2_STAT_KEYS, POOL_DIM, RESIZE_MODES, SPATIAL_DIM
+from diffit_eval.protocol import DEFAULT_NETWORK, DEFAULT_RESIZE, DINOV2_STAT_KEYS, POOL_DIM, RESIZE_MODES, SPATIAL_DIM
 from diffit_eval.provenance import now_iso, package_versions
 from diffit_eval.references.registry import (
     NAME_PATTERN,
@@ -34,20 +34,9 @@ def pr_subset(count: int, pr_images: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(count, size=k, replace=False)) if k else np.zeros(0, np.int64)
 
 
-def _main_then_share(fn, d: distributed.Dist):
-    """Run `fn` on rank 0 only (a download, a file write) and hand its result or its error to every rank."""
-    result = None
-    if d.is_main:
-        try:
-            result = ("ok", fn())
-        except UserError as e:
-            result = ("error", e)
-        except OSError as e:  # e.g. a full disk while writing: every rank must hear of it
-            result = ("error", UserError(f"{type(e).__name__}: {e}"))
-    status, value = distributed.broadcast_object(result, d)
-    if status == "error":
-        raise value
-    return value
+def _on_main(fn, d: distributed.Dist):
+    """`fn()` on rank 0 only (a download, a file write); its result, or its error, on every rank."""
+    return distributed.main_then_broadcast(lambda: (fn(), None), d)[0]
 
 
 class _ChunkWorker:
@@ -77,7 +66,7 @@ class _ChunkWorker:
 
     def __call__(self, chunk: int, indices: range) -> dict:
         try:
-            fs = FeatureSet()  # per chunk: its logits are dropped with it, so memory stays flat
+            fs = FeatureSet.for_network(self.net)  # per chunk: its logits are dropped with it, so memory stays flat
             pr_pos, pr_images, batch = [], [], []
             # Threads decode and crop ahead (PIL releases the GIL); map keeps the order.
             loaded = self.threads.map(self._load, indices) if self.threads else map(self._load, indices)
@@ -117,6 +106,7 @@ def build_reference(
     weights: str | os.PathLike | None = None,
     dinov2: bool = False,
     dinov2_weights: str | os.PathLike | None = None,
+    network: str = DEFAULT_NETWORK,
     device: str | None = None,
     batch_size: int | None = None,
     chunk_size: int = 1000,
@@ -128,7 +118,8 @@ def build_reference(
     (float64), `arr_0` (a seeded random `pr_images` of the preprocessed images, in index order) and
     `meta` (JSON). With `dinov2` (or `dinov2_weights`), the DINOv2 CLS-token statistics of the same
     images, from the same read of each batch, as `mu_dinov2` / `sigma_dinov2` (FD_DINOv2,
-    docs/METRICS.md).
+    docs/METRICS.md). `network="digits"`: the demo's digit classifier instead of InceptionV3
+    (:mod:`diffit_eval.features.digits`; no sFID statistics).
 
     Images are taken in sorted order and cut into chunks of `chunk_size`. Each chunk's float64 sums
     are formed on one rank, batch by batch, and rank 0 adds the chunk sums in chunk order, so the
@@ -138,7 +129,7 @@ def build_reference(
     GPU model and deterministic cuDNN choices.
     """
     from diffit_eval.assets.inception import resolve_inception_weights
-    from diffit_eval.features.network import InceptionFeatures, default_batch_size
+    from diffit_eval.features.network import InceptionFeatures, default_batch_size, load_feature_network
     from diffit_eval.io.preprocess import check_crop, open_image_set
     from diffit_eval.progress import progress_bar
 
@@ -171,20 +162,25 @@ def build_reference(
     d = distributed.init(device)
     dev = distributed.device_for(d, device)
     batch_size = batch_size or default_batch_size(dev)
-    weights_path = _main_then_share(lambda: resolve_inception_weights(weights, allow_download=allow_download), d)
-    net = InceptionFeatures(weights_path, resize=resize).to(dev)
+    if network == DEFAULT_NETWORK:
+        weights_path = _on_main(lambda: resolve_inception_weights(weights, allow_download=allow_download), d)
+        net = InceptionFeatures(weights_path, resize=resize).to(dev)
+    else:  # the shipped digits network: nothing to fetch
+        net = load_feature_network(weights, device=dev, network=network)
+        resize = net.resize
     dino = None
     if dinov2 or dinov2_weights is not None:
         from diffit_eval.assets.dinov2 import resolve_dinov2_weights
         from diffit_eval.features.dinov2 import DINOv2Features
 
-        dino_path = _main_then_share(lambda: resolve_dinov2_weights(dinov2_weights, allow_download=allow_download), d)
+        dino_path = _on_main(lambda: resolve_dinov2_weights(dinov2_weights, allow_download=allow_download), d)
         dino = DINOv2Features(dino_path).to(dev)
 
     chunks = [range(s, min(s + chunk_size, count)) for s in range(0, count, chunk_size)]
     kept = pr_subset(count, pr_images, seed)
     pr_positions = {int(i): p for p, i in enumerate(kept)}
-    pool_sum, spatial_sum = RunningStats(POOL_DIM), RunningStats(SPATIAL_DIM)
+    pool_sum = RunningStats(getattr(net, "pool_dim", POOL_DIM))
+    spatial_sum = RunningStats(SPATIAL_DIM) if getattr(net, "spatial_dim", SPATIAL_DIM) else None
     dino_sum = RunningStats(dino.dim) if dino is not None else None
     pr_store, pr_tmp = None, None
     if d.is_main and len(kept):
@@ -231,7 +227,8 @@ def build_reference(
                     if r is None:
                         continue
                     pool_sum.merge(r["pool"])
-                    spatial_sum.merge(r["spatial"])
+                    if spatial_sum is not None:
+                        spatial_sum.merge(r["spatial"])
                     if dino_sum is not None:
                         dino_sum.merge(r["dinov2"])
                     if r["pr_images"] is not None:
@@ -239,7 +236,12 @@ def build_reference(
                     if rank:
                         advance(r["count"])
 
-        holds = ["fid", "sfid"] + (["pr"] if len(kept) else []) + (["fd_dinov2"] if dino is not None else [])
+        holds = (
+            ["fid"]
+            + (["sfid"] if spatial_sum is not None else [])
+            + (["pr"] if len(kept) else [])
+            + (["fd_dinov2"] if dino is not None else [])
+        )
         meta = {
             "name": name,
             "dataset": dataset or name,
@@ -260,7 +262,9 @@ def build_reference(
         }
 
         def write() -> Path:
-            arrays = {"mu": pool_sum.mean, "sigma": pool_sum.cov, "mu_s": spatial_sum.mean, "sigma_s": spatial_sum.cov}
+            arrays = {"mu": pool_sum.mean, "sigma": pool_sum.cov}
+            if spatial_sum is not None:
+                arrays.update(mu_s=spatial_sum.mean, sigma_s=spatial_sum.cov)
             if dino_sum is not None:
                 arrays.update(zip(DINOV2_STAT_KEYS, (dino_sum.mean, dino_sum.cov)))
             if pr_store is not None:
@@ -302,7 +306,7 @@ def build_reference(
                 )
             return out_path
 
-        written = _main_then_share(write, d)
+        written = _on_main(write, d)
     except KeyboardInterrupt:
         raise Interrupted(
             f"{done[0]} of {count} images had gone through the feature network; {out_path} was not "

@@ -74,8 +74,8 @@ class Reference:
             return "reference has no images (arr_0) whose pool_3 rows KID needs"
         if metric == "fd_dinov2" and self.mu_dinov2 is None:
             return (
-                f"reference has no DINOv2 statistics ({', '.join(DINOV2_STAT_KEYS)}); pass the reference "
-                "images (npz, folder or run folder) as --ref"
+                f"reference has no DINOv2 statistics ({', '.join(DINOV2_STAT_KEYS)}); build one with "
+                "`diffit-eval ref build ... --dinov2` or pass the reference images (npz, folder or run folder) as --ref"
             )
         return None
 
@@ -120,10 +120,12 @@ class Reference:
 
 def _check_dims(ref: Reference, where: str) -> None:
     """Dimensions and finiteness, checked when the file is opened, before any feature is extracted."""
-    if ref.mu.shape != (POOL_DIM,) or ref.sigma.shape != (POOL_DIM, POOL_DIM):
+    network = ref.meta.get("feature_network") or {}
+    dim = int(network.get("pool_dim", POOL_DIM))  # files built with the digits network say so
+    if ref.mu.shape != (dim,) or ref.sigma.shape != (dim, dim):
         raise UserError(
             f"reference {where}: mu/sigma are {list(ref.mu.shape)}/{list(ref.sigma.shape)}, "
-            f"but pool_3 features are {POOL_DIM}-d"
+            f"but {network['name'] if 'pool_dim' in network else 'pool_3'} features are {dim}-d"
         )
     if ref.mu_s is not None and (ref.mu_s.shape != (SPATIAL_DIM,) or ref.sigma_s.shape != (SPATIAL_DIM, SPATIAL_DIM)):
         raise UserError(
@@ -210,8 +212,8 @@ def reference_from_features(
         name=name,
         mu=fs.pool.mean,
         sigma=fs.pool.cov,
-        mu_s=fs.spatial.mean,
-        sigma_s=fs.spatial.cov,
+        mu_s=None if fs.spatial is None else fs.spatial.mean,
+        sigma_s=None if fs.spatial is None else fs.spatial.cov,
         mu_dinov2=None if fs.dinov2 is None else fs.dinov2.mean,
         sigma_dinov2=None if fs.dinov2 is None else fs.dinov2.cov,
         pr_features=fs.all_pool_rows(),
