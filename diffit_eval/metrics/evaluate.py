@@ -151,12 +151,16 @@ def evaluate(
             sample_in=adm.sample_in if adm is not None else None,
             cover=adm.cover if adm is not None else None,
         )
-        res.values.update(bootstrap_intervals(samples.count, inputs, bootstrap, seed=bootstrap_seed, device=device))
+        res.values.update(
+            bootstrap_intervals(
+                samples.count, inputs, bootstrap, seed=bootstrap_seed, device=device, estimates=dict(res.values)
+            )
+        )
         res.extra["bootstrap"] = {
             "replicates": bootstrap,
             "seed": bootstrap_seed,
             "confidence": BOOTSTRAP_CONFIDENCE,
-            "interval": "percentile",
+            "interval": "percentile, centred on the reported value",
             "resampled": "samples, with replacement; reference fixed",
             "keys": sorted(k for k in res.values if k.endswith(CI_SUFFIX)),
         }
