@@ -16,7 +16,7 @@ Features. The protocol's InceptionV3 cannot be downloaded here and its stand-in 
 runs at a few images a second on two CPU cores, far too slow for a two-minute demo of ~2,000
 images. The demo therefore measures with the digits network (:mod:`diffit_eval.features.digits`):
 a small digit classifier fitted once on the training split and shipped with the package. FID,
-precision/recall (k = 3) and KID come from its 64-d hidden layer, IS from its ten logits (the
+precision/recall (k = 3) come from its 64-d hidden layer, IS from its ten logits (the
 "MNIST Inception score" of the GAN literature), all with the project's metric code. The rows say
 so: these numbers are not Inception numbers and not comparable with any paper; the ordering is
 the point.
@@ -46,7 +46,11 @@ DEMO_MODEL = "digits"  # the preset whose weights ship in the package
 UNTRAINED = "random:0"  # the ceiling: seeded random weights (diffit.testing.randomize_weights)
 NETWORK = "digits"  # `--network digits` (diffit_eval/features/digits.py)
 REFERENCE = "digits-train"  # the reference `ref build` makes of the training split
-METRICS = ["fid", "is", "pr", "kid"]  # no sFID: the digits network has no spatial features
+METRICS = [
+    "fid",
+    "is",
+    "pr",
+]  # no sFID (no spatial features); no KID (its cubic kernel assumes Inception-scale features)
 LABELS = {
     "heldout": "held-out real digits",
     "trained": "DiffiT digits (trained, shipped)",
@@ -119,7 +123,7 @@ def build_training_reference(out: Path, train: np.ndarray) -> Path:
 
 
 def score(samples: Path, reference: Path, label: str) -> dict:
-    """`diffit-eval metrics SAMPLES --ref REFERENCE --network digits --metrics fid,is,pr,kid` as a library call."""
+    """`diffit-eval metrics SAMPLES --ref REFERENCE --network digits --metrics fid,is,pr` as a library call."""
     from diffit_eval.metrics.evaluate import run_metrics
 
     return run_metrics(

@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         console.print(
             f"\nFeatures: `--network digits`, a digit classifier (MLP, 64 hidden units) fitted on the training "
             f"split and shipped with the package (accuracy {net['train_accuracy']:.3f} train, "
-            f"{net['heldout_accuracy']:.3f} held out); FID, precision/recall and KID on its hidden layer, IS on its "
+            f"{net['heldout_accuracy']:.3f} held out); FID and precision/recall on its hidden layer, IS on its "
             "logits. Not InceptionV3: these numbers are comparable with each other, not with any paper (docs/DEMO.md).",
             soft_wrap=True,
         )
@@ -82,6 +82,6 @@ def register(app: typer.Typer) -> None:
             f"  diffit-eval ref build {out}/digits-train.npz --name digits-train --resolution 16 --crop none "
             f"--network digits --pr-images 1500 --out {out}/digits-train-ref.npz\n"
             f"  diffit-eval sample --model digits --seeds 0-{num_samples - 1} --steps {steps} --out {out}/trained\n"
-            f"  diffit-eval metrics {out}/trained --ref {out}/digits-train-ref.npz --network digits --metrics fid,is,pr,kid",
+            f"  diffit-eval metrics {out}/trained --ref {out}/digits-train-ref.npz --network digits --metrics fid,is,pr",
             soft_wrap=True,
         )
