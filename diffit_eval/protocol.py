@@ -43,9 +43,10 @@ __all__ = [
 
 # The feature network: torch-fidelity's port of the 2015-12-05 TensorFlow InceptionV3.
 FEATURE_NETWORK = "inception-v3-compat"
-# `--network` of `metrics` and `ref build`: the protocol's InceptionV3, or the demo's digit
-# classifier (diffit_eval/features/digits.py, docs/DEMO.md), whose numbers compare with nothing else.
-FEATURE_NETWORKS = ("inception", "digits")
+# `--network` of `metrics` and `ref build` -> the name records carry: the protocol's InceptionV3, or
+# the demo's digit classifier (diffit_eval/features/digits.py, docs/DEMO.md), whose numbers compare
+# with nothing else.
+FEATURE_NETWORKS = {"inception": FEATURE_NETWORK, "digits": "digits-mlp"}
 DEFAULT_NETWORK = "inception"
 
 # How images reach 299x299: TF1's bilinear resize as ADM ran it (the published numbers), or

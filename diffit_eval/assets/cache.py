@@ -131,6 +131,41 @@ def read_manifest(run_dir: str | os.PathLike, name: str, fmt: str, kind: str, re
     return manifest
 
 
+def cached_weights_path(url: str) -> Path:
+    """Where a downloaded network's weights live in the cache: named after the URL's file."""
+    return cache_dir() / "weights" / url.rsplit("/", 1)[1]
+
+
+def resolve_weights_file(
+    path: str | os.PathLike | None,
+    *,
+    env: str,
+    url: str,
+    what: str,
+    flag: str,
+    fetch_name: str,
+    allow_download: bool = True,
+    md5_prefix: str | None = None,
+) -> Path:
+    """A network's weights: `path`, else `$env`, else the cache (named after the URL's file), else a
+    verified download; offline or with downloads off, one line naming the URL and `flag`."""
+    explicit = path or os.environ.get(env)
+    if explicit:
+        p = Path(explicit).expanduser()
+        if not p.is_file():
+            raise UserError(f"{what} file not found: {p}")
+        return p
+    p = cached_weights_path(url)
+    if p.is_file():
+        return p
+    if not allow_download:
+        raise MissingAssetError(
+            f"{what} are not cached at {p} and downloads are off; run "
+            f"`diffit-eval weights fetch {fetch_name}` (downloads {url}) or pass {flag}"
+        )
+    return download(url, p, what=what, alternative=flag, md5_prefix=md5_prefix)
+
+
 def _check(path: Path, *, sha256: str | None, md5_prefix: str | None, size: int | None) -> str | None:
     """Return a reason the file is wrong, or None when every given expectation holds."""
     if size is not None and path.stat().st_size != size:

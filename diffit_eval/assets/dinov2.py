@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from diffit_eval.assets.cache import cache_dir, download
-from diffit_eval.errors import MissingAssetError, UserError
+from diffit_eval.assets.cache import cached_weights_path, resolve_weights_file
 
 __all__ = ["DINOV2_ENV", "DINOV2_URL", "default_dinov2_path", "resolve_dinov2_weights"]
 
@@ -23,30 +22,17 @@ DINOV2_FLAG = "--dinov2-weights PATH"
 
 
 def default_dinov2_path() -> Path:
-    return cache_dir() / "weights" / DINOV2_URL.rsplit("/", 1)[1]
-
-
-def cached_or_explicit(path: str | os.PathLike | None = None) -> Path | None:
-    """The weights file when it needs no download (`path`, the env variable, the cache), else None."""
-    explicit = path or os.environ.get(DINOV2_ENV)
-    if explicit:
-        p = Path(explicit).expanduser()
-        if not p.is_file():
-            raise UserError(f"DINOv2 weights file not found: {p}")
-        return p
-    p = default_dinov2_path()
-    return p if p.is_file() else None
+    return cached_weights_path(DINOV2_URL)
 
 
 def resolve_dinov2_weights(path: str | os.PathLike | None = None, *, allow_download: bool = True) -> Path:
     """`path`, else `$DIFFIT_EVAL_DINOV2_WEIGHTS`, else the cache, else a download (1.2 GB)."""
-    found = cached_or_explicit(path)
-    if found is not None:
-        return found
-    p = default_dinov2_path()
-    if not allow_download:
-        raise MissingAssetError(
-            f"DINOv2 weights are not cached at {p} and downloads are off; run "
-            f"`diffit-eval weights fetch dinov2-vitl14` (downloads {DINOV2_URL}) or pass {DINOV2_FLAG}"
-        )
-    return download(DINOV2_URL, p, what="DINOv2 ViT-L/14 weights", alternative=DINOV2_FLAG)
+    return resolve_weights_file(
+        path,
+        env=DINOV2_ENV,
+        url=DINOV2_URL,
+        what="DINOv2 weights",
+        flag=DINOV2_FLAG,
+        fetch_name="dinov2-vitl14",
+        allow_download=allow_download,
+    )

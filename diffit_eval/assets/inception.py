@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from diffit_eval.assets.cache import cache_dir, download
-from diffit_eval.errors import MissingAssetError, UserError
+from diffit_eval.assets.cache import cached_weights_path, resolve_weights_file
 
 __all__ = [
     "INCEPTION_ENV",
@@ -27,29 +26,18 @@ INCEPTION_ENV = "DIFFIT_EVAL_INCEPTION_WEIGHTS"
 
 
 def default_weights_path() -> Path:
-    return cache_dir() / "weights" / INCEPTION_URL.rsplit("/", 1)[1]
+    return cached_weights_path(INCEPTION_URL)
 
 
 def resolve_inception_weights(path: str | os.PathLike | None = None, *, allow_download: bool = True) -> Path:
     """Find the Inception weights: `path`, else `$DIFFIT_EVAL_INCEPTION_WEIGHTS`, else the cache, else download."""
-    explicit = path or os.environ.get(INCEPTION_ENV)
-    if explicit:
-        p = Path(explicit).expanduser()
-        if not p.is_file():
-            raise UserError(f"Inception weights file not found: {p}")
-        return p
-    p = default_weights_path()
-    if p.is_file():
-        return p
-    if not allow_download:
-        raise MissingAssetError(
-            f"Inception weights are not cached at {p} and downloads are off; run "
-            f"`diffit-eval weights fetch inception` or pass --inception-weights PATH"
-        )
-    return download(
-        INCEPTION_URL,
-        p,
+    return resolve_weights_file(
+        path,
+        env=INCEPTION_ENV,
+        url=INCEPTION_URL,
         what="Inception weights",
-        alternative="--inception-weights PATH",
+        flag="--inception-weights PATH",
+        fetch_name="inception",
+        allow_download=allow_download,
         md5_prefix=INCEPTION_MD5_PREFIX,
     )

@@ -9,6 +9,13 @@ from typing import Optional
 
 import typer
 
+from diffit_eval.protocol import DEFAULT_NETWORK
+
+# Shared with `ref build`: a reference and its metrics use one network.
+NETWORK_HELP = (
+    "Feature network: inception (the protocol's InceptionV3) or digits (the demo's digit classifier, "
+    "docs/DEMO.md; not comparable with any paper)."
+)
 METRICS_HELP = "Comma list of fid,sfid,is,pr,kid,fd_dinov2 (default: fid,sfid,is,pr, those the reference supports)."
 
 
@@ -155,11 +162,7 @@ def register(app: typer.Typer) -> None:
             "--inception-weights",
             help="Local InceptionV3 weights (torch-fidelity layout); env DIFFIT_EVAL_INCEPTION_WEIGHTS.",
         ),
-        network: str = typer.Option(
-            "inception",
-            "--network",
-            help="Feature network: inception (the protocol's InceptionV3) or digits (the demo's digit classifier, docs/DEMO.md; not comparable with any paper).",
-        ),
+        network: str = typer.Option(DEFAULT_NETWORK, "--network", help=NETWORK_HELP),
         device: Optional[str] = typer.Option(
             None, "--device", help="cuda, cuda:1, cpu ... (default: CUDA when present)."
         ),

@@ -7,6 +7,9 @@ from typing import Optional
 
 import typer
 
+from diffit_eval.cli.metrics import NETWORK_HELP
+from diffit_eval.protocol import DEFAULT_NETWORK
+
 CACHE_HELP = (
     "References are cached in $DIFFIT_EVAL_CACHE/refs (default ~/.cache/diffit-eval/refs): "
     "<name>.npz with <name>.json beside it (sha256, size, URL, when fetched). "
@@ -203,11 +206,7 @@ def register(app: typer.Typer) -> None:
             "--inception-weights",
             help="Local InceptionV3 weights (torch-fidelity layout); env DIFFIT_EVAL_INCEPTION_WEIGHTS.",
         ),
-        network: str = typer.Option(
-            "inception",
-            "--network",
-            help="Feature network: inception (the protocol's InceptionV3) or digits (the demo's digit classifier, docs/DEMO.md; not comparable with any paper).",
-        ),
+        network: str = typer.Option(DEFAULT_NETWORK, "--network", help=NETWORK_HELP),
         dinov2: bool = typer.Option(
             False,
             "--dinov2",

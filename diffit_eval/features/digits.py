@@ -27,8 +27,9 @@ import torch
 from diffit_eval.assets.cache import atomic_path, sha256_file
 from diffit_eval.errors import UserError
 from diffit_eval.features.network import Features
+from diffit_eval.protocol import FEATURE_NETWORKS
 
-DIGITS_NETWORK = "digits-mlp"
+DIGITS_NETWORK = FEATURE_NETWORKS["digits"]
 DIGITS_WEIGHTS = Path(__file__).with_name("digits-mlp.npz")
 DIGITS_RESIZE = "block-mean-8x8"  # how images reach the network; recorded like Inception's resize mode
 HIDDEN = 64  # the feature dimension (FID, precision/recall)

@@ -45,10 +45,7 @@ class FeatureSet:
     @classmethod
     def for_network(cls, net) -> FeatureSet:
         """An empty set shaped like `net`'s features (InceptionV3: 2048 / 2023; the digits network: 64 / none)."""
-        spatial = getattr(net, "spatial_dim", SPATIAL_DIM)
-        return cls(
-            pool=RunningStats(getattr(net, "pool_dim", POOL_DIM)), spatial=RunningStats(spatial) if spatial else None
-        )
+        return cls(pool=RunningStats(net.pool_dim), spatial=RunningStats(net.spatial_dim) if net.spatial_dim else None)
 
     @property
     def count(self) -> int:

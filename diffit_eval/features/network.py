@@ -31,8 +31,10 @@ from diffit_eval.protocol import (
     DEFAULT_RESIZE,
     FEATURE_NETWORK,
     FEATURE_NETWORKS,
+    POOL_DIM,
     RESIZE_MODES,
     SPATIAL_CHANNELS,
+    SPATIAL_DIM,
 )
 
 STANDIN_LABEL = "STAND-IN (random weights, not InceptionV3)"
@@ -52,6 +54,8 @@ def _extractor_class():
 
 class InceptionFeatures(torch.nn.Module):
     """torch-fidelity's `inception-v3-compat` returning pool_3, unbiased logits and sFID features at once."""
+
+    pool_dim, spatial_dim = POOL_DIM, SPATIAL_DIM  # the Features' row widths (FeatureSet.for_network)
 
     def __init__(self, weights_path: str | os.PathLike, resize: str = DEFAULT_RESIZE) -> None:
         super().__init__()

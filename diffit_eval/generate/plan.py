@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from diffit_eval.errors import MissingAssetError, UserError
+from diffit_eval.errors import UserError
 from diffit_eval.generate import shards
 from diffit_eval.generate.sample import (
     DEFAULT_BATCH,
@@ -67,28 +67,24 @@ def _vae_identity(source: str) -> tuple[str, dict]:
     return source, {"source": source, "repo": vae_repo(source)}
 
 
+def _resolved(resolve, weights: str | None, hint: str) -> str:
+    """`resolve(weights)` as a path string; a missing file's error (same exit code) says how to do without."""
+    try:
+        return str(resolve(weights))
+    except UserError as e:
+        raise type(e)(f"{e}; {hint}", e.code) from None
+
+
 def _resolve_inception(weights: str | None) -> str:
     from diffit_eval.assets.inception import resolve_inception_weights
 
-    hint = "or pass --no-features to sample without on-the-fly features"
-    try:
-        return str(resolve_inception_weights(weights))
-    except MissingAssetError as e:
-        raise MissingAssetError(f"{e}; {hint}") from None
-    except UserError as e:
-        raise UserError(f"{e}; {hint}") from None
+    return _resolved(resolve_inception_weights, weights, "or pass --no-features to sample without on-the-fly features")
 
 
 def _resolve_dinov2(weights: str | None) -> str:
     from diffit_eval.assets.dinov2 import resolve_dinov2_weights
 
-    hint = "or leave dinov2 out of --features"
-    try:
-        return str(resolve_dinov2_weights(weights))
-    except MissingAssetError as e:
-        raise MissingAssetError(f"{e}; {hint}") from None
-    except UserError as e:
-        raise UserError(f"{e}; {hint}") from None
+    return _resolved(resolve_dinov2_weights, weights, "or leave dinov2 out of --features")
 
 
 def keep_features(resolution: int, asked: bool | None) -> bool:

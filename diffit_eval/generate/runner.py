@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -62,25 +63,48 @@ def _count_done(plan: RunPlan) -> int:
     return sum(shards.shard_path(plan.run_dir, k).is_file() for k in range(plan.num_shards))
 
 
-def _dinov2_network(plan: RunPlan, d: distributed.Dist, device: str):
-    """The DINOv2 network when the run keeps DINOv2 rows (else None); shards finished without them get them now."""
-    if plan.dinov2_weights is None:
-        return None
-    from diffit_eval.features.dinov2 import DINOv2Features
+def _row_writers(plan: RunPlan, device: str) -> list[tuple[Callable[[int], Path], Callable[[np.ndarray, Path], None]]]:
+    """(shard k -> its rows' file, (images, file) -> write) for each feature network the run keeps rows of."""
+    writers = []
+    if plan.inception_weights is not None:
+        weights = plan.inception_weights
+        if not Path(weights).is_file():  # another node: its own copy (same sha256 or the features are named apart)
+            weights = _resolve_inception(plan.inception_source)
+        net = load_feature_network(weights, device=device, resize=RESIZE)
+        writers.append(
+            (
+                lambda k: shards.features_path(plan.run_dir, k, net.weights_sha256, net.resize),
+                lambda images, path: write_shard_features(net, images, path),
+            )
+        )
+    if plan.dinov2_weights is not None:
+        from diffit_eval.features.dinov2 import DINOv2Features
 
-    weights = plan.dinov2_weights
-    if not Path(weights).is_file():  # another node: its own copy (the rows are named by the sha256)
-        weights = _resolve_dinov2(plan.dinov2_source)
-    dino = DINOv2Features(weights).to(device)
+        weights = plan.dinov2_weights
+        if not Path(weights).is_file():  # another node: its own copy (the rows are named by the sha256)
+            weights = _resolve_dinov2(plan.dinov2_source)
+        dino = DINOv2Features(weights).to(device)
+        writers.append(
+            (
+                lambda k: shards.dinov2_features_path(plan.run_dir, k, dino.weights_sha256),
+                lambda images, path: write_dinov2_features(dino, images, path),
+            )
+        )
+    return writers
+
+
+def _backfill_rows(plan: RunPlan, d: distributed.Dist, writers) -> None:
+    """Shards finished by an earlier run without some network's rows get them now; each shard is read once."""
     missing = set(plan.todo)
     for k in distributed.my_share([k for k in range(plan.num_shards) if k not in missing], d):
-        path = shards.dinov2_features_path(plan.run_dir, k, dino.weights_sha256)
-        if not path.is_file():
+        files = [(path_of(k), write) for path_of, write in writers]
+        absent = [(path, write) for path, write in files if not path.is_file()]
+        if absent:
             shard = shards.read_shard(
                 shards.shard_path(plan.run_dir, k), shards.shard_seeds(plan.seeds, k, plan.shard_size)
             )
-            write_dinov2_features(dino, shard["images"], path)
-    return dino
+            for path, write in absent:
+                write(shard["images"], path)
 
 
 def run_shards(plan: RunPlan, d: distributed.Dist, device: str, vae=None, verbose: bool = True) -> tuple[int, float]:
@@ -91,23 +115,8 @@ def run_shards(plan: RunPlan, d: distributed.Dist, device: str, vae=None, verbos
     preset = MODEL_PRESETS[plan.preset]
     # The missing shards are shared out, not all shards, so a resumed run stays balanced.
     todo = distributed.my_share(plan.todo, d)
-    net = None
-    if plan.inception_weights is not None:
-        weights = plan.inception_weights
-        if not Path(weights).is_file():  # another node: its own copy (same sha256 or the features are named apart)
-            weights = _resolve_inception(plan.inception_source)
-        net = load_feature_network(weights, device=device, resize=RESIZE)
-        # Shards finished by an earlier run without these features get them now.
-        missing = set(plan.todo)
-        finished = [k for k in range(plan.num_shards) if k not in missing]
-        for k in distributed.my_share(finished, d):
-            feats = shards.features_path(plan.run_dir, k, net.weights_sha256, net.resize)
-            if not feats.is_file():
-                shard = shards.read_shard(
-                    shards.shard_path(plan.run_dir, k), shards.shard_seeds(plan.seeds, k, plan.shard_size)
-                )
-                write_shard_features(net, shard["images"], feats)
-    dino = _dinov2_network(plan, d, device)
+    writers = _row_writers(plan, device)
+    _backfill_rows(plan, d, writers)
     if not todo:
         return 0, 0.0
 
@@ -146,10 +155,8 @@ def run_shards(plan: RunPlan, d: distributed.Dist, device: str, vae=None, verbos
                 generated += len(batch)
                 bar.advance(task, len(batch))
             shards.write_shard(shards.shard_path(plan.run_dir, k), images, labels, seeds)
-            if net is not None:
-                write_shard_features(net, images, shards.features_path(plan.run_dir, k, net.weights_sha256, net.resize))
-            if dino is not None:
-                write_dinov2_features(dino, images, shards.dinov2_features_path(plan.run_dir, k, dino.weights_sha256))
+            for path_of, write in writers:
+                write(images, path_of(k))
             del images, labels
             bar.update(task, shards=f"{_count_done(plan)}/{plan.num_shards}")
     return generated, time.time() - t0

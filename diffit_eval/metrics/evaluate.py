@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diffit_eval.errors import UserError
-from diffit_eval.features.digits import DIGITS_NETWORK
 from diffit_eval.features.extract import FeatureSet, extract_features
 from diffit_eval.features.run_features import run_folder_features
 from diffit_eval.generate.shards import RunSource
@@ -31,6 +30,7 @@ from diffit_eval.protocol import (
     DEFAULT_METRIC_GROUPS,
     DEFAULT_NETWORK,
     DEFAULT_RESIZE,
+    FEATURE_NETWORKS,
     KID_SEED,
     KID_SUBSET_SIZE,
     KID_SUBSETS,
@@ -239,9 +239,9 @@ def run_metrics(
             f"{dinov2.weights_path.name} (sha256 {dinov2.weights_sha256[:12]}); rebuild it or pass the same weights"
         )
     built_name = (ref.meta.get("feature_network") or {}).get("name")
-    if built_name and (built_name == DIGITS_NETWORK) != (net.describe()["name"] == DIGITS_NETWORK):
-        want = "--network digits" if built_name == DIGITS_NETWORK else "--network inception"
-        raise UserError(f"reference {ref.shown} was built with the {built_name} feature network; pass {want}")
+    flag = {name: flag for flag, name in FEATURE_NETWORKS.items()}.get(built_name)
+    if flag is not None and built_name != net.describe()["name"]:
+        raise UserError(f"reference {ref.shown} was built with the {built_name} feature network; pass --network {flag}")
     if ref.resize != net.resize:
         raise UserError(
             f"reference {ref.shown} was built with the {ref.resize} resize but these features use "

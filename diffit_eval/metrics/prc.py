@@ -228,22 +228,13 @@ def _covered(
     return sam_in, ref_in
 
 
-def precision_recall(
-    ref_feats,
-    sample_feats,
-    *,
-    arith: str = "adm-fp16",
-    k: int = K,
-    block: int = BLOCK,
-    device: str | torch.device | None = None,
-    half_norms: HalfNorms = half_sq_norms,
-) -> tuple[float, float]:
-    """(precision, recall) of `sample_feats` against `ref_feats` ([N, D] arrays).
-
-    `arith`: "adm-fp16" (ADM's float16 distances) or "exact" (float64). `half_norms` replaces
-    the float16 |x|^2 rule (the band benchmark passes half-accumulating ones).
+def precision_recall(ref_feats, sample_feats, **options) -> tuple[float, float]:
+    """(precision, recall) of `sample_feats` against `ref_feats` ([N, D] arrays); `options` are
+    :func:`membership`'s: `arith` "adm-fp16" (ADM's float16 distances, the default) or "exact"
+    (float64), `k`, `block`, `device`, and `half_norms` replacing the float16 |x|^2 rule (the band
+    benchmark passes half-accumulating ones).
     """
-    m = membership(ref_feats, sample_feats, arith=arith, k=k, block=block, device=device, half_norms=half_norms)
+    m = membership(ref_feats, sample_feats, **options)
     return m.precision, m.recall
 
 

@@ -18,7 +18,7 @@ from diffit_eval.assets.cache import atomic_path, check_writable, sha256_file, w
 from diffit_eval.errors import Interrupted, UserError
 from diffit_eval.features.extract import FeatureSet, extract_batch
 from diffit_eval.features.stats import RunningStats
-from diffit_eval.protocol import DEFAULT_NETWORK, DEFAULT_RESIZE, DINOV2_STAT_KEYS, POOL_DIM, RESIZE_MODES, SPATIAL_DIM
+from diffit_eval.protocol import DEFAULT_NETWORK, DEFAULT_RESIZE, DINOV2_STAT_KEYS, RESIZE_MODES
 from diffit_eval.provenance import now_iso, package_versions
 from diffit_eval.references.registry import (
     NAME_PATTERN,
@@ -179,8 +179,8 @@ def build_reference(
     chunks = [range(s, min(s + chunk_size, count)) for s in range(0, count, chunk_size)]
     kept = pr_subset(count, pr_images, seed)
     pr_positions = {int(i): p for p, i in enumerate(kept)}
-    pool_sum = RunningStats(getattr(net, "pool_dim", POOL_DIM))
-    spatial_sum = RunningStats(SPATIAL_DIM) if getattr(net, "spatial_dim", SPATIAL_DIM) else None
+    pool_sum = RunningStats(net.pool_dim)
+    spatial_sum = RunningStats(net.spatial_dim) if net.spatial_dim else None
     dino_sum = RunningStats(dino.dim) if dino is not None else None
     pr_store, pr_tmp = None, None
     if d.is_main and len(kept):
