@@ -227,8 +227,7 @@ def test_offline_without_weights_is_one_line(capsys, tmp_path, isolated_cache, m
 
                 raise MissingAssetError(f"cannot download {url}; pass {k.get('alternative')}")
 
-            monkeypatch.setattr(cache, "download", offline)
-            monkeypatch.setattr("diffit_eval.assets.dinov2.download", offline)
+            monkeypatch.setattr(cache, "download", offline)  # the shared resolver's download
         with pytest.raises(SystemExit) as e:
             main(argv)
         err = capsys.readouterr().err
