@@ -70,3 +70,12 @@ def metrics_features(standin_weights, metrics_images) -> dict:
         out[name] = FeatureSet()
         extract_batch(net, images, out[name])
     return out
+
+
+@pytest.fixture
+def launcher_lock():
+    """One torchrun launch at a time across pytest-xdist workers (tests/helpers.py)."""
+    from helpers import one_launcher_at_a_time
+
+    with one_launcher_at_a_time():
+        yield

@@ -1,7 +1,9 @@
 """Issue 11: every user error is one line before expensive work, nothing half-written, Ctrl-C says
-how to resume, narrow terminals stay readable. Each case runs through the installed console
-script (`diffit-eval` on PATH) and checks the exit code, exactly one stderr line, no traceback
-and no leftover files; a hypothesis test then throws random input at the CLI in-process.
+how to resume, narrow terminals stay readable. Each case checks the exit code, exactly one stderr
+line, no traceback and no leftover files. Most run in-process through the console script's entry
+point (`helpers.cli`); real processes are kept where the process is the point: one per exit code
+(0, 1, 2, 130: nothing but the one line reaches a user's terminal), Ctrl-C, file permissions and
+a pseudo-terminal. A hypothesis test then throws random input at the CLI in-process.
 
 Unwritable folders: root ignores `chmod 555`, so as root the command runs under
 `capsh --drop=cap_dac_override` (root then obeys file modes like anyone else).
@@ -17,38 +19,49 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ONE_THREAD, child_env, cli, cli_argv, files_under, one_error, run_argv, run_process, spawn
 
-EXE = shutil.which("diffit-eval")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-ENV.pop("DIFFIT_EVAL_INCEPTION_WEIGHTS", None)
+ENV = ONE_THREAD
 TINY = ["--model", "cifar10-tiny", "--steps", "2"]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
-pytestmark = pytest.mark.skipif(EXE is None, reason="the diffit-eval console script is not installed")
+# One process, many in-process calls: a real interpreter (for file permissions under capsh) that
+# pays its imports once. Prints one JSON [code, stdout, stderr] per argument list.
+MANY = r"""
+import contextlib, io, json, sys
+from diffit_eval.cli import main
+results = []
+for args in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(args)
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    results.append([code, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
 
 
-def run(*args, cwd: Path, env: dict | None = None, readonly_as_root: bool = False, timeout: float = 300):
-    cmd = [EXE, *map(str, args)]
-    if readonly_as_root and os.geteuid() == 0:
-        cmd = ["capsh", "--drop=cap_dac_override", "--", "-c", shlex.join(cmd)]
-    return subprocess.run(cmd, cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout)
+def run_unprivileged(calls: list[list], cwd: Path) -> list[subprocess.CompletedProcess]:
+    """The calls in one real process that obeys file modes even as root (see the module docstring)."""
+    argv = [sys.executable, "-c", MANY, json.dumps([[str(a) for a in c] for c in calls])]
+    if os.geteuid() == 0:
+        import shlex
 
-
-def one_error(proc, code: int) -> str:
-    """The single stderr line of a failed command."""
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == code, (proc.returncode, proc.stderr)
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    return lines[0]
-
-
-def files_under(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+        argv = ["capsh", "--drop=cap_dac_override", "--", "-c", shlex.join(argv)]
+    proc = run_argv(argv, cwd=cwd, env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    return [
+        subprocess.CompletedProcess(c, code, out, err) for c, (code, out, err) in zip(calls, json.loads(proc.stdout))
+    ]
 
 
 @pytest.fixture
@@ -87,53 +100,29 @@ def images(tmp_path_factory) -> Path:
 
 def test_unwritable_outputs_are_one_line_before_work(ro, tmp_path, images, standin_weights):
     cwd = ro.parent
-    for out in ("ro/run", "ro"):
-        line = one_error(
-            run("sample", *TINY, "--seeds", "0-1", "--no-features", "--out", out, cwd=cwd, readonly_as_root=True), 1
-        )
+    sample_run, sample_ro, demo, metrics, ref = run_unprivileged(
+        [
+            ["sample", *TINY, "--seeds", "0-1", "--no-features", "--out", "ro/run"],
+            ["sample", *TINY, "--seeds", "0-1", "--no-features", "--out", "ro"],
+            ["demo", "--out", "ro/demo", "-q"],
+            # --inception-weights points nowhere: had the JSON check come later, the error would name the weights
+            ["metrics", images / "p32", "--ref", images / "ref32.npz", "--json", "ro/m.json",
+             "--inception-weights", tmp_path / "none.pth"],
+            ["ref", "build", images / "p32", "--name", "r", "--resolution", "32", "--out", "ro/r.npz",
+             "--inception-weights", tmp_path / "none.pth"],
+        ],
+        cwd,
+    )  # fmt: skip
+    for proc, out in ((sample_run, "ro/run"), (sample_ro, "ro")):
+        line = one_error(proc, 1)
         assert f"cannot write the run folder {out}" in line and "Permission denied" in line
-    line = one_error(run("demo", "--out", "ro/demo", "-q", cwd=cwd, readonly_as_root=True), 1)
-    assert "cannot write --out ro/demo" in line
-    # --inception-weights points nowhere: had the JSON check come later, the error would name the weights
-    line = one_error(
-        run(
-            "metrics",
-            images / "p32",
-            "--ref",
-            images / "ref32.npz",
-            "--json",
-            "ro/m.json",
-            "--inception-weights",
-            tmp_path / "none.pth",
-            cwd=cwd,
-            readonly_as_root=True,
-        ),
-        1,
-    )
-    assert "cannot write --json ro/m.json" in line
-    line = one_error(
-        run(
-            "ref",
-            "build",
-            images / "p32",
-            "--name",
-            "r",
-            "--resolution",
-            "32",
-            "--out",
-            "ro/r.npz",
-            "--inception-weights",
-            tmp_path / "none.pth",
-            cwd=cwd,
-            readonly_as_root=True,
-        ),
-        1,
-    )
-    assert "cannot write --out ro/r.npz" in line
+    assert "cannot write --out ro/demo" in one_error(demo, 1)
+    assert "cannot write --json ro/m.json" in one_error(metrics, 1)
+    assert "cannot write --out ro/r.npz" in one_error(ref, 1)
     assert files_under(ro) == []
     # Under a regular file (fails for root too): nothing is created anywhere.
     (tmp_path / "afile").write_text("x")
-    line = one_error(run("sample", *TINY, "--seeds", "0-1", "--no-features", "--out", "afile/run", cwd=tmp_path), 1)
+    line = one_error(cli("sample", *TINY, "--seeds", "0-1", "--no-features", "--out", "afile/run", cwd=tmp_path), 1)
     assert "afile/run" in line and not (tmp_path / "runs").exists()
 
 
@@ -141,9 +130,9 @@ def test_unwritable_outputs_are_one_line_before_work(ro, tmp_path, images, stand
 
 
 def test_huge_seed_range_is_one_line(tmp_path):
-    line = one_error(run("sample", *TINY, "--seeds", "0-999999999", "--no-features", cwd=tmp_path), 1)
+    line = one_error(cli("sample", *TINY, "--seeds", "0-999999999", "--no-features", cwd=tmp_path), 1)
     assert "more than 1,000,000 seeds" in line and "'0-999999999'" in line
-    line = one_error(run("sample", *TINY, "--seeds", "4294967296", "--no-features", cwd=tmp_path), 1)
+    line = one_error(cli("sample", *TINY, "--seeds", "4294967296", "--no-features", cwd=tmp_path), 1)
     assert "below 2**32" in line
     assert files_under(tmp_path) == []
 
@@ -164,9 +153,9 @@ def interrupt_when(proc: subprocess.Popen, ready, timeout: float = 240) -> tuple
 
 def test_ctrl_c_during_sample_keeps_shards_and_prints_the_resume_command(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
+    proc = spawn(
         [
-            EXE,
+            *cli_argv(),
             "sample",
             "--model",
             "cifar10-tiny",
@@ -184,7 +173,7 @@ def test_ctrl_c_during_sample_keeps_shards_and_prints_the_resume_command(tmp_pat
             "-q",
         ],
         cwd=tmp_path,
-        env=ENV,
+        env=child_env(ENV),
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -229,7 +218,7 @@ def test_ctrl_c_during_ref_build_removes_the_scratch_file(tmp_path, standin_weig
         "--batch-size",
         "4",
     ]
-    proc = subprocess.Popen([EXE, *args], cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True)
+    proc = spawn([*cli_argv(), *args], cwd=tmp_path, env=child_env(ENV), stderr=subprocess.PIPE, text=True)
     code, err = interrupt_when(proc, lambda: any((tmp_path / "out").glob(".r.npz.*.pr.tmp")))
     line = err.strip()
     assert code == 130 and "\n" not in line and "Traceback" not in err, err
@@ -257,7 +246,7 @@ def test_ctrl_c_during_metrics_prints_the_command(tmp_path, images, standin_weig
         "--json",
         str(tmp_path / "m.json"),
     ]
-    proc = subprocess.Popen([EXE, *args], cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True)
+    proc = spawn([*cli_argv(), *args], cwd=tmp_path, env=child_env(ENV), stderr=subprocess.PIPE, text=True)
     loaded = time.time()
 
     def extracting() -> bool:  # torch is mapped (the command is running), then a little longer
@@ -281,15 +270,15 @@ def test_ctrl_c_during_metrics_prints_the_command(tmp_path, images, standin_weig
 
 def test_resolution_mismatch_and_broken_reference_fail_before_extraction(tmp_path, images, standin_weights):
     w = ["--inception-weights", standin_weights, "-q"]
-    line = one_error(run("metrics", images / "p48x40", "--ref", images / "ref32.npz", *w, cwd=tmp_path), 1)
+    line = one_error(cli("metrics", images / "p48x40", "--ref", images / "ref32.npz", *w, cwd=tmp_path), 1)
     assert "48x40" in line and "32x32" in line and "--allow-resolution-mismatch" in line
-    line = one_error(run("metrics", images / "p48x40", "--ref", images / "p32", *w, cwd=tmp_path), 1)
+    line = one_error(cli("metrics", images / "p48x40", "--ref", images / "p32", *w, cwd=tmp_path), 1)
     assert "48x40" in line and "32x32" in line
     # broken: named by the path typed, not by the name stored inside ("p32")
-    line = one_error(run("metrics", images / "p32", "--ref", images / "broken.npz", *w, cwd=tmp_path), 1)
+    line = one_error(cli("metrics", images / "p32", "--ref", images / "broken.npz", *w, cwd=tmp_path), 1)
     assert str(images / "broken.npz") in line and "non-finite" in line and "against p32" not in line
     # allowed: computed, and every output says so
-    proc = run(
+    proc = cli(
         "metrics",
         images / "p48x40",
         "--ref",
@@ -313,7 +302,7 @@ def test_resolution_mismatch_and_broken_reference_fail_before_extraction(tmp_pat
 def test_refused_folder_is_left_as_it_was(tmp_path):
     (tmp_path / "notrun").mkdir()
     (tmp_path / "notrun" / "mine.txt").write_text("x")
-    line = one_error(run("sample", *TINY, "--seeds", "0-1", "--no-features", "--out", "notrun", cwd=tmp_path), 1)
+    line = one_error(cli("sample", *TINY, "--seeds", "0-1", "--no-features", "--out", "notrun", cwd=tmp_path), 1)
     assert "not a sample run folder" in line
     assert files_under(tmp_path) == ["notrun", "notrun/mine.txt"]
 
@@ -323,7 +312,7 @@ def test_refused_folder_is_left_as_it_was(tmp_path):
 
 def test_table_of_only_unusable_files_fails(tmp_path):
     (tmp_path / "notmetrics.json").write_text('{"hello": 1}')
-    line = one_error(run("table", "notmetrics.json", cwd=tmp_path), 1)
+    line = one_error(cli("table", "notmetrics.json", cwd=tmp_path), 1)
     assert "notmetrics.json" in line and "not a `diffit-eval metrics --json` file" in line
 
 
@@ -337,7 +326,7 @@ def test_small_runs_keep_no_feature_files_and_metrics_still_work(tmp_path, stand
     assert keep_features(32, None) is False and keep_features(64, None) is False
     assert keep_features(256, None) is True and keep_features(32, True) is True
     assert ROW_BYTES == 20_316 and ROW_BYTES < 83 * 83 * 3 and ROW_BYTES > 82 * 82 * 3
-    proc = run(
+    proc = run_process(  # a real process: exit 0 and nothing at all on stderr
         "sample",
         *TINY,
         "--seeds",
@@ -353,7 +342,7 @@ def test_small_runs_keep_no_feature_files_and_metrics_still_work(tmp_path, stand
     )
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert not list((tmp_path / "run" / "shards").glob("*.features-*"))  # 32x32: re-extracted by metrics
-    proc = run(
+    proc = cli(
         "metrics",
         "run",
         "--ref",
@@ -384,10 +373,10 @@ def in_terminal(args: list[str], columns: int, cwd: Path) -> str:
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 60, columns, 0, 0))
-    proc = subprocess.Popen(
-        [EXE, *args],
+    proc = spawn(
+        [*cli_argv(), *args],
         cwd=cwd,
-        env={**ENV, "COLUMNS": str(columns), "NO_COLOR": "1"},
+        env=child_env({**ENV, "COLUMNS": str(columns), "NO_COLOR": "1"}),
         stdout=slave,
         stderr=subprocess.PIPE,
         text=False,
@@ -410,6 +399,9 @@ def in_terminal(args: list[str], columns: int, cwd: Path) -> str:
 
 @pytest.mark.parametrize("columns", [80, 100, 120])
 def test_tables_and_help_fit_the_terminal_with_names(columns, tmp_path):
+    if columns == 80:
+        piped = run_process("table", cwd=tmp_path, env=ENV, timeout=120)
+        assert "\x1b[" not in piped.stdout and "DiT-XL/2-G" in piped.stdout  # plain off a terminal
     for args, names in (
         (["table"], ["LDM-4-G", "DiT-XL/2-G", "DiffiT", "appendix-table-s1"]),
         (["table", "--dataset", "imagenet", "--all-sources"], ["RQ-Transformer", "StyleGAN-XL"]),
@@ -422,8 +414,6 @@ def test_tables_and_help_fit_the_terminal_with_names(columns, tmp_path):
         for name in names:
             assert name in out, (args, name)
         assert "…" not in out or args[0] == "sample", args
-    piped = subprocess.run([EXE, "table"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
-    assert "\x1b[" not in piped.stdout and "DiT-XL/2-G" in piped.stdout  # plain off a terminal
 
 
 def test_model_list_counts_match_the_networks():
@@ -450,31 +440,37 @@ def test_a_typed_newline_stays_on_one_error_line(capsys):
 
 
 def test_one_exit_code_per_meaning(tmp_path, images):
+    """Bad input 1, usage 2; one of each as a real process (what reaches the user's terminal)."""
     assert "must be at least 1" in one_error(
-        run("sample", *TINY, "--batch-size", "0", "--no-features", cwd=tmp_path), 1
+        run_process("sample", *TINY, "--batch-size", "0", "--no-features", cwd=tmp_path, env=ENV), 1
     )
     assert "--batch-size" in one_error(
-        run("metrics", images / "p32", "--ref", "x", "--batch-size", "0", cwd=tmp_path), 1
+        cli("metrics", images / "p32", "--ref", "x", "--batch-size", "0", cwd=tmp_path), 1
     )
-    assert "--steps" in one_error(run("demo", "--steps", "1", cwd=tmp_path), 1)  # refused by the option check
-    assert "Missing option" in one_error(run("metrics", images / "p32", cwd=tmp_path), 2)  # usage
+    assert "--steps" in one_error(cli("demo", "--steps", "1", cwd=tmp_path), 1)  # refused by the option check
+    assert "Missing option" in one_error(run_process("metrics", images / "p32", cwd=tmp_path, env=ENV), 2)  # usage
     np.savez(tmp_path / "empty.npz", arr_0=np.zeros((0, 32, 32, 3), np.uint8))
     line = one_error(
-        run("ref", "build", "empty.npz", "--name", "e", "--resolution", "32", "--out", "e.npz", cwd=tmp_path), 1
+        cli("ref", "build", "empty.npz", "--name", "e", "--resolution", "32", "--out", "e.npz", cwd=tmp_path), 1
     )
     assert "holds no images" in line and ".png" not in line
     assert files_under(tmp_path) == ["empty.npz"]
 
 
 def test_offline_regress_lists_every_missing_asset(tmp_path):
-    proc = run(
+    proc = run_process(  # a real process: regress's exit 2, one line
         "regress",
         "--suite",
         "diffit-latent-256",
         "--json",
         tmp_path / "r.json",
         cwd=tmp_path,
-        env={"DIFFIT_EVAL_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+        env={
+            **ENV,
+            "DIFFIT_EVAL_CACHE": str(tmp_path / "cache"),
+            "HF_HUB_OFFLINE": "1",
+            "HF_HOME": str(tmp_path / "hf"),
+        },
     )
     line = one_error(proc, 2)
     for what in (

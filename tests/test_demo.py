@@ -5,13 +5,11 @@ samples as digits of (nearly) every class. docs/DEMO.md records the full-size nu
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import cli
 
 from diffit_eval.demo import LABELS, run_demo
 from diffit_eval.errors import UserError
@@ -179,29 +177,9 @@ def test_digits_samples_with_the_shipped_checkpoint_by_default(tmp_path):
         meta = f.metadata()
     assert meta["preset"] == "digits" and meta["ema"] == "true"
     assert "diffit-eval train --preset digits --data sklearn-digits" in meta["command"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "diffit_eval",
-            "sample",
-            "--model",
-            "digits",
-            "--seeds",
-            "0-1",
-            "--steps",
-            "2",
-            "--no-features",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
+    proc = cli(
+        "sample", "--model", "digits", "--seeds", "0-1", "--steps", "2", "--no-features", "--out", out, cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr
     record = json.loads((out / "manifest.json").read_text())["checkpoint"]

@@ -206,30 +206,34 @@ def test_fd_dinov2_equals_a_direct_computation(tmp_path, standin_weights, dinov2
     assert abs(rec["fd_dinov2"] - want) < 1e-6, (rec["fd_dinov2"], want)
     assert rec["dinov2_network"]["standin"] and rec["dinov2_network"]["sha256"] == net.weights_sha256
     lo, hi = rec["fd_dinov2_ci"]
-    assert lo <= hi and rec["bootstrap"]["replicates"] == 50 and rec["fid"] is None
+    assert lo < rec["fd_dinov2"] < hi and rec["bootstrap"]["replicates"] == 50 and rec["fid"] is None
+    # the interval is FD_DINOv2's: the bootstrap of the DINOv2 rows of these images (the CLI's seed)
+    from diffit_eval.metrics.bootstrap import BootstrapInputs, bootstrap_intervals
+    from diffit_eval.protocol import DEFAULT_BOOTSTRAP_SEED
+
+    rows, ref_rows = net(a).numpy(), net(b).double().numpy()
+    inputs = BootstrapInputs(fd_dinov2=(rows, ref_rows.mean(0), np.cov(ref_rows, rowvar=False)))
+    direct = bootstrap_intervals(
+        10, inputs, 50, seed=DEFAULT_BOOTSTRAP_SEED, device="cpu", estimates={"fd_dinov2": rec["fd_dinov2"]}
+    )
+    assert direct["fd_dinov2_ci"] == pytest.approx([lo, hi], rel=1e-6)
 
 
-def test_offline_without_weights_is_one_line(capsys, tmp_path, isolated_cache, monkeypatch):
+def test_offline_without_weights_is_one_line(tmp_path, isolated_cache):
+    """No weights and no network: the resolver's own refusal (--no-download) and the real download
+    code failing on a closed port (nothing faked), each one line naming the URL and the flag."""
+    from helpers import cli, offline_env
+
     from diffit_eval.assets.dinov2 import DINOV2_URL
-    from diffit_eval.cli import main
 
-    monkeypatch.delenv("DIFFIT_EVAL_DINOV2_WEIGHTS", raising=False)
     np.savez(tmp_path / "a.npz", arr_0=synthetic_images(2, 1))
+    env = {**offline_env(isolated_cache), "DIFFIT_EVAL_DINOV2_WEIGHTS": None}
     for argv in (
-        ["metrics", str(tmp_path / "a.npz"), "--ref", "x", "--metrics", "fd_dinov2", "--no-download"],
+        ["metrics", tmp_path / "a.npz", "--ref", "x", "--metrics", "fd_dinov2", "--no-download"],
+        ["metrics", tmp_path / "a.npz", "--ref", "x", "--metrics", "fd_dinov2"],
         ["weights", "fetch", "dinov2-vitl14"],
     ):
-        if argv[0] == "weights":  # no network here either: the download's own one-line failure
-            import diffit_eval.assets.cache as cache
-
-            def offline(url, *a, **k):
-                from diffit_eval.errors import MissingAssetError
-
-                raise MissingAssetError(f"cannot download {url}; pass {k.get('alternative')}")
-
-            monkeypatch.setattr(cache, "download", offline)  # the shared resolver's download
-        with pytest.raises(SystemExit) as e:
-            main(argv)
-        err = capsys.readouterr().err
-        assert e.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-        assert DINOV2_URL in err and "--dinov2-weights" in err
+        r = cli(*argv, env=env, cwd=tmp_path)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+        assert DINOV2_URL in r.stderr and "--dinov2-weights" in r.stderr, r.stderr
+    assert not [p for p in isolated_cache.rglob("*") if p.is_file()]  # nothing half-downloaded is left

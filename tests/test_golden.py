@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import cli, run_argv
 
 from diffit_eval.protocol import METRIC_KEYS
 from diffit_eval.report import golden
@@ -25,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 SUITES = REPO / "results" / "suites.toml"
 
 DIGESTS = r"""
-import hashlib, sys, tempfile, torch
+import hashlib, json, sys, tempfile, torch
 from pathlib import Path
 from diffit.models import create_model
 from diffit.testing import randomize_weights, tiny_vae
@@ -37,10 +38,16 @@ def digest(module):
         h.update(k.encode()); h.update(v.detach().contiguous().numpy().tobytes())
     return h.hexdigest()
 
-with tempfile.TemporaryDirectory() as d:
-    inception = hashlib.sha256(make_standin_weights(Path(d) / "w.pth", seed=0).read_bytes()).hexdigest()
-print(torch.backends.cpu.get_cpu_capability(), inception, digest(randomize_weights(create_model("cifar10-tiny"), 0)),
-      digest(randomize_weights(create_model("latent-tiny"), 3)), digest(tiny_vae(0)))
+def digests(threads):
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as d:
+        inception = hashlib.sha256(make_standin_weights(Path(d) / "w.pth", seed=0).read_bytes()).hexdigest()
+    return [inception, digest(randomize_weights(create_model("cifar10-tiny"), 0)),
+            digest(randomize_weights(create_model("latent-tiny"), 3)), digest(tiny_vae(0))]
+
+if __name__ == "__main__":
+    print(json.dumps({"level": torch.backends.cpu.get_cpu_capability(),
+                      "digests": {t: digests(int(t)) for t in sys.argv[1:]}}))
 """
 
 
@@ -52,15 +59,28 @@ def cpu_capabilities() -> list[str]:
 
 @pytest.mark.slow
 def test_standins_are_the_same_bytes_on_every_kernel_level_and_thread_count():
-    runs = {}
+    """Every kernel level x 1 and 2 threads: the level this process runs at in-process, every other
+    level in one fresh interpreter each (the switch is read when torch loads), both thread counts
+    inside it (torch.set_num_threads sets the same intra-op pool as OMP_NUM_THREADS)."""
+    import torch
+
+    here = torch.backends.cpu.get_cpu_capability().lower()
+    namespace: dict = {}
+    exec(DIGESTS.replace('if __name__ == "__main__":', "if False:"), namespace)
+    saved = torch.get_num_threads()
+    try:
+        runs = {(here, "1"): namespace["digests"](1), (here, "2"): namespace["digests"](2)}
+    finally:
+        torch.set_num_threads(saved)
     for cap in cpu_capabilities():
-        for threads in ("1", "2"):
-            env = {**os.environ, "ATEN_CPU_CAPABILITY": cap, "OMP_NUM_THREADS": threads}
-            r = subprocess.run([sys.executable, "-c", DIGESTS], capture_output=True, text=True, env=env, timeout=300)
-            assert r.returncode == 0, r.stderr
-            level, *digests = r.stdout.split()
-            assert level.lower() == cap  # the switch really took effect
-            runs[(cap, threads)] = digests
+        if cap == here:
+            continue
+        env = {"ATEN_CPU_CAPABILITY": cap, "OMP_NUM_THREADS": "2"}
+        r = run_argv([sys.executable, "-c", DIGESTS, "1", "2"], env=env)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["level"].lower() == cap  # the switch really took effect
+        runs.update({(cap, t): d for t, d in out["digests"].items()})
     assert len(runs) >= 4, runs  # at least default and avx2 (or default twice on odd CPUs)
     first = next(iter(runs.values()))
     assert all(d == first for d in runs.values()), runs
@@ -153,15 +173,16 @@ def small_suite(tmp_path: Path) -> Path:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "diffit_eval", *args], capture_output=True, text=True, cwd=REPO, timeout=900
-    )
+    """`diffit-eval ARGS` in-process (the stages and the stage-4 metrics CLI are the same code as a
+    fresh process runs; `regress`'s exit codes as a real process are in tests/test_table_regress.py)."""
+    return cli(*args, cwd=REPO)
 
 
 @pytest.mark.slow
 def test_golden_records_passes_and_names_the_stage_that_drifted(tmp_path, standin_weights):
     suites = small_suite(tmp_path)
-    common = ["--suite", "golden-cpu", "--suites", str(suites)]
+    # the session's stand-in (seed 0, the suite's standin_seed), not a new one per run
+    common = ["--suite", "golden-cpu", "--suites", str(suites), "--inception-weights", str(standin_weights)]
     r = run_cli("regress", *common, "--update-golden")
     assert r.returncode == 0, r.stderr
     recorded = json.loads((suites.parent / "golden-cpu.json").read_text())["values"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import site
 import subprocess
 import sys
@@ -113,4 +114,16 @@ def test_wheel_runs_the_demo_with_its_shipped_weights(wheel_venv, tmp_path):
         timeout=600,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    assert (tmp_path / "runs" / "demo" / "grid.png").is_file() and "digits-mlp" in r.stdout
+    out = tmp_path / "runs" / "demo"
+    assert (out / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "digits-mlp" in r.stdout
+    # The wheel's numbers are the checkout's: the same run in-process gives every value of every row
+    # (so the wheel shipped these weights and this feature network, not others, and printed them).
+    from diffit_eval.demo import LABELS, run_demo
+
+    here = run_demo(tmp_path / "checkout", 16, steps=2, verbose=False)
+    wheel = json.loads((out / "metrics.json").read_text())["rows"]
+    for key in LABELS:
+        for metric in ("fid", "is", "precision", "recall"):
+            assert wheel[key][metric] == pytest.approx(here.rows[key][metric], rel=1e-9), (key, metric)
+        assert f"{wheel[key]['fid']:.3f}" in r.stdout and f"{wheel[key]['is']:.2f}" in r.stdout, key  # as printed
+    assert wheel["heldout"]["fid"] < wheel["untrained"]["fid"]

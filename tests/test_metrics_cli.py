@@ -8,18 +8,17 @@ prove that what reaches the user is one line and no traceback.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 
 from diffit_eval.assets.cache import sha256_file
 from diffit_eval.assets.inception import INCEPTION_URL
-from diffit_eval.metrics.fid import frechet_distance, frechet_distance_sqrtm
+from diffit_eval.metrics.fid import frechet_distance
 from diffit_eval.metrics.inception_score import inception_score
 from diffit_eval.metrics.prc import precision_recall
 
@@ -48,23 +47,13 @@ PR_IMAGES = 8  # reference images for precision/recall in the ADM-style referenc
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:
-    """Run `diffit-eval ARGS` in-process; (exit code, stdout, stderr)."""
-    from diffit_eval.cli import main
-
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
+    """Run `diffit-eval ARGS` in-process (tests/helpers.py); (exit code, stdout, stderr)."""
+    r = helpers.cli(*args)
+    return r.returncode, r.stdout, r.stderr
 
 
 def subprocess_cli(*args, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "diffit_eval", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env if env is not None else dict(os.environ),
-        timeout=timeout,
-    )
+    return helpers.run_process(*args, env=env, timeout=timeout)
 
 
 def assert_one_error_line(err: str) -> str:
@@ -76,11 +65,10 @@ def assert_one_error_line(err: str) -> str:
 
 
 def offline(monkeypatch) -> None:
-    """Send every download to a closed local port: fails at once, online or not."""
-    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
-        monkeypatch.setenv(var, "http://127.0.0.1:9")
-    for var in ("no_proxy", "NO_PROXY"):
-        monkeypatch.delenv(var, raising=False)
+    """Send every download to a closed local port (tests/helpers.py): fails at once, online or not."""
+    for var, value in helpers.offline_env().items():
+        if var.lower().endswith("proxy"):
+            monkeypatch.setenv(var, value) if value else monkeypatch.delenv(var, raising=False)
 
 
 def table_row(out: str) -> list[str]:
@@ -186,7 +174,7 @@ def test_batch_size_does_not_change_results_and_adm_reference_is_read(
 
 
 def test_statistics_only_reference_gives_fid_and_reports_the_rest_as_na(
-    files, standin_weights, isolated_cache, capsys, tmp_path
+    files, standin_weights, isolated_cache, capsys, tmp_path, metrics_features
 ):
     code, out, err = cli(
         capsys,
@@ -202,7 +190,11 @@ def test_statistics_only_reference_gives_fid_and_reports_the_rest_as_na(
     )
     assert code == 0, err
     rec = json.loads((tmp_path / "m.json").read_text())
-    assert isinstance(rec["fid"], float) and rec["fid"] > 0 and isinstance(rec["is"], float)
+    a4, fb = metrics_features["A"].all_pool_rows()[:4].astype(np.float64), metrics_features["B"]
+    assert rec["fid"] == pytest.approx(
+        frechet_distance(a4.mean(0), np.cov(a4, rowvar=False), fb.pool.mean, fb.pool.cov), rel=1e-6
+    )
+    assert rec["is"] == pytest.approx(inception_score(metrics_features["A"].all_logits()[:4])[0], rel=1e-9)
     assert rec["sfid"] is None and rec["precision"] is None and rec["recall"] is None
     assert set(rec["unavailable"]) == {"sfid", "pr"}
     assert "mu_s" in rec["unavailable"]["sfid"] and "arr_0" in rec["unavailable"]["pr"]
@@ -256,7 +248,9 @@ def test_resize_clean_runs_and_references_refuse_the_other_mode(
     assert code == 1 and "--resize legacy-tf" in assert_one_error_line(err)
 
 
-def test_sample_source_as_reference(files, standin_weights, isolated_cache, metrics_features, capsys, tmp_path):
+def test_sample_source_as_reference(
+    files, standin_weights, isolated_cache, metrics_features, metrics_images, capsys, tmp_path
+):
     """`--ref` another sample set (an npz of images): every metric computed from its images."""
     code, out, err = cli(
         capsys,
@@ -278,7 +272,13 @@ def test_sample_source_as_reference(files, standin_weights, isolated_cache, metr
         a4.mean(0, dtype=np.float64), np.cov(a4.astype(np.float64), rowvar=False), fb.pool.mean, fb.pool.cov
     )
     assert rec["fid"] == pytest.approx(want, rel=1e-6)
-    assert rec["sfid"] is not None and rec["unavailable"] == {}
+    # sFID from the spatial rows of the same 4 images, extracted here in one batch as the CLI does
+    from diffit_eval.features.extract import batch_features
+    from diffit_eval.features.network import InceptionFeatures
+
+    s4 = batch_features(InceptionFeatures(standin_weights), metrics_images["A"][:4]).spatial.double().numpy()
+    want_s = frechet_distance(s4.mean(0), np.cov(s4, rowvar=False), fb.spatial.mean, fb.spatial.cov)
+    assert rec["sfid"] == pytest.approx(want_s, rel=1e-6) and rec["unavailable"] == {}
     assert rec["is"] == pytest.approx(inception_score(fa.all_logits()[:4])[0], rel=1e-9)
     assert (rec["precision"], rec["recall"]) == pytest.approx(
         precision_recall(fb.all_pool_rows(), a4, device="cpu"), abs=0
@@ -287,7 +287,7 @@ def test_sample_source_as_reference(files, standin_weights, isolated_cache, metr
 
 
 def test_exact_pr_beside_adm_pr_fid_method_and_the_few_samples_warning(
-    files, standin_weights, isolated_cache, metrics_features, capsys, tmp_path
+    files, standin_weights, isolated_cache, metrics_features, capsys, tmp_path, monkeypatch
 ):
     fa, fb = metrics_features["A"], metrics_features["B"]
     a4, ref_rows = fa.all_pool_rows()[:4], fb.all_pool_rows()[:PR_IMAGES]
@@ -321,7 +321,19 @@ def test_exact_pr_beside_adm_pr_fid_method_and_the_few_samples_warning(
     assert f"precision/recall with exact float64 distances: {exact_pr[0]:.4f} / {exact_pr[1]:.4f}" in out
     assert err.strip("\n").split("\n") == [warning]
 
-    # --pr-arith exact swaps them; --fid-method adm-sqrtm gives ADM's sqrtm digits.
+    # --pr-arith exact swaps them; --fid-method adm-sqrtm gives ADM's sqrtm digits: the CLI's FID is
+    # what ADM's routine returns on these statistics (that routine equals a transcription of ADM's
+    # code in tests/test_metrics.py; a second 2048-d sqrtm here would only repeat it, ~14 s).
+    import diffit_eval.metrics.fid as fid_module
+
+    calls = []
+    real = fid_module.FID_METHODS["adm-sqrtm"]
+
+    def spy(*args):
+        calls.append((args, real(*args)))
+        return calls[-1][1]
+
+    monkeypatch.setitem(fid_module.FID_METHODS, "adm-sqrtm", spy)
     code, out, err = cli(
         capsys,
         "metrics",
@@ -337,6 +349,8 @@ def test_exact_pr_beside_adm_pr_fid_method_and_the_few_samples_warning(
         "exact",
         "--fid-method",
         "adm-sqrtm",
+        "--metrics",  # sFID's 2023-d sqrtm would take another ~12 s; FID shows the method is used
+        "fid,is,pr",
     )
     assert code == 0, err
     rec2 = json.loads((tmp_path / "e.json").read_text())
@@ -344,10 +358,13 @@ def test_exact_pr_beside_adm_pr_fid_method_and_the_few_samples_warning(
     assert table_row(out)[3:5] == [f"{exact_pr[0]:.4f}", f"{exact_pr[1]:.4f}"] and "Precision (exact)" in out
     assert f"precision/recall with ADM float16 distances (the protocol): {adm_pr[0]:.4f} / {adm_pr[1]:.4f}" in out
     assert rec2["fid_method"] == "adm-sqrtm"
+    ((mu1, sigma1, mu2, sigma2), value) = calls[0]
+    assert len(calls) == 1 and rec2["fid"] == value
+    a64 = a4.astype(np.float64)
     with np.load(files / "ref_adm.npz") as z:
-        a64 = a4.astype(np.float64)
-        want = frechet_distance_sqrtm(a64.mean(0), np.cov(a64, rowvar=False), z["mu"], z["sigma"])
-    assert rec2["fid"] == pytest.approx(want, rel=1e-6)
+        assert np.array_equal(mu2, z["mu"]) and np.array_equal(sigma2, z["sigma"])
+    np.testing.assert_allclose(mu1, a64.mean(0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(sigma1, np.cov(a64, rowvar=False), rtol=1e-5, atol=1e-9)
     assert rec2["fid"] != rec["fid"]  # 4 samples in 2048-d: the two routes differ (docs/METRICS.md)
     assert rec2["is"] == rec["is"]
 
@@ -441,9 +458,9 @@ def test_missing_weights_offline_fail_fast_with_exit_code_2(files, isolated_cach
     assert elapsed < 60, f"took {elapsed:.0f}s to give up"
     assert not [p for p in isolated_cache.rglob("*") if p.is_file()], "nothing may be left in the cache"
 
-    proc = subprocess_cli("weights", "fetch", "inception")
-    assert proc.returncode == 2
-    line = assert_one_error_line(proc.stderr)
+    code, _, err = cli(capsys, "weights", "fetch", "inception")  # in-process: the exit-2 process is above
+    assert code == 2
+    line = assert_one_error_line(err)
     assert INCEPTION_URL in line and "--inception-weights" in line
     assert not [p for p in isolated_cache.rglob("*") if p.is_file()]
 

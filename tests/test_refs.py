@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import shutil
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import zipfile
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 import torch
@@ -86,15 +85,9 @@ def folders(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    from diffit_eval.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 0
-    out, err = capsys.readouterr()
-    return code, out, err
+    """`diffit-eval ARGS` in-process (tests/helpers.py)."""
+    r = helpers.cli(*args)
+    return r.returncode, r.stdout, r.stderr
 
 
 @pytest.fixture(scope="module")
@@ -116,23 +109,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def subprocess_env(cache: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "DIFFIT_EVAL_CACHE": str(cache), "OMP_NUM_THREADS": "1", **extra}
-    env.pop("DIFFIT_EVAL_INCEPTION_WEIGHTS", None)
-    return env
+def subprocess_env(cache: Path, **extra: str) -> dict:
+    """This module's cache, one thread (torchrun's default), no weights from the environment."""
+    return {"DIFFIT_EVAL_CACHE": str(cache), "OMP_NUM_THREADS": "1", "DIFFIT_EVAL_INCEPTION_WEIGHTS": None, **extra}
 
 
-def offline_env(cache: Path) -> dict[str, str]:
+def offline_env(cache: Path) -> dict:
     """Every https request goes to a proxy port nobody listens on: offline, whatever the machine's network."""
-    port = str(free_port())
-    return subprocess_env(
-        cache,
-        https_proxy=f"http://127.0.0.1:{port}",
-        HTTPS_PROXY=f"http://127.0.0.1:{port}",
-        http_proxy=f"http://127.0.0.1:{port}",
-        no_proxy="",
-        NO_PROXY="",
-    )
+    return helpers.offline_env(cache, port=free_port())
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,7 +148,7 @@ def test_build_then_metrics_same_folder_fid_zero(built, folders, weights):
     assert abs(same["fid"]) <= 1e-6
     again = run_metrics(folders[0], "mine", metrics=["fid"], weights=str(weights), batch_size=4, progress=False)
     assert abs(again["fid"]) <= 1e-6
-    assert same["precision"] == 1.0 and same["recall"] is not None
+    assert same["precision"] == 1.0 and same["recall"] == 1.0  # every reference image is also a sample
     other = run_metrics(folders[1], "mine", metrics=["fid"], weights=str(weights), batch_size=4, progress=False)
     assert other["reference"]["name"] == "mine" and other["dataset"] == "mine" and other["resolution"] == 32
     assert other["fid"] > trace and other["fid"] > 1e3 * abs(same["fid"]), (same["fid"], other["fid"])
@@ -174,7 +158,7 @@ def test_build_then_metrics_same_folder_fid_zero(built, folders, weights):
 # 2. determinism: the same bytes every time, whatever the number of processes
 
 
-def test_build_is_deterministic_across_world_sizes(cache, folders, weights, tmp_path):
+def test_build_is_deterministic_across_world_sizes(cache, folders, weights, tmp_path, launcher_lock):
     # 10 images, batches of 3 in chunks of 4: partial batches, a partial chunk, two rounds at
     # world size 2. torchrun runs one thread per process (OMP_NUM_THREADS=1); every build here
     # does the same, since CPU kernels may sum in a thread-count-dependent order.
@@ -204,15 +188,14 @@ def test_build_is_deterministic_across_world_sizes(cache, folders, weights, tmp_
         "1",
         "-q",
     ]
-    one = subprocess.run(
-        [sys.executable, "-m", "diffit_eval", *common, "--name", "w1", "--out", str(tmp_path / "w1.npz")],
-        env=subprocess_env(cache),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each torchrun child runs
+    try:
+        one = helpers.cli(*common, "--name", "w1", "--out", str(tmp_path / "w1.npz"), env=subprocess_env(cache))
+    finally:
+        torch.set_num_threads(threads)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run(
+    two = helpers.run_argv(
         [
             sys.executable,
             "-m",
@@ -232,8 +215,6 @@ def test_build_is_deterministic_across_world_sizes(cache, folders, weights, tmp_
             str(tmp_path / "w2.npz"),
         ],
         env=subprocess_env(cache),
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert two.returncode == 0, two.stderr
@@ -584,14 +565,7 @@ def test_offline_is_one_line_exit_2(command, folders, weights, tmp_path):
         if command == "fetch"
         else ["metrics", str(folders[0]), "--ref", "imagenet256", "--inception-weights", str(weights), "-q"]
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "diffit_eval", *args],
-        env=offline_env(cache),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=tmp_path,
-    )
+    proc = helpers.cli(*args, env=offline_env(cache), cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr

@@ -27,6 +27,7 @@ import urllib.error
 from pathlib import Path
 from types import SimpleNamespace
 
+import helpers
 import numpy as np
 import pytest
 import torch
@@ -65,7 +66,7 @@ def assert_same_up_to_rounding(a: np.ndarray, b: np.ndarray) -> None:
 
 def sample_cli(args: list[str], cwd: Path, launcher: list[str] | None = None, **kw) -> subprocess.Popen:
     cmd = [*(launcher or [sys.executable]), "-m", "diffit_eval", "sample", *args]
-    return subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return helpers.spawn(cmd, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
 def free_port() -> int:
@@ -180,7 +181,7 @@ def test_unconditional_image_preset(tmp_path):
 # Distributed, resume, refusals
 
 
-def test_torchrun_two_ranks_equal_one_process(baseline, tmp_path):
+def test_torchrun_two_ranks_equal_one_process(baseline, tmp_path, launcher_lock):
     launcher = [
         "torchrun",
         "--nnodes",
@@ -298,7 +299,16 @@ def inception(standin_weights) -> Path:
     return Path(standin_weights)
 
 
-def test_metrics_of_run_equal_metrics_of_npz(tmp_path, inception):
+@pytest.fixture
+def all_threads(one_thread):
+    """This process's usual thread count for one in-process test (nothing in it is compared with a
+    one-thread torchrun child; the run and the re-extraction run at the same count)."""
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    yield
+    torch.set_num_threads(1)
+
+
+def test_metrics_of_run_equal_metrics_of_npz(tmp_path, inception, all_threads):
     from diffit_eval.features.network import load_feature_network
     from diffit_eval.metrics.evaluate import run_metrics
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import helpers
 import pytest
 
 from diffit_eval.protocol import METRIC_KEYS
@@ -25,39 +24,13 @@ PUBLISHED = REPO / "results" / "published.csv"
 SUITES = REPO / "results" / "suites.toml"
 
 
-def cli(
-    *args: str, env_cache: Path | None = None, timeout: float = 60, subprocess_run: bool = False
-) -> subprocess.CompletedProcess:
-    """Run `diffit-eval ARGS`; in-process through `cli.main` (fast) unless `subprocess_run`."""
-    env = dict(os.environ)
-    if env_cache is not None:
-        env["DIFFIT_EVAL_CACHE"] = str(env_cache)
-        env.pop("DIFFIT_EVAL_INCEPTION_WEIGHTS", None)  # an empty cache means no weights anywhere
+def cli(*args: str, env_cache: Path | None = None, subprocess_run: bool = False) -> subprocess.CompletedProcess:
+    """Run `diffit-eval ARGS` (tests/helpers.py); in-process unless `subprocess_run`. `env_cache`: an
+    empty cache of its own, so no weights anywhere."""
+    env = {"DIFFIT_EVAL_CACHE": str(env_cache), "DIFFIT_EVAL_INCEPTION_WEIGHTS": None} if env_cache else None
     if subprocess_run:
-        return subprocess.run(
-            [sys.executable, "-m", "diffit_eval", *args],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env=env,
-            timeout=timeout,
-        )
-    from diffit_eval.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(list(args))
-                code = 0
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return subprocess.CompletedProcess(["diffit-eval", *args], code, out.getvalue(), err.getvalue())
+        return helpers.run_process(*args, cwd=REPO, env=env, timeout=120)
+    return helpers.cli(*args, cwd=REPO, env=env)
 
 
 def published_rows() -> list[dict[str, str]]:
@@ -245,6 +218,17 @@ def test_regress_pass_exit_0(tmp_path):
     assert rep["verdict"] == "pass" and {c["metric"] for c in rep["checks"]} == set(METRIC_KEYS)
 
 
+@pytest.mark.parametrize("metric, value, tol", [("fid", 3.94256, 0.01), ("recall", 0.5309, 0.005)])
+def test_regress_tolerance_boundary(metric, value, tol, tmp_path):
+    """|measured - expected| <= tol passes, on either side; just past it fails (adm-ref-256's tolerances)."""
+    for delta, code in ((0.99 * tol, 0), (-0.99 * tol, 0), (1.01 * tol, 1), (-1.01 * tol, 1)):
+        m = metrics_json(tmp_path / "m.json", **{metric: value + delta})
+        r = cli("regress", "--suite", "adm-ref-256", "--measured", str(m), "--json", str(tmp_path / "r.json"))
+        assert r.returncode == code, (delta, r.stdout)
+        check = {c["metric"]: c for c in json.loads((tmp_path / "r.json").read_text())["checks"]}[metric]
+        assert check["verdict"] == ("pass" if code == 0 else "FAIL") and check["bound"] == tol, check
+
+
 def test_regress_regression_exit_1(tmp_path):
     m = metrics_json(tmp_path / "m.json", fid=4.10)
     r = cli(
@@ -288,7 +272,6 @@ def test_regress_missing_assets_exit_2_fast(tmp_path):
         "--json",
         str(report),
         env_cache=tmp_path / "cache",
-        timeout=30,
         subprocess_run=True,
     )
     assert r.returncode == 2, r.stdout + r.stderr

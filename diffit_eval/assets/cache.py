@@ -33,13 +33,26 @@ def cache_dir() -> Path:
     return Path(base) / "diffit-eval"
 
 
+# Digests already computed in this process, keyed by the file's identity and state: loading the
+# same 95 MB weights file again (a second command in one process, the tests) reads it once.
+_DIGESTS: dict[tuple, str] = {}
+
+
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in 1 MiB chunks."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """Hex digest of a file, read in 1 MiB chunks.
+
+    Remembered per (real path, device, inode, size, mtime, ctime): any write to the file, or a
+    new file under the same name, changes the key and the file is read again.
+    """
+    st = os.stat(path)
+    key = (os.path.realpath(path), algorithm, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.new(algorithm)
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
 def sha256_file(path: str | os.PathLike) -> str:

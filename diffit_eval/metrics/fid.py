@@ -38,7 +38,7 @@ def _check(mu1, sigma1, mu2, sigma2) -> None:
         raise ValueError(f"statistics differ in dimension: {mu1.shape[0]} vs {mu2.shape[0]}")
 
 
-def _numerical_zeros_to_zero(w: torch.Tensor) -> torch.Tensor:
+def _numerical_zeros_to_zero(w: torch.Tensor, n: int | None = None) -> torch.Tensor:
     """Eigenvalues below the numerical-rank tolerance (max * n * eps, as numpy's matrix_rank) -> 0.
 
     A covariance of fewer samples than dimensions (tests, small regression runs) has a null space
@@ -46,14 +46,23 @@ def _numerical_zeros_to_zero(w: torch.Tensor) -> torch.Tensor:
     square roots (~1e-8 each, up to 2000 of them) would add a few 1e-7 to tr sqrt, and that noise
     moves with the summation order: with it FID changed by 3e-9 between --batch-size 3 and 17 on 16
     samples. Genuine eigenvalues of full-rank statistics are orders of magnitude above the
-    tolerance, so 50K-sample results are unchanged.
+    tolerance, so 50K-sample results are unchanged. `n`: the dimension of the matrix the
+    eigenvalues belong to (default `len(w)`).
     """
-    tol = max(float(w.max()), 0.0) * len(w) * float(np.finfo(np.float64).eps)
+    tol = max(float(w.max()), 0.0) * (n or len(w)) * float(np.finfo(np.float64).eps)
     return torch.where(w > tol, w, torch.zeros_like(w))
 
 
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     """tr sqrt(S1 S2) for symmetric PSD S1, S2, via eigh of S1^1/2 S2 S1^1/2 (float64 throughout).
+
+    With S1 = V D V^T (eigh) and only its r numerically non-zero eigenvalues kept, S1^1/2 =
+    V_r D_r^1/2 V_r^T, so S1^1/2 S2 S1^1/2 = V_r M V_r^T with the
+    r x r matrix M = D_r^1/2 V_r^T S2 V_r D_r^1/2. V_r has orthonormal columns, so the non-zero
+    eigenvalues of the d x d product are those of M: the same trace from an r x r eigenproblem.
+    At full rank (r = d) this is the d x d product conjugated by V, the same cost; with fewer
+    samples than dimensions (r < d) it skips most of the work (2.3 s -> 0.8 s at d = 2048, 8
+    samples, on 2 cores; equal to 3e-16 relative, `tests/test_metrics.py`).
 
     Done in torch: its LAPACK/BLAS (MKL on x86) runs these 2048-d decompositions several times
     faster than the OpenBLAS bundled with numpy/scipy wheels, and staying in one thread pool avoids
@@ -61,13 +70,16 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     """
     s1 = torch.from_numpy(np.ascontiguousarray(sigma1, dtype=np.float64))
     s2 = torch.from_numpy(np.ascontiguousarray(sigma2, dtype=np.float64))
+    d = s1.shape[0]
     w, v = torch.linalg.eigh(s1)
-    sqrt1 = (v * _numerical_zeros_to_zero(w).sqrt()) @ v.T
-    m = sqrt1 @ s2 @ sqrt1
+    w = _numerical_zeros_to_zero(w)
+    keep = w > 0
+    b = v[:, keep] * w[keep].sqrt()  # V_r D_r^1/2, d x r
+    m = b.T @ s2 @ b
     lam = torch.linalg.eigvalsh((m + m.T) / 2)
     # Rounding leaves tiny eigenvalues of either sign; sqrtm would give a negative one a purely
-    # imaginary root whose real part (what ADM keeps) is 0.
-    return float(_numerical_zeros_to_zero(lam).sqrt().sum())
+    # imaginary root whose real part (what ADM keeps) is 0. The tolerance is the d x d matrix's.
+    return float(_numerical_zeros_to_zero(lam, d).sqrt().sum()) if len(lam) else 0.0
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
