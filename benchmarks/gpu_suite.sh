@@ -20,5 +20,6 @@ step() {  # step NAME SECONDS COMMAND...: run, keep its output, never stop the s
 step tests 120 python -m pytest -q tests/test_gpu.py
 step bench_models 120 python benchmarks/bench_models.py --cuda
 step bench_sample 150 python benchmarks/bench_sample.py --json "$out/bench_sample.json"
+step bench_features 60 python benchmarks/bench_features.py --device cuda --batch-size 64 --images 512
 step bench_bootstrap 90 python benchmarks/bench_bootstrap.py --n 50000 --dim 2048 --replicates 20 --device cuda
 tail -n 3 "$out"/*.txt

@@ -21,6 +21,7 @@ __all__ = [
     "DINOV2_MEAN",
     "DINOV2_STD",
     "DINOV2_STAT_KEYS",
+    "PR_ROWS_KEY",
     "EXTRA_METRIC_KEYS",
     "KID_COEF0",
     "KID_DEGREE",
@@ -89,6 +90,9 @@ DINOV2_STD = (0.229, 0.224, 0.225)
 DINOV2_INTERPOLATE_OFFSET = 0.1
 # Keys of the DINOv2 statistics in a reference npz (beside ADM's mu/sigma, which stay pool_3's).
 DINOV2_STAT_KEYS = ("mu_dinov2", "sigma_dinov2")
+# A built reference's pool_3 rows of its P/R images (float32 [pr_images, pool_dim]), made in the
+# same pass as its statistics, so the first `metrics` against it runs none of them again.
+PR_ROWS_KEY = "pr_pool"
 
 # Bootstrap intervals (docs/PROTOCOL.md, "Bootstrap"): percentile intervals at 95% over replicates
 # that resample the samples with replacement, the reference fixed. `<key>_ci` holds [lo, hi].

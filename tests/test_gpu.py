@@ -5,7 +5,8 @@
 - the bootstrap's FID replicate (float64 eigenvalue route) on CUDA equals the CPU one to 1e-9;
 - the EDM sampler on a seeded random cifar10-tiny, fp32 without TF32, agrees with the CPU to 1e-4
   relative (kernels differ; the seeded noise comes from the same per-sample generators);
-- the DINOv2 stand-in's features agree to 1e-4.
+- the DINOv2 stand-in's features agree to 1e-4;
+- the prepared Inception (folded, channels-last, no TF32 even inside a TF32 region) agrees to 1e-4 of scale.
 """
 
 from __future__ import annotations
@@ -70,3 +71,28 @@ def test_dinov2_standin_features_agree_with_the_cpu(tmp_path):
         cpu = DINOv2Features(w)(images).double()
         gpu = DINOv2Features(w).to("cuda")(images).double().cpu()
     assert (cpu - gpu).abs().max() <= 1e-4 * max(1.0, float(cpu.abs().max()))
+
+
+def test_inception_features_on_cuda_are_full_fp32_and_agree_with_the_cpu(standin_weights):
+    """The prepared Inception (folded, channels-last) on CUDA, with TF32 switched on around it as
+    the sampler's `tf32` precision does: full fp32 inside (docs/PROTOCOL.md), so its pool_3 is as
+    close to a float64 forward as the CPU's (TF32 would be ~100x further off)."""
+    from helpers import torch_fidelity_pool
+
+    from diffit_eval.features.extract import batch_features
+    from diffit_eval.features.network import InceptionFeatures
+
+    images = np.random.default_rng(2).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    exact = torch_fidelity_pool(standin_weights, images, torch.float64, device="cuda").double()
+    cpu = batch_features(InceptionFeatures(standin_weights), images).pool.double()
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        gpu = batch_features(InceptionFeatures(standin_weights).to("cuda"), images).pool.cpu().double()
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+    def error(x):
+        return float((x - exact).abs().max() / exact.abs().max())
+
+    assert error(gpu) <= 2 * error(cpu) + 1e-6, (error(gpu), error(cpu))

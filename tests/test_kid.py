@@ -58,8 +58,10 @@ def test_kid_equals_torch_fidelity_calculate_metrics(tmp_path, standin_weights, 
         cuda=False,
         save_cpu_ram=True,  # no DataLoader worker processes
     )
-    assert abs(rec["kid"] - theirs["kernel_inception_distance_mean"]) < 1e-6, (rec["kid"], theirs)
-    assert abs(rec["kid_std"] - theirs["kernel_inception_distance_std"]) < 1e-6
+    # Relative 1e-5: our prepared network's features are within 1e-4 of torch-fidelity's on the
+    # stand-in (tests/test_metrics.py, FEATURE_AGREEMENT); KID of the same subsets moves ~5e-6.
+    assert abs(rec["kid"] - theirs["kernel_inception_distance_mean"]) <= 1e-5 * abs(rec["kid"]), (rec["kid"], theirs)
+    assert abs(rec["kid_std"] - theirs["kernel_inception_distance_std"]) <= 1e-4 * abs(rec["kid_std"])
     assert rec["fid"] is None and "is" in rec  # only what was asked for
 
 

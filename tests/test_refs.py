@@ -572,3 +572,39 @@ def test_offline_is_one_line_exit_2(command, folders, weights, tmp_path):
     assert PROTOCOL_URLS["imagenet256"] in lines[0] and "--ref PATH" in lines[0]
     left = [p for p in (cache / "refs").rglob("*")] if (cache / "refs").exists() else []
     assert left == [], left
+
+
+def test_build_then_metrics_runs_each_reference_image_once(cache, folders, weights, tmp_path, monkeypatch):
+    """A built reference keeps its P/R images' pool_3 rows (made in the build's own pass), so the
+    first `metrics` against it runs only the samples; the numbers equal those of the same file
+    without the rows (ADM's images-only layout), whose P/R images are extracted then."""
+    from diffit_eval.features.network import InceptionFeatures
+    from diffit_eval.metrics.evaluate import run_metrics
+
+    seen = []  # images per Inception forward
+    original = InceptionFeatures.forward
+    monkeypatch.setattr(
+        InceptionFeatures, "forward", lambda self, images: seen.append(len(images)) or original(self, images)
+    )
+    out = build.build_reference(
+        folders[0], name="once", resolution=32, weights=weights, out=tmp_path / "once.npz", **FIXTURE_BUILD
+    )
+    assert sum(seen) == N_IMAGES
+    with np.load(out) as z:
+        arrays = dict(z)
+    assert arrays["pr_pool"].shape == (7, 2048) and arrays["pr_pool"].dtype == np.float32
+    from diffit_eval.references.inspect import inspect_file
+
+    shown = inspect_file(out)
+    assert shown["ok"] and any(c["check"].startswith("pr_pool") and c["ok"] for c in shown["checks"])
+    options = dict(metrics=["fid", "pr", "kid"], weights=str(weights), batch_size=4, progress=False)
+    first = run_metrics(folders[1], str(out), **options)
+    assert sum(seen) == 2 * N_IMAGES  # the samples only
+
+    del arrays["pr_pool"]
+    np.savez(tmp_path / "images-only.npz", **arrays)
+    again = run_metrics(folders[1], str(tmp_path / "images-only.npz"), **options)
+    assert sum(seen) == 3 * N_IMAGES + 7  # the samples again, and now the 7 P/R images
+    for key in ("fid", "precision", "recall", "kid"):
+        assert again[key] == pytest.approx(first[key], rel=1e-6, abs=1e-9), key
+    assert 0 < first["precision"] < 1 or 0 < first["recall"] < 1 or first["kid"] != 0  # a real comparison

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from diffit_eval.assets.cache import sha256_file
 from diffit_eval.assets.dinov2 import resolve_dinov2_weights
 from diffit_eval.errors import UserError
+from diffit_eval.features.inference import full_fp32
 from diffit_eval.protocol import (
     DINOV2_DIM,
     DINOV2_FEATURE_NETWORK,
@@ -224,7 +225,8 @@ class DINOv2Features(nn.Module):
         if isinstance(images_nhwc, torch.Tensor):
             images_nhwc = images_nhwc.cpu().numpy()
         device = self.net.cls_token.device
-        return self.net(preprocess(images_nhwc).to(device)).float()
+        with full_fp32():  # no TF32 in a feature network (docs/PROTOCOL.md)
+            return self.net(preprocess(images_nhwc).to(device)).float()
 
 
 def load_dinov2_network(

@@ -18,7 +18,7 @@ from diffit_eval.assets.cache import atomic_path, check_writable, sha256_file, w
 from diffit_eval.errors import Interrupted, UserError
 from diffit_eval.features.extract import FeatureSet, extract_batch
 from diffit_eval.features.stats import RunningStats
-from diffit_eval.protocol import DEFAULT_NETWORK, DEFAULT_RESIZE, DINOV2_STAT_KEYS, RESIZE_MODES
+from diffit_eval.protocol import DEFAULT_NETWORK, DEFAULT_RESIZE, DINOV2_STAT_KEYS, PR_ROWS_KEY, RESIZE_MODES
 from diffit_eval.provenance import now_iso, package_versions
 from diffit_eval.references.registry import (
     NAME_PATTERN,
@@ -40,7 +40,7 @@ def _on_main(fn, d: distributed.Dist):
 
 
 class _ChunkWorker:
-    """Features and P/R images of one chunk of images, on this rank."""
+    """Features, P/R images and their pool_3 rows of one chunk of images, on this rank."""
 
     def __init__(
         self,
@@ -67,18 +67,20 @@ class _ChunkWorker:
     def __call__(self, chunk: int, indices: range) -> dict:
         try:
             fs = FeatureSet.for_network(self.net)  # per chunk: its logits are dropped with it, so memory stays flat
-            pr_pos, pr_images, batch = [], [], []
+            pr_pos, pr_images, pr_rows, batch, in_pr = [], [], [], [], []
             # Threads decode and crop ahead (PIL releases the GIL); map keeps the order.
             loaded = self.threads.map(self._load, indices) if self.threads else map(self._load, indices)
             for index, image in zip(indices, loaded):
                 batch.append(image)
-                if index in self.pr_positions:
+                in_pr.append(index in self.pr_positions)
+                if in_pr[-1]:
                     pr_pos.append(self.pr_positions[index])
                     pr_images.append(image)
                 if len(batch) == self.batch_size or index == indices[-1]:
-                    extract_batch(self.net, np.stack(batch), fs, keep_rows=False, dinov2=self.dinov2)
+                    extract_batch(self.net, np.stack(batch), fs, keep_rows=True, dinov2=self.dinov2)
+                    pr_rows.append(fs.pool_rows.pop()[np.array(in_pr)])  # only the P/R images' rows are kept
                     self.advance(len(batch))
-                    batch = []
+                    batch, in_pr = [], []
             return {
                 "chunk": chunk,
                 "count": len(indices),
@@ -87,6 +89,7 @@ class _ChunkWorker:
                 "dinov2": fs.dinov2,
                 "pr_pos": np.array(pr_pos, np.int64),
                 "pr_images": np.stack(pr_images) if pr_images else None,
+                "pr_rows": np.concatenate(pr_rows) if pr_images else None,
             }
         except UserError as e:  # handed to every rank, so all stop together instead of waiting forever
             return {"error": str(e)}
@@ -191,6 +194,7 @@ def build_reference(
         pr_store = np.lib.format.open_memmap(
             pr_tmp, mode="w+", dtype=np.uint8, shape=(len(kept), resolution, resolution, 3)
         )
+        pr_rows = np.zeros((len(kept), net.pool_dim), np.float32)
     done = [0]  # images through the network on this rank, for the Ctrl-C message
     try:
         with (
@@ -233,6 +237,7 @@ def build_reference(
                         dino_sum.merge(r["dinov2"])
                     if r["pr_images"] is not None:
                         pr_store[r["pr_pos"]] = r["pr_images"]
+                        pr_rows[r["pr_pos"]] = r["pr_rows"]
                     if rank:
                         advance(r["count"])
 
@@ -270,6 +275,7 @@ def build_reference(
             if pr_store is not None:
                 pr_store.flush()
                 arrays["arr_0"] = pr_store
+                arrays[PR_ROWS_KEY] = pr_rows  # for the network and resize `meta` names
             arrays["meta"] = np.array(json.dumps(meta))  # 0-d unicode: reference.py reads json.loads(str(z["meta"]))
             in_cache = out_path.resolve() == cached_path(name).resolve()
             if in_cache:  # a stale record would make the new file look corrupt to a concurrent reader

@@ -11,7 +11,7 @@ import numpy as np
 
 from diffit_eval.assets.cache import sha256_file
 from diffit_eval.errors import UserError
-from diffit_eval.protocol import POOL_DIM, SPATIAL_DIM
+from diffit_eval.protocol import POOL_DIM, PR_ROWS_KEY, SPATIAL_DIM
 from diffit_eval.references.registry import (
     _built_names,
     cached_path,
@@ -105,6 +105,14 @@ def inspect_file(path: str | os.PathLike) -> dict:
         shape, dtype = arrays["arr_0"]
         ok = len(shape) == 4 and shape[-1] == 3 and dtype == np.uint8
         checks.append(("arr_0: uint8 [N, H, W, 3]", ok, f"{list(shape)} {dtype}"))
+    if PR_ROWS_KEY in arrays:  # a built file's pool_3 rows of its P/R images (docs/PROTOCOL.md)
+        shape, dtype = arrays[PR_ROWS_KEY]
+        want = (
+            (arrays["arr_0"][0][0] if "arr_0" in arrays else None),
+            (meta.get("feature_network") or {}).get("pool_dim", POOL_DIM),
+        )
+        ok = tuple(shape) == want and dtype == np.float32
+        checks.append((f"{PR_ROWS_KEY}: float32 rows of arr_0", ok, f"{list(shape)} {dtype}"))
     holds = [
         m
         for m, keys in (("fid", ("mu", "sigma")), ("sfid", ("mu_s", "sigma_s")), ("pr", ("arr_0",)))

@@ -8,7 +8,10 @@ A reference is one of:
 - a registry name (`imagenet256`, ...), resolved through :mod:`diffit_eval.references.registry`.
 
 Files written by `diffit-eval ref build` carry a `meta` entry (JSON) saying how they were made;
-files without one are taken to follow the ADM/EDM protocol (legacy TF resize).
+files without one are taken to follow the ADM/EDM protocol (legacy TF resize). Built files also
+keep the pool_3 rows of their P/R images (`pr_pool`), made in the same pass as the statistics,
+for the feature network `meta` names; ADM's batches (images only) have theirs extracted on first
+use and cached per (file, network, resize).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from diffit_eval.assets.cache import atomic_path, cache_dir, sha256_file
 from diffit_eval.errors import UserError
 from diffit_eval.features.extract import FeatureSet, extract_features
 from diffit_eval.io.sources import NpzMember, NpzSource, _check_image_array, open_samples
-from diffit_eval.protocol import DEFAULT_RESIZE, DINOV2_STAT_KEYS, POOL_DIM, SPATIAL_DIM
+from diffit_eval.protocol import DEFAULT_RESIZE, DINOV2_STAT_KEYS, POOL_DIM, PR_ROWS_KEY, SPATIAL_DIM
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Reference:
     sigma_s: np.ndarray | None = None
     pr_features: np.ndarray | None = None  # pool_3 rows of the P/R images, once computed
     pr_images: NpzMember | None = None  # arr_0 of a reference batch, read on demand
+    pr_rows: NpzMember | None = None  # a built file's pool_3 rows of arr_0 (PR_ROWS_KEY), read on demand
     path: Path | None = None
     sha256: str | None = None
     resize: str = DEFAULT_RESIZE
@@ -99,6 +103,9 @@ class Reference:
         """pool_3 rows of the P/R images; cached per (file, network, resize) since ADM's 10,000 cost minutes on CPU."""
         if self.pr_features is not None:
             return self.pr_features
+        if self.pr_rows is not None and self._rows_are_of(net):
+            self.pr_features = self.pr_rows.read_all()
+            return self.pr_features
         key = f"{self.sha256}-{net.weights_sha256[:16]}-{net.resize}.npy"
         cached = cache_dir() / "features" / key
         if cached.is_file():
@@ -116,6 +123,16 @@ class Reference:
                 with open(tmp, "wb") as f:
                     np.save(f, self.pr_features)
         return self.pr_features
+
+    def _rows_are_of(self, net) -> bool:
+        """The file's stored rows are `net`'s: same weights (sha256), same resize, one row per P/R image."""
+        built = self.meta.get("feature_network") or {}
+        return (
+            built.get("sha256") == net.weights_sha256
+            and self.resize == net.resize
+            and self.pr_rows.shape == (self.num_pr_images, net.pool_dim)
+            and self.pr_rows.dtype == np.float32
+        )
 
 
 def _check_dims(ref: Reference, where: str) -> None:
@@ -198,6 +215,8 @@ def load_statistics_file(path: Path, name: str | None = None) -> Reference:
     if "arr_0" in keys:
         ref.pr_images = NpzMember(path, "arr_0")
         _check_image_array(ref.pr_images.shape, ref.pr_images.dtype, f"{path}:arr_0")
+        if PR_ROWS_KEY in keys:
+            ref.pr_rows = NpzMember(path, PR_ROWS_KEY)
     _check_dims(ref, str(path))
     ref.sha256 = sha256_file(path)
     return ref
