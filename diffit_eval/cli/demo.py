@@ -12,6 +12,23 @@ import typer
 from diffit_eval.errors import UserError
 
 
+def _ordering(console, network: str, fid: dict) -> None:
+    """One line: where the trained model sits between the floor and the ceiling, or a warning."""
+    from diffit_eval.demo import LABELS
+
+    if fid["heldout"] < fid["trained"] < fid["untrained"]:
+        where = (fid["trained"] - fid["heldout"]) / (fid["untrained"] - fid["heldout"])
+        console.print(
+            f"{network}: FID {LABELS['heldout']} {fid['heldout']:.2f} < trained {fid['trained']:.2f} < untrained "
+            f"{fid['untrained']:.2f}: the trained model sits {where:.1%} of the way from the floor to the ceiling."
+        )
+    else:
+        console.print(
+            f"[bold red]warning[/]: on the {network}, the expected ordering FID held-out < trained < untrained "
+            f"does not hold ({fid}); the shipped weights or the sampler may be broken."
+        )
+
+
 def register(app: typer.Typer) -> None:
     @app.command(
         "demo",
@@ -30,12 +47,20 @@ def register(app: typer.Typer) -> None:
             help="Images per row (seeds 0..N-1; at most the 297 held-out digits).",
         ),
         steps: int = typer.Option(18, "--steps", min=2, help="EDM Heun steps (2N-1 network calls)."),
+        inception_images: int = typer.Option(
+            500,
+            "--inception-images",
+            min=0,
+            max=1500,
+            help="Training digits in the InceptionV3 block's reference (seeded subset; each costs a 299x299 "
+            "forward); 0 skips that block.",
+        ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     ) -> None:
         from rich.console import Console
 
         from diffit_eval.assets.cache import check_writable
-        from diffit_eval.demo import LABELS, demo_table, run_demo, write_demo_grid, write_summary
+        from diffit_eval.demo import demo_inception_table, demo_table, run_demo, write_demo_grid, write_summary
         from diffit_eval.report.render import render
 
         check_writable(out / "metrics.json", f"--out {out}")  # before a minute of sampling
@@ -47,9 +72,19 @@ def register(app: typer.Typer) -> None:
             f"[bold]diffit-eval demo[/]: the shipped digits DiffiT -> EDM Heun {steps} steps -> "
             f"{num_samples} samples -> FID / IS / precision / recall against the 1,500 training digits"
         )
-        result = run_demo(out, num_samples, steps=steps, verbose=not quiet)
+        result = run_demo(out, num_samples, steps=steps, verbose=not quiet, inception_reference_images=inception_images)
         write_summary(out, result)
         grid = write_demo_grid(out / "grid.png", result)
+        if result.inception_rows:
+            typer.echo(render(demo_inception_table(out, result), "rich"), nl=False)
+            inet = result.inception_rows["trained"]["feature_network"]
+            unavailable = result.inception_rows["trained"]["unavailable"]
+            console.print(
+                f"Features: {inet['label']} ({inet['weights']}); "
+                + (f"IS: n/a ({unavailable['is']})." if "is" in unavailable else "IS in the JSONs."),
+                soft_wrap=True,
+            )
+            _ordering(console, "InceptionV3", {k: r["fid"] for k, r in result.inception_rows.items()})
         typer.echo(render(demo_table(out, result), "rich"), nl=False)
         net = result.network
         console.print(
@@ -59,19 +94,7 @@ def register(app: typer.Typer) -> None:
             "logits. Not InceptionV3: these numbers are comparable with each other, not with any paper (docs/DEMO.md).",
             soft_wrap=True,
         )
-        fid = {k: r["fid"] for k, r in result.rows.items()}
-        if fid["heldout"] < fid["trained"] < fid["untrained"]:
-            where = (fid["trained"] - fid["heldout"]) / (fid["untrained"] - fid["heldout"])
-            console.print(
-                f"FID {LABELS['heldout']} {fid['heldout']:.2f} < trained {fid['trained']:.2f} < untrained "
-                f"{fid['untrained']:.2f}: the trained model sits {where:.1%} of the way from the floor "
-                "to the ceiling."
-            )
-        else:
-            console.print(
-                "[bold red]warning[/]: the expected ordering FID held-out < trained < untrained does not "
-                f"hold ({fid}); the shipped weights or the sampler may be broken."
-            )
+        _ordering(console, "digits network", {k: r["fid"] for k, r in result.rows.items()})
         console.print(
             f"{grid}: trained samples | untrained samples | real training digits. "
             f"Per-row JSONs and metrics.json in {out}/; took {result.seconds:.0f} s.",

@@ -98,7 +98,7 @@ def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
         *(with_ci(record, k, d) for _, k, d in extra),
         str(record["num_samples"]),
         record["reference"]["name"],
-        "[bold red]STAND-IN[/]" if net["standin"] else net["name"],
+        "[bold red]STAND-IN[/]" if net["standin"] else net.get("label", net["name"]),
         record["resize"],
     )
     console = Console()

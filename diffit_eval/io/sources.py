@@ -242,6 +242,16 @@ class ArraySource:
 DIGITS_SPLIT_SEED = 0  # np.random.default_rng(0).permutation(1797) orders scikit-learn's digits
 DIGITS_NUM_TRAIN = 1500  # the first 1,500 of that order are the training split, the other 297 held out
 DIGITS_RESOLUTION = 32  # default rendering side when no resolution is asked for
+# `sklearn-digits-train500`: a seeded 500 of the training split, the InceptionV3 reference of the
+# demo and of `regress --suite digits` (500 forwards at 299x299 instead of 1,500 on a CPU).
+DIGITS_SUBSET, DIGITS_SUBSET_SEED = 500, 0
+
+
+def sklearn_digits_subset(resolution: int, count: int = DIGITS_SUBSET, seed: int = DIGITS_SUBSET_SEED):
+    """`count` training digits chosen by `seed` (numpy PCG64, without replacement), in split order."""
+    images, labels = sklearn_digits("train", resolution)
+    keep = np.sort(np.random.default_rng(seed).choice(len(images), size=count, replace=False))
+    return images[keep], labels[keep]
 
 
 def sklearn_digits(split: str = "train", resolution: int = DIGITS_RESOLUTION) -> tuple[np.ndarray, np.ndarray]:
@@ -276,6 +286,7 @@ BUILTIN_SOURCES: dict[str, Callable[[int], tuple[np.ndarray, np.ndarray | None]]
     "sklearn-digits": lambda r: sklearn_digits("train", r),
     "sklearn-digits-heldout": lambda r: sklearn_digits("heldout", r),
     "sklearn-digits-all": lambda r: sklearn_digits("all", r),
+    f"sklearn-digits-train{DIGITS_SUBSET}": sklearn_digits_subset,
 }
 
 

@@ -97,6 +97,10 @@ def evaluate(
         reason = ref.unsupported(m)
         if reason:
             res.unavailable[m] = reason
+    if "is" in wanted and net is not None and not getattr(net, "has_logits", True):
+        from diffit_eval.features.network import NO_LOGITS
+
+        res.unavailable["is"] = NO_LOGITS
     if "pr" in wanted and "pr" not in res.unavailable and samples.count <= K:
         res.unavailable["pr"] = (
             f"precision/recall need more than {K} samples (k-th neighbour, k = {K}), got {samples.count}"

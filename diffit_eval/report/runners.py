@@ -68,7 +68,7 @@ def required_assets(suite: Suite, opts: RunOptions | None = None) -> list[Asset]
         assets.append(
             Asset(f"sample batch {path.name}", path, f"diffit-eval regress --suite {suite.name} --fetch", url)
         )
-    if suite.kind in ("metrics", "sample"):
+    if suite.kind in ("metrics", "sample") and (opts.ref or "ref_data" not in s):
         ref = opts.ref or s["ref"]
         if _looks_like_path(ref):
             assets.append(Asset("reference (--ref)", Path(ref), "check the --ref path"))
@@ -93,13 +93,24 @@ def required_assets(suite: Suite, opts: RunOptions | None = None) -> list[Asset]
                 "check the --inception-weights path",
             )
         )
-    elif suite.kind in ("metrics", "sample") and not os.environ.get("DIFFIT_EVAL_INCEPTION_WEIGHTS"):
+    elif (
+        suite.kind in ("metrics", "sample")
+        and not os.environ.get("DIFFIT_EVAL_INCEPTION_WEIGHTS")
+        and not _nvidia_fallback_available()
+    ):
         from diffit_eval.assets.inception import INCEPTION_URL, default_weights_path
 
         assets.append(
             Asset("Inception weights", default_weights_path(), "diffit-eval weights fetch inception", INCEPTION_URL)
         )
     return assets
+
+
+def _nvidia_fallback_available() -> bool:
+    """`metrics` would take the NVIDIA pool_3 conversion when torch-fidelity's file is missing."""
+    from diffit_eval.assets import nvidia_inception as nv
+
+    return nv.fallback_enabled() and (nv.converted_path().is_file() or nv.find_torchscript() is not None)
 
 
 def _release_assets(model: str) -> list[Asset]:
@@ -256,6 +267,60 @@ def run_metrics_suite(suite: Suite, opts: RunOptions) -> dict[str, Any]:
     )
 
 
+def build_suite_reference(s: dict[str, Any], wd: Path, extra: list[str]) -> Path:
+    """A suite's `ref_data` (a built-in dataset, e.g. `sklearn-digits-train500`; its first
+    `ref_count` images when set) rendered at its `resolution` and turned into a reference by
+    `diffit-eval ref build`, every image kept for P/R, with the same Inception options as the
+    metrics (`extra`). A reference already in the work folder from the same images is reused when
+    it was built on the weights these metrics resolve to."""
+    import numpy as np
+
+    from diffit_eval.assets.cache import atomic_path
+    from diffit_eval.io.sources import open_builtin
+
+    images = open_builtin(s["ref_data"], int(s["resolution"])).images[: s.get("ref_count")]
+    data = wd / f"{s['ref_data']}.npz"
+    ref = wd / f"{s['ref_data']}-ref.npz"
+    if ref.is_file() and data.is_file() and _same_reference(ref, data, images, extra):
+        return ref
+    with atomic_path(data) as tmp, open(tmp, "wb") as f:
+        np.savez(f, arr_0=images)
+    _call(
+        [
+            "ref",
+            "build",
+            str(data),
+            "--name",
+            s["ref_data"],
+            "--resolution",
+            str(s["resolution"]),
+            "--crop",
+            "none",
+            "--pr-images",
+            str(len(images)),
+            "--out",
+            str(ref),
+            *extra,
+        ]
+    )
+    return ref
+
+
+def _same_reference(ref: Path, data: Path, images, extra: list[str]) -> bool:
+    import numpy as np
+
+    from diffit_eval.assets.cache import sha256_file
+    from diffit_eval.assets.inception import resolve_inception_weights
+    from diffit_eval.references.registry import read_meta
+
+    with np.load(data) as z:
+        if z["arr_0"].shape != images.shape or not np.array_equal(z["arr_0"], images):
+            return False
+    given = extra[extra.index("--inception-weights") + 1] if "--inception-weights" in extra else None
+    built = (read_meta(ref).get("feature_network") or {}).get("sha256")
+    return built == sha256_file(resolve_inception_weights(given, progress=False))
+
+
 def run_sample_suite(suite: Suite, opts: RunOptions) -> dict[str, Any]:
     s, wd = suite.settings, _workdir(suite, opts)
     # --samples: an existing run folder (e.g. from a torchrun job) is measured as it is.
@@ -273,9 +338,10 @@ def run_sample_suite(suite: Suite, opts: RunOptions) -> dict[str, Any]:
             launcher=opts.launcher,
         )
     )
+    ref = opts.ref or (build_suite_reference(s, wd, _common(opts)) if "ref_data" in s else s["ref"])
     return call_metrics(
         run,
-        opts.ref or s["ref"],
+        ref,
         wd / "metrics.json",
         metrics=suite.metric_flags(),
         extra=_common(opts) + suite.bootstrap_flags(),

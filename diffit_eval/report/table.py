@@ -35,6 +35,7 @@ SOURCES: dict[str, str] = {
     "diffit-readme": "official DiffiT README (unrounded run)",
     "adm-evaluator": "ADM evaluator (TensorFlow) on OpenAI's published sample batches",
     "adm-evaluator-pytorch-port": "PyTorch port of the ADM evaluator on the same sample batch",
+    "diffit-eval-digits": "this project: the shipped digits DiffiT on InceptionV3 pool_3 (regress --suite digits)",
 }
 
 METRIC_HEADERS = {
@@ -188,7 +189,7 @@ def load_measured(paths: Iterable[str | Path]) -> tuple[list[Measured], list[str
                 resolution=int(res) if res is not None else None,
                 values={m: (None if obj.get(m) is None else float(obj[m])) for m in ALL_METRIC_KEYS},
                 num_samples=obj.get("num_samples"),
-                network=str(net.get("name") or "feature network unknown"),
+                network=str(net.get("label") or net.get("name") or "feature network unknown"),
                 standin=bool(net.get("standin", False)),
                 intervals={
                     m: [float(v) for v in obj[m + CI_SUFFIX]]
