@@ -191,28 +191,45 @@ def test_golden_records_passes_and_names_the_stage_that_drifted(tmp_path, standi
     for key in ("fid", "sfid", "is", "precision", "recall"):
         assert recorded[f"e2e.ddpm.{key}"] == pytest.approx(recorded[f"metrics.ddpm.{key}"], rel=1e-9, abs=1e-12)
 
+    # One checking run against the record with one recorded value moved beyond its tolerance
+    # (metrics.edm.fid by 1e-3 relative, tolerance 1e-4): that check fails alone, the error line
+    # names it, and every other stage of the re-run passes, stages 0-2 with the same bits. (A
+    # changed recorded image fails stage 1 and, through the features of the recorded images, stages
+    # 2-3: `test_stage_values_count_changed_pixels_per_set`; a run with nothing changed is CI's regress --suite golden-cpu.)
+    record = suites.parent / "golden-cpu.json"
+    patched = json.loads(record.read_text())
+    patched["values"]["metrics.edm.fid"] *= 1 + 1e-3
+    record.write_text(json.dumps(patched))
     rep = tmp_path / "rep.json"
     r = run_cli("regress", *common, "--json", str(rep))
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.returncode == 1, r.stdout + r.stderr
     checks = {c["metric"]: c for c in json.loads(rep.read_text())["checks"]}
     assert set(checks) == set(recorded)
-    assert all(c["verdict"] == "pass" for c in checks.values())
+    failed = [m for m, c in checks.items() if c["verdict"] == "FAIL"]
+    assert failed == ["metrics.edm.fid"], failed
     assert checks["images.edm"]["measured"] == 0 and checks["features.pool"]["measured"] == 0
     assert checks["sampler.ddpm"]["measured"] == 0  # same process kind, same bits
-
-    # A patch of recorded pixels changed: stage 1 fails for that set only, and the error line says so.
-    arrays = suites.parent / "golden-cpu.npz"
-    with np.load(arrays) as z:
-        data = {k: z[k].copy() for k in z.files}
-    data["images/ddpm"][3, :5, :5, :] ^= 0x10  # 75 values, beyond the 16 the tolerance allows
-    np.savez_compressed(arrays, **data)
-    r = run_cli("regress", *common, "--json", str(rep))
-    assert r.returncode == 1, r.stdout + r.stderr
-    failed = [c["metric"] for c in json.loads(rep.read_text())["checks"] if c["verdict"] == "FAIL"]
-    assert "images.ddpm" in failed and "images.edm" not in failed
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("diffit-eval: error:")]
-    assert len(errors) == 1 and "images.ddpm" in errors[0] and "Traceback" not in r.stderr
+    assert len(errors) == 1 and "metrics.edm.fid" in errors[0] and "Traceback" not in r.stderr
 
     # --measured cannot stand in for the staged run
     r = run_cli("regress", *common, "--measured", str(rep))
     assert r.returncode == 2 and "drop --measured" in r.stderr
+
+
+def test_stage_values_count_changed_pixels_per_set():
+    """Stage 1 counts differing uint8 values per set against the recorded images (the patch the
+    record test used to make: 75 values of one set), and only that set; a missing record is all
+    of them; stage 2 is the worst relative sketch difference."""
+    from diffit_eval.report.golden import FEATURE_KINDS, stage_values
+
+    rng = np.random.default_rng(0)
+    images = {n: rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8) for n in ("edm", "ddpm")}
+    sketch = {n: {k: rng.normal(size=(4, 16)) for k in FEATURE_KINDS} for n in images}
+    recorded = {n: im.copy() for n, im in images.items()}
+    recorded["ddpm"][3, :5, :5, :] ^= 0x10
+    moved = {n: {k: v * (1 + 1e-3 * (n == "edm")) for k, v in d.items()} for n, d in sketch.items()}
+    out = stage_values({"images": images, "sketch": moved}, recorded, sketch)
+    assert out["images.ddpm"] == 75 and out["images.edm"] == 0
+    assert all(out[f"features.{k}"] == pytest.approx(1e-3) for k in FEATURE_KINDS)
+    assert stage_values({"images": images, "sketch": sketch}, {}, sketch)["images.edm"] == images["edm"].size
