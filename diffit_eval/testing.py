@@ -11,7 +11,6 @@ and the golden regression suite (:mod:`diffit_eval.report.golden`); library code
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 from pathlib import Path
@@ -19,32 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffit_eval.features.network import _extractor_class
-from diffit_eval.protocol import FEATURE_NETWORK
+from diffit_eval.assets.nvidia_inception import bare_layout
 
 __all__ = ["STANDIN_GRID_BITS", "STANDIN_LOGIT_STD", "STANDIN_PROBE_IMAGES", "make_standin_weights"]
-
-
-def _bare_inception(workdir: Path) -> torch.nn.Module:
-    """torch-fidelity's InceptionV3 layout with torch's default init, without loading any weights.
-
-    The extractor always loads a state_dict in its constructor (downloading the real one when no
-    path is given); a subclass that ignores an empty one, fed a file holding `{}`, gives the bare
-    layout with nothing fetched.
-    """
-    cls = _extractor_class()
-
-    class _Layout(cls):
-        def load_state_dict(self, state_dict, *args, **kwargs):
-            return super().load_state_dict(state_dict, *args, **kwargs) if state_dict else None
-
-    empty = workdir / ".empty-state-dict.pt"
-    torch.save({}, empty)
-    try:
-        with contextlib.redirect_stdout(None):
-            return _Layout(FEATURE_NETWORK, ["2048"], feature_extractor_weights_path=str(empty))
-    finally:
-        empty.unlink(missing_ok=True)
 
 
 # The stand-in's recipe. Every number it computes from data is rounded to a grid this many bits
@@ -79,7 +55,7 @@ def make_standin_weights(path: str | os.PathLike, seed: int = 0) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    net = _bare_inception(path.parent).double()
+    net = bare_layout(path.parent).double()
     net.feature_extractor_internal_dtype = torch.float64  # the forward casts its input to this
     gen = seeded.rng(seed)
     with torch.no_grad():

