@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_BOOTSTRAP_SEED",
     "DEFAULT_METRIC_GROUPS",
     "DEFAULT_RESIZE",
+    "DENSITY_K",
     "DINOV2_DIM",
     "DINOV2_FEATURE_NETWORK",
     "DINOV2_INPUT_SIZE",
@@ -23,6 +24,11 @@ __all__ = [
     "DINOV2_STAT_KEYS",
     "PR_ROWS_KEY",
     "EXTRA_METRIC_KEYS",
+    "FID_INF_MIN_FRACTION",
+    "FID_INF_MIN_SAMPLES",
+    "FID_INF_POINTS",
+    "FID_INF_SEED",
+    "PR_LABELS_KEY",
     "KID_COEF0",
     "KID_DEGREE",
     "KID_SEED",
@@ -67,9 +73,10 @@ ROW_BYTES = 4 * sum(ROW_DIMS.values())  # float32 bytes one image's features tak
 # (`DEFAULT_METRIC_GROUPS`, `METRIC_KEYS`) is what `metrics` computes unless --metrics names more,
 # and what the golden suite and Table S.1 read; KID and FD_DINOv2 (issue 16) are asked for by name.
 DEFAULT_METRIC_GROUPS = ("fid", "sfid", "is", "pr")
-METRIC_GROUPS = (*DEFAULT_METRIC_GROUPS, "kid", "fd_dinov2")
+# Density/coverage and FID_inf/IS_inf (issue 24) are asked for by name too.
+METRIC_GROUPS = (*DEFAULT_METRIC_GROUPS, "kid", "fd_dinov2", "density", "coverage", "fid_inf", "is_inf")
 METRIC_KEYS = ("fid", "sfid", "is", "precision", "recall")
-EXTRA_METRIC_KEYS = ("kid", "fd_dinov2")
+EXTRA_METRIC_KEYS = ("kid", "fd_dinov2", "density", "coverage", "fid_inf", "is_inf")
 ALL_METRIC_KEYS = (*METRIC_KEYS, *EXTRA_METRIC_KEYS)
 
 # KID (Binkowski et al. 2018) with torch-fidelity's defaults (docs/PROTOCOL.md, "KID"): the cubic
@@ -93,6 +100,24 @@ DINOV2_STAT_KEYS = ("mu_dinov2", "sigma_dinov2")
 # A built reference's pool_3 rows of its P/R images (float32 [pr_images, pool_dim]), made in the
 # same pass as its statistics, so the first `metrics` against it runs none of them again.
 PR_ROWS_KEY = "pr_pool"
+# The class of each P/R image (int64 [pr_images]) when the dataset has labels (class folders, npz
+# `arr_1`): the reference rows `metrics --per-class` splits by class (docs/METRICS.md, "Per-class").
+PR_LABELS_KEY = "pr_labels"
+
+# Density and coverage (Naeem et al., ICML 2020; docs/METRICS.md, "Density and coverage"): k-NN
+# balls on the reference rows with the paper's default k = 5 (P/R keep ADM's k = 3).
+DENSITY_K = 5
+
+# FID_inf and IS_inf (Chong & Forsyth, CVPR 2020; docs/METRICS.md, "FID_inf"): the metric at
+# FID_INF_POINTS subset sizes spaced linearly from ceil(N * FID_INF_MIN_FRACTION) to N (their
+# defaults, 15 points from 5,000 to 50,000, are this schedule at N = 50,000), each subset the first
+# n of a permutation drawn from numpy's PCG64(FID_INF_SEED), then a least-squares line in 1/n whose
+# intercept is the value at n = infinity. Fewer than FID_INF_MIN_SAMPLES samples (smallest subset
+# under 15) is refused.
+FID_INF_POINTS = 15
+FID_INF_MIN_FRACTION = 0.1
+FID_INF_MIN_SAMPLES = 150
+FID_INF_SEED = 0
 
 # Bootstrap intervals (docs/PROTOCOL.md, "Bootstrap"): percentile intervals at 95% over replicates
 # that resample the samples with replacement, the reference fixed. `<key>_ci` holds [lo, hi].

@@ -16,7 +16,20 @@ NETWORK_HELP = (
     "Feature network: inception (the protocol's InceptionV3) or digits (the demo's digit classifier, "
     "docs/DEMO.md; not comparable with any paper)."
 )
-METRICS_HELP = "Comma list of fid,sfid,is,pr,kid,fd_dinov2 (default: fid,sfid,is,pr, those the reference supports)."
+METRICS_HELP = (
+    "Comma list of fid,sfid,is,pr,kid,fd_dinov2,density,coverage,fid_inf,is_inf "
+    "(default: fid,sfid,is,pr, those the reference supports)."
+)
+# Asked-for extras shown as table columns: (column, key, digits)
+EXTRA_COLUMNS = (
+    ("KID", "kid", 5),
+    ("FD_DINOv2", "fd_dinov2", 3),
+    ("Density", "density", 4),
+    ("Coverage", "coverage", 4),
+    ("FID_inf", "fid_inf", 4),
+    ("IS_inf", "is_inf", 2),
+)
+WORST_CLASSES = 5  # classes listed under the table with --per-class
 
 
 def fmt(value, digits: int) -> str:
@@ -34,6 +47,28 @@ def with_ci(record: dict, key: str, digits: int) -> str:
     if ci and record.get(key) is not None:
         text += f" [{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
     return text
+
+
+def with_se(record: dict, key: str, digits: int) -> str:
+    """A value with its interval, and `± se` when the record has `<key>_se` (FID_inf, IS_inf)."""
+    text = with_ci(record, key, digits)
+    se = record.get(key + "_se")
+    return text + (f" ± {se:.{digits}f}" if se is not None and record.get(key) is not None else "")
+
+
+def print_worst_classes(console, record: dict) -> None:
+    """The WORST_CLASSES classes of highest FID, one line each (all of them are in the JSON)."""
+    from diffit_eval.metrics.per_class import worst_classes
+
+    per_class = record["per_class"]
+    worst = worst_classes(per_class, WORST_CLASSES)
+    console.print(f"  per class ({len(per_class)} classes in the JSON); highest FID:")
+    for c, e in worst:
+        dc = f", density {fmt(e['density'], 3)}, coverage {fmt(e['coverage'], 3)}" if "density" in e else ""
+        console.print(
+            f"    class {c}: FID {fmt(e['fid'], 3)}, precision {fmt(e['precision'], 3)}, recall "
+            f"{fmt(e['recall'], 3)}{dc} ({e['num_samples']} samples, {e['num_reference']} reference rows)"
+        )
 
 
 PR_ARITH_NOTE = {"adm-fp16": "ADM float16 distances (the protocol)", "exact": "exact float64 distances"}
@@ -69,7 +104,7 @@ def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
     net = record["feature_network"]
     table = Table(title=f"diffit-eval metrics: {record['label']}", title_justify="left")
     suffix = "" if pr_arith == "adm-fp16" else " (exact)"
-    extra = [(col, key, d) for col, key, d in (("KID", "kid", 5), ("FD_DINOv2", "fd_dinov2", 3)) if key in record]
+    extra = [(col, key, d) for col, key, d in EXTRA_COLUMNS if key in record]
     for col in (
         "FID",
         "sFID",
@@ -95,7 +130,7 @@ def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
         is_text,
         with_ci(record, "precision" + key, 4),
         with_ci(record, "recall" + key, 4),
-        *(with_ci(record, k, d) for _, k, d in extra),
+        *(with_se(record, k, d) for _, k, d in extra),
         str(record["num_samples"]),
         record["reference"]["name"],
         "[bold red]STAND-IN[/]" if net["standin"] else net.get("label", net["name"]),
@@ -122,6 +157,18 @@ def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
             f"  KID: {kid['subsets']} subsets of {kid['subset_size']}, {kid['kernel']}"
             + (f" ({kid['note']})" if kid.get("note") else "")
         )
+    dc = record.get("density_coverage_protocol")
+    if dc:
+        console.print(f"  density/coverage: k = {dc['k']} balls on the {dc['manifold']} (Naeem et al. 2020)")
+    for key in ("fid_inf", "is_inf"):
+        fit = record.get(key + "_fit")
+        if fit:
+            console.print(
+                f"  {key}: intercept of a line in 1/N over {fit['points']} subsets of {fit['sizes'][0]} to "
+                f"{fit['sizes'][-1]} (seed {fit['seed']}; Chong & Forsyth 2020), ± its standard error"
+            )
+    if record.get("per_class"):
+        print_worst_classes(console, record)
     for metric, reason in record["unavailable"].items():
         console.print(f"  {metric}: n/a ({reason})")
     if record.get("resolution_mismatch"):
@@ -207,6 +254,12 @@ def register(app: typer.Typer) -> None:
             "precision and recall, resampling the samples (reference fixed).",
         ),
         bootstrap_seed: int = typer.Option(0, "--bootstrap-seed", help="Seed of the bootstrap draws."),
+        per_class: bool = typer.Option(
+            False,
+            "--per-class",
+            help="Also FID, precision, recall (and density/coverage when asked) per class: needs labelled "
+            "samples (arr_1, a run folder) and a reference with labelled rows (docs/METRICS.md).",
+        ),
         allow_resolution_mismatch: bool = typer.Option(
             False,
             "--allow-resolution-mismatch",
@@ -254,6 +307,7 @@ def register(app: typer.Typer) -> None:
                 bootstrap=bootstrap,
                 bootstrap_seed=bootstrap_seed,
                 network=network,
+                per_class=per_class,
             )
         except KeyboardInterrupt:
             from diffit_eval.cli import command_line

@@ -90,6 +90,8 @@ class ImageSet(Protocol):
 
     def load(self, index: int) -> Image.Image: ...
 
+    def labels(self) -> tuple[np.ndarray, list[str] | None] | None: ...
+
 
 def _decode(data: bytes | Path, where: str) -> Image.Image:
     try:
@@ -111,6 +113,19 @@ class FolderImages:
 
     def name_of(self, index: int) -> str:
         return str(self.files[index])
+
+    def labels(self) -> tuple[np.ndarray, list[str]] | None:
+        """ImageNet-style class folders: each image's class is the index of its top-level folder
+        among the sorted folder names (guided-diffusion's and torchvision's rule); None when any
+        image lies directly in the root or there is only one folder."""
+        tops = [p.relative_to(self.path).parts for p in self.files]
+        if any(len(t) < 2 for t in tops):
+            return None
+        classes = sorted({t[0] for t in tops})
+        if len(classes) < 2:
+            return None
+        index = {c: i for i, c in enumerate(classes)}
+        return np.array([index[t[0]] for t in tops], np.int64), classes
 
     def load(self, index: int) -> Image.Image:
         return _decode(self.files[index], self.name_of(index))
@@ -137,6 +152,9 @@ class ZipImages:
     def name_of(self, index: int) -> str:
         return f"{self.path}:{self.names[index]}"
 
+    def labels(self) -> None:
+        return None
+
     def load(self, index: int) -> Image.Image:
         z = getattr(self._local, "zip", None)
         if z is None:
@@ -155,6 +173,16 @@ class NpzImages:
 
     def name_of(self, index: int) -> str:
         return f"{self.path}:arr_0[{index}]"
+
+    def labels(self) -> tuple[np.ndarray, None] | None:
+        """`arr_1`, when present and one integer class per image."""
+        try:
+            labels = NpzMember(self.path, "arr_1").read_all()
+        except UserError:
+            return None
+        if labels.shape != (self.num_images,) or not np.issubdtype(labels.dtype, np.integer):
+            return None
+        return labels.astype(np.int64), None
 
     def load(self, index: int) -> Image.Image:
         return Image.fromarray(self.member.read_rows(index, 1)[0], "RGB")

@@ -105,20 +105,29 @@ class FrechetToReference:
 
     def value(self, counts: np.ndarray | None = None) -> float:
         """FD of the rows weighted by `counts` (how often each row was drawn; None: each once)."""
+        c = None if counts is None else torch.as_tensor(np.asarray(counts, np.float64), device=self.x.device)
+        return self._fd(self.x, self.xr, self.sq_norms, c)
+
+    def subset_value(self, index: np.ndarray) -> float:
+        """FD of the rows at `index` (each once): FID_inf's subsets (:mod:`diffit_eval.metrics.fid_inf`)
+        reuse the rotation X R computed once for all of them."""
+        i = torch.as_tensor(np.asarray(index, np.int64), device=self.x.device)
+        return self._fd(self.x[i], self.xr[i], self.sq_norms[i], None)
+
+    def _fd(self, x: torch.Tensor, xr: torch.Tensor, sq_norms: torch.Tensor, c: torch.Tensor | None) -> float:
         from diffit_eval.metrics.fid import _numerical_zeros_to_zero
 
-        n, d = self.x.shape
-        c = torch.ones(n, dtype=torch.float64, device=self.x.device)
-        if counts is not None:
-            c = torch.as_tensor(np.asarray(counts, np.float64), device=self.x.device)
-        mu = (c @ self.x) / n
-        m = (c @ self.xr) / n
-        tr_s = float((c @ self.sq_norms - n * mu @ mu) / (n - 1))
+        n, d = x.shape
+        if c is None:
+            c = torch.ones(n, dtype=torch.float64, device=x.device)
+        mu = (c @ x) / n
+        m = (c @ xr) / n
+        tr_s = float((c @ sq_norms - n * mu @ mu) / (n - 1))
         if n <= d:
-            z = c.sqrt()[:, None] * (self.xr - m)
+            z = c.sqrt()[:, None] * (xr - m)
             g = z @ z.T / (n - 1)
         else:
-            g = ((self.xr * c[:, None]).T @ self.xr - n * torch.outer(m, m)) / (n - 1)
+            g = ((xr * c[:, None]).T @ xr - n * torch.outer(m, m)) / (n - 1)
         lam = _numerical_zeros_to_zero(torch.linalg.eigvalsh((g + g.T) / 2))
         diff = mu - self.mu_ref
         return float(diff @ diff + tr_s + self.tr_ref - 2 * lam.sqrt().sum())

@@ -158,23 +158,38 @@ def manifold_radii(
 
     float32 for adm-fp16 (ADM keeps radii in a float32 array), float64 for exact.
     """
-    n = len(feats)
-    if n <= k:
-        raise ValueError(f"precision/recall need more than {k} points per set, got {n}")
+    return knn_radii(feats, (k,), block, arith, norms=norms, half_norms=half_norms)[k]
+
+
+def knn_radii(
+    feats: torch.Tensor,
+    ks: tuple[int, ...],
+    block: int = BLOCK,
+    arith: str = "adm-fp16",
+    *,
+    norms: torch.Tensor | None = None,
+    half_norms: HalfNorms = half_sq_norms,
+) -> dict[int, torch.Tensor]:
+    """{k: k-th nearest-neighbour distance of each point} for every k in `ks`, from one pass over
+    the blocks of D(feats, feats) (P/R's k = 3 and density/coverage's k = 5 share it)."""
+    n, kmax = len(feats), max(ks)
+    if n <= kmax:
+        raise ValueError(f"precision/recall need more than {kmax} points per set, got {n}")
     norms = sq_norms(feats, arith, half_norms) if norms is None else norms
     dist = _block(arith)
     dtype = torch.float64 if arith == "exact" else torch.float32
-    radii = torch.empty(n, dtype=dtype, device=feats.device)
+    radii = {k: torch.empty(n, dtype=dtype, device=feats.device) for k in ks}
     for r0 in range(0, n, block):
         rows, nrows = feats[r0 : r0 + block], norms[r0 : r0 + block]
-        best = None  # the k+1 smallest distances seen so far per row (self is one of them)
+        best = None  # the kmax+1 smallest distances seen so far per row (self is one of them)
         for c0 in range(0, n, block):
             d = dist(rows, feats[c0 : c0 + block], nrows, norms[c0 : c0 + block])
-            top = torch.topk(d, min(k + 1, d.shape[1]), dim=1, largest=False).values.to(dtype)
+            top = torch.topk(d, min(kmax + 1, d.shape[1]), dim=1, largest=False).values.to(dtype)
             del d
             cand = top if best is None else torch.cat([best, top], dim=1)
-            best = torch.topk(cand, min(k + 1, cand.shape[1]), dim=1, largest=False).values
-        radii[r0 : r0 + block] = best[:, k]
+            best = torch.topk(cand, min(kmax + 1, cand.shape[1]), dim=1, largest=False).values
+        for k in ks:
+            radii[k][r0 : r0 + block] = best[:, k]
     return radii
 
 
@@ -191,15 +206,18 @@ def _covered(
     ref_norms: torch.Tensor,
     sam_norms: torch.Tensor,
     ref_radii: torch.Tensor,
-    sam_radii: torch.Tensor,
+    sam_radii: torch.Tensor | None,
     block: int,
     arith: str,
     cover: torch.Tensor | None = None,
+    balls: Balls | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(samples inside some reference radius, reference points inside some sample radius), from D(ref, sam).
 
     With `cover` (bool [len(ref), len(sam)]), also which sample balls hold which reference point:
-    the bootstrap's recall (:mod:`diffit_eval.metrics.bootstrap`) is read from it.
+    the bootstrap's recall (:mod:`diffit_eval.metrics.bootstrap`) is read from it. With `balls`,
+    density/coverage's counts are read from the same blocks. Without `sam_radii`, recall's side
+    is skipped (all False).
     """
     dist = _block(arith)
     sam_in = torch.zeros(len(sam), dtype=torch.bool, device=sam.device)
@@ -209,7 +227,8 @@ def _covered(
         # A radius from a block that overflowed float16 is a float32 value: compare in float32 then.
         return r.half() if arith == "adm-fp16" and torch.equal(r.half().to(r.dtype), r) else None
 
-    ref_r16, sam_r16 = as_half(ref_radii), as_half(sam_radii)
+    ref_r16 = as_half(ref_radii)
+    sam_r16 = None if sam_radii is None else as_half(sam_radii)
     for p0 in range(0, len(ref), block):
         rr = ref_radii[p0 : p0 + block, None]
         rr16 = None if ref_r16 is None else ref_r16[p0 : p0 + block, None]
@@ -217,13 +236,16 @@ def _covered(
             # ADM's orientation: rows are reference points, columns samples. (|u|^2 - 2 u.v) + |v|^2
             # is not symmetric under float16 rounding, so the orientation is part of the protocol.
             d = dist(ref[p0 : p0 + block], sam[c0 : c0 + block], ref_norms[p0 : p0 + block], sam_norms[c0 : c0 + block])
-            rs = sam_radii[None, c0 : c0 + block]
-            rs16 = None if sam_r16 is None else sam_r16[None, c0 : c0 + block]
-            inside = _in_radius(d, rs, rs16)
-            ref_in[p0 : p0 + block] |= inside.any(dim=1)
-            if cover is not None:
-                cover[p0 : p0 + block, c0 : c0 + block] = inside
+            if sam_radii is not None:
+                rs = sam_radii[None, c0 : c0 + block]
+                rs16 = None if sam_r16 is None else sam_r16[None, c0 : c0 + block]
+                inside = _in_radius(d, rs, rs16)
+                ref_in[p0 : p0 + block] |= inside.any(dim=1)
+                if cover is not None:
+                    cover[p0 : p0 + block, c0 : c0 + block] = inside
             sam_in[c0 : c0 + block] |= _in_radius(d, rr, rr16).any(dim=0)
+            if balls is not None:
+                balls.add(d, p0, c0)
             del d
     return sam_in, ref_in
 
@@ -238,6 +260,26 @@ def precision_recall(ref_feats, sample_feats, **options) -> tuple[float, float]:
     return m.precision, m.recall
 
 
+class Balls:
+    """Density/coverage's counts (Naeem et al. 2020) gathered from P/R's blocks of D(reference, samples).
+
+    `radii`: the squared distance of each reference point to its k-th neighbour among the
+    reference points. Membership is strict, d < r, as in the paper's reference code (`prdc`).
+    `counts[j]`: how many reference balls hold sample j (density is their mean over k);
+    `covered[i]`: reference ball i holds some sample (coverage is their mean).
+    """
+
+    def __init__(self, radii: torch.Tensor, num_samples: int) -> None:
+        self.radii = radii
+        self.counts = torch.zeros(num_samples, dtype=torch.int64, device=radii.device)
+        self.covered = torch.zeros(len(radii), dtype=torch.bool, device=radii.device)
+
+    def add(self, d: torch.Tensor, p0: int, c0: int) -> None:
+        inside = d.to(self.radii.dtype) < self.radii[p0 : p0 + len(d), None]
+        self.counts[c0 : c0 + d.shape[1]] += inside.sum(dim=0)
+        self.covered[p0 : p0 + len(d)] |= inside.any(dim=1)
+
+
 @dataclass
 class Membership:
     """Per-point outcomes behind precision/recall, kept for the bootstrap.
@@ -250,6 +292,7 @@ class Membership:
     sample_in: np.ndarray
     ref_in: np.ndarray
     cover: torch.Tensor | None = None
+    balls: Balls | None = None  # density/coverage's counts, when asked for (`ball_k`)
 
     @property
     def precision(self) -> float:
@@ -271,9 +314,16 @@ def membership(
     device: str | torch.device | None = None,
     half_norms: HalfNorms = half_sq_norms,
     keep_cover: bool = False,
+    ball_k: int | None = None,
+    recall: bool = True,
 ) -> Membership:
     """The per-point indicators of :func:`precision_recall` (and with `keep_cover` the full
-    reference x sample coverage, bool, len(ref) x len(samples) bytes on `device`)."""
+    reference x sample coverage, bool, len(ref) x len(samples) bytes on `device`).
+
+    With `ball_k`, also density/coverage's :class:`Balls` (reference k-NN radii with k = `ball_k`
+    from the same pass as P/R's, counts from the same blocks of D(reference, samples)); with
+    `recall=False` the sample radii (a pass over D(samples, samples)) are not computed and
+    `ref_in` is all False: density/coverage alone need only the reference's."""
     _check_arith(arith)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     ref = torch.as_tensor(np.asarray(ref_feats, np.float32), device=device)
@@ -281,11 +331,12 @@ def membership(
     if ref.shape[1] != sam.shape[1]:
         raise ValueError(f"feature dimension differs: {ref.shape[1]} vs {sam.shape[1]}")
     ref_norms, sam_norms = sq_norms(ref, arith, half_norms), sq_norms(sam, arith, half_norms)
-    ref_radii = manifold_radii(ref, k, block, arith, norms=ref_norms)
-    sam_radii = manifold_radii(sam, k, block, arith, norms=sam_norms)
+    radii = knn_radii(ref, (k,) if ball_k is None else (k, ball_k), block, arith, norms=ref_norms)
+    sam_radii = manifold_radii(sam, k, block, arith, norms=sam_norms) if recall else None
     cover = torch.zeros((len(ref), len(sam)), dtype=torch.bool, device=device) if keep_cover else None
-    sam_in, ref_in = _covered(ref, sam, ref_norms, sam_norms, ref_radii, sam_radii, block, arith, cover)
-    return Membership(sam_in.cpu().numpy(), ref_in.cpu().numpy(), cover)
+    balls = None if ball_k is None else Balls(radii[ball_k], len(sam))
+    sam_in, ref_in = _covered(ref, sam, ref_norms, sam_norms, radii[k], sam_radii, block, arith, cover, balls)
+    return Membership(sam_in.cpu().numpy(), ref_in.cpu().numpy(), cover, balls)
 
 
 def precision_recall_literal(ref_feats, sample_feats, *, k: int = K) -> tuple[float, float]:

@@ -18,7 +18,14 @@ from diffit_eval.assets.cache import atomic_path, check_writable, sha256_file, w
 from diffit_eval.errors import Interrupted, UserError
 from diffit_eval.features.extract import FeatureSet, extract_batch
 from diffit_eval.features.stats import RunningStats
-from diffit_eval.protocol import DEFAULT_NETWORK, DEFAULT_RESIZE, DINOV2_STAT_KEYS, PR_ROWS_KEY, RESIZE_MODES
+from diffit_eval.protocol import (
+    DEFAULT_NETWORK,
+    DEFAULT_RESIZE,
+    DINOV2_STAT_KEYS,
+    PR_LABELS_KEY,
+    PR_ROWS_KEY,
+    RESIZE_MODES,
+)
 from diffit_eval.provenance import now_iso, package_versions
 from diffit_eval.references.registry import (
     NAME_PATTERN,
@@ -119,7 +126,8 @@ def build_reference(
 ) -> Path:
     """Compute an ADM-compatible reference npz from a dataset: `mu`, `sigma`, `mu_s`, `sigma_s`
     (float64), `arr_0` (a seeded random `pr_images` of the preprocessed images, in index order) and
-    `meta` (JSON). With `dinov2` (or `dinov2_weights`), the DINOv2 CLS-token statistics of the same
+    `meta` (JSON); from a labelled dataset (class folders, npz `arr_1`) also `pr_labels`, the class of
+    each `arr_0` image (`metrics --per-class`), and the class folder names in `meta`. With `dinov2` (or `dinov2_weights`), the DINOv2 CLS-token statistics of the same
     images, from the same read of each batch, as `mu_dinov2` / `sigma_dinov2` (FD_DINOv2,
     docs/METRICS.md). `network="digits"`: the demo's digit classifier instead of InceptionV3
     (:mod:`diffit_eval.features.digits`; no sFID statistics).
@@ -181,6 +189,8 @@ def build_reference(
 
     chunks = [range(s, min(s + chunk_size, count)) for s in range(0, count, chunk_size)]
     kept = pr_subset(count, pr_images, seed)
+    labelled = images.labels()
+    pr_labels = None if labelled is None or not len(kept) else labelled[0][kept]
     pr_positions = {int(i): p for p, i in enumerate(kept)}
     pool_sum = RunningStats(net.pool_dim)
     spatial_sum = RunningStats(net.spatial_dim) if net.spatial_dim else None
@@ -257,6 +267,8 @@ def build_reference(
             "count": count,
             "pr_images": int(len(kept)),
             "holds": holds,
+            **({"labelled": True} if pr_labels is not None else {}),
+            **({"classes": labelled[1]} if pr_labels is not None and labelled[1] else {}),
             "seed": seed,
             "batch_size": batch_size,
             "chunk_size": chunk_size,
@@ -276,6 +288,8 @@ def build_reference(
                 pr_store.flush()
                 arrays["arr_0"] = pr_store
                 arrays[PR_ROWS_KEY] = pr_rows  # for the network and resize `meta` names
+                if pr_labels is not None:
+                    arrays[PR_LABELS_KEY] = pr_labels
             arrays["meta"] = np.array(json.dumps(meta))  # 0-d unicode: reference.py reads json.loads(str(z["meta"]))
             in_cache = out_path.resolve() == cached_path(name).resolve()
             if in_cache:  # a stale record would make the new file look corrupt to a concurrent reader

@@ -11,7 +11,8 @@ Files written by `diffit-eval ref build` carry a `meta` entry (JSON) saying how 
 files without one are taken to follow the ADM/EDM protocol (legacy TF resize). Built files also
 keep the pool_3 rows of their P/R images (`pr_pool`), made in the same pass as the statistics,
 for the feature network `meta` names; ADM's batches (images only) have theirs extracted on first
-use and cached per (file, network, resize).
+use and cached per (file, network, resize). Built from a labelled dataset, they keep the class of
+each P/R image too (`pr_labels`), the rows `metrics --per-class` splits.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from diffit_eval.assets.cache import atomic_path, cache_dir, sha256_file
 from diffit_eval.errors import UserError
 from diffit_eval.features.extract import FeatureSet, extract_features
 from diffit_eval.io.sources import NpzMember, NpzSource, _check_image_array, open_samples
-from diffit_eval.protocol import DEFAULT_RESIZE, DINOV2_STAT_KEYS, POOL_DIM, PR_ROWS_KEY, SPATIAL_DIM
+from diffit_eval.protocol import DEFAULT_RESIZE, DINOV2_STAT_KEYS, POOL_DIM, PR_LABELS_KEY, PR_ROWS_KEY, SPATIAL_DIM
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Reference:
     resolution_note: str | None = None  # set when samples of another resolution were allowed
     mu_dinov2: np.ndarray | None = None  # DINOv2 CLS-token statistics (FD_DINOv2), when built with them
     sigma_dinov2: np.ndarray | None = None
+    pr_labels: np.ndarray | None = None  # int64 class of each P/R row (PR_LABELS_KEY), when labelled
 
     @property
     def shown(self) -> str:
@@ -96,6 +98,7 @@ class Reference:
             "resize": self.resize,
             "pr_images": self.num_pr_images,
             "dinov2": self.mu_dinov2 is not None,
+            **({"labelled": True} if self.pr_labels is not None else {}),
             **{k: self.meta[k] for k in ("dataset", "resolution") if k in self.meta},
         }
 
@@ -217,6 +220,14 @@ def load_statistics_file(path: Path, name: str | None = None) -> Reference:
         _check_image_array(ref.pr_images.shape, ref.pr_images.dtype, f"{path}:arr_0")
         if PR_ROWS_KEY in keys:
             ref.pr_rows = NpzMember(path, PR_ROWS_KEY)
+        if PR_LABELS_KEY in keys:
+            labels = NpzMember(path, PR_LABELS_KEY).read_all()
+            if labels.shape != (ref.pr_images.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+                raise UserError(
+                    f"{path}: {PR_LABELS_KEY} is {labels.dtype} {list(labels.shape)}, expected one integer "
+                    f"class per arr_0 image ({ref.pr_images.shape[0]})"
+                )
+            ref.pr_labels = labels.astype(np.int64)
     _check_dims(ref, str(path))
     ref.sha256 = sha256_file(path)
     return ref
@@ -262,9 +273,11 @@ def load_reference(
     samples_shown: str = "",
     allow_resolution_mismatch: bool = False,
     dinov2=None,
+    need_labels: bool = False,
 ) -> Reference:
     """Resolve `--ref`: a statistics file, a sample source (needs `net`; with `dinov2`, its DINOv2
-    statistics come from the same pass), or a registry name.
+    statistics come from the same pass), or a registry name. With `need_labels` (`--per-class`), a
+    sample source's labels are read (and their absence refused) before its images are extracted.
 
     With `samples_resolution`, a reference of another size is refused (or noted, when allowed)
     before any of its images go through the network.
@@ -297,6 +310,17 @@ def load_reference(
         ref = load_statistics_file(path)
         return checked(ref, ref.resolution)
     source = open_samples(path)
+    labels = None
+    if need_labels:
+        labels = source.labels()
+        if labels is None:
+            raise UserError(
+                f"--per-class needs a reference with labelled rows; {spec} has no labels "
+                "(an npz with arr_1, a run folder of a class-conditional model, or a dataset.json)"
+            )
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or len(labels) != source.num_images:
+            raise UserError(f"{spec}: labels are {labels.dtype} {list(labels.shape)}, not one class per image")
     note = None
     if samples_resolution is not None:  # before the reference's images are extracted
         note = check_resolution(source.resolution, samples_resolution, spec, samples_shown, allow_resolution_mismatch)
@@ -307,6 +331,7 @@ def load_reference(
     )
     meta = {"dinov2_network": dinov2.describe()} if dinov2 is not None else None
     ref = reference_from_features(fs, path.name, path, net.resize, meta)
+    ref.pr_labels = None if labels is None else labels.astype(np.int64)
     ref.sha256 = sha256_file(path) if path.is_file() else None
     ref.spec, ref.resolution_note = spec, note
     return ref

@@ -46,10 +46,26 @@ METRIC_HEADERS = {
     "recall": "Recall ↑",
     "kid": "KID ↓",
     "fd_dinov2": "FD_DINOv2 ↓",
+    "density": "Density ↑",
+    "coverage": "Coverage ↑",
+    "fid_inf": "FID_∞ ↓",
+    "is_inf": "IS_∞ ↑",
     "dfid": "ΔFID",
 }
 # Measured values only: enough digits to see a regression, no more.
-DISPLAY_DECIMALS = {"fid": 3, "sfid": 3, "is": 2, "precision": 4, "recall": 4, "kid": 5, "fd_dinov2": 2}
+DISPLAY_DECIMALS = {
+    "fid": 3,
+    "sfid": 3,
+    "is": 2,
+    "precision": 4,
+    "recall": 4,
+    "kid": 5,
+    "fd_dinov2": 2,
+    "density": 4,
+    "coverage": 4,
+    "fid_inf": 3,
+    "is_inf": 2,
+}
 MISSING = "-"
 
 DATASET_TITLES: dict[str, Callable[[int], str]] = {
