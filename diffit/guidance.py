@@ -90,3 +90,36 @@ def guided_ddpm_sample(
         **sampler_kwargs,
     )
     return out[: noise.shape[0]]
+
+
+class GuidedDenoiser(torch.nn.Module):
+    """Classifier-free guidance for an image-space EDM denoiser (docs/PROTOCOL.md, "Guidance in image space").
+
+    D_s(x; sigma, y) = D(x; sigma, 0) + s (D(x; sigma, y) - D(x; sigma, 0)): the zero label vector is
+    the unconditional model that EDM's label dropout trains, all three pixel channels are guided
+    and the scale is constant over sigma. Both halves run as one doubled batch [x; x] with labels
+    [y; 0], so one call of the sampler costs one network call at twice the batch. This wrapper has
+    no noise of its own, so a sample's randomness does not depend on guidance.
+    """
+
+    def __init__(self, denoiser: torch.nn.Module, scale: float) -> None:
+        super().__init__()
+        self.denoiser, self.scale = denoiser, float(scale)
+        self.sigma_min = getattr(denoiser, "sigma_min", 0)
+        self.sigma_max = getattr(denoiser, "sigma_max", float("inf"))
+
+    def round_sigma(self, sigma):
+        return getattr(self.denoiser, "round_sigma", torch.as_tensor)(sigma)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, class_labels: torch.Tensor) -> torch.Tensor:
+        if self.scale == 1:
+            return self.denoiser(x, sigma, class_labels)
+        y = torch.cat([class_labels, torch.zeros_like(class_labels)])
+        both = self.denoiser(torch.cat([x, x]), sigma, y)
+        cond, uncond = both.chunk(2)
+        return uncond + self.scale * (cond - uncond)
+
+
+def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """int64 class indices [N] -> float32 one-hot rows [N, num_classes] (EDM's `class_labels`)."""
+    return torch.nn.functional.one_hot(labels.long(), num_classes).to(torch.float32)

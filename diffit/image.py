@@ -42,6 +42,7 @@ class ImageDiffiT(nn.Module):
         label_dim: int = 0,  # Class-conditioning width; 0 = unconditional.
         augment_dim: int = 0,  # Augmentation labels (EDM's non-leaky augmentation); 0 = none.
         dropout: float = 0.0,  # Dropout probability in every ResBlock (training only).
+        label_dropout: float = 0.0,  # Probability of zeroing a sample's class labels in training (classifier-free guidance).
     ) -> None:
         super().__init__()
         if len(channels) != len(blocks):
@@ -52,6 +53,7 @@ class ImageDiffiT(nn.Module):
         self.img_channels = in_channels
         self.out_channels = out_channels
         self.label_dim = label_dim
+        self.label_dropout = label_dropout
         self.augment_dim = augment_dim
         self.channels, self.blocks, self.window_size = tuple(channels), tuple(blocks), window_size
         temb_dim = temb_dim or 4 * channels[0]
@@ -110,6 +112,10 @@ class ImageDiffiT(nn.Module):
         nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
+        if self.label_embedder is not None:
+            # DiT's init of its class table: small, so a class enters as a nudge to the time token
+            # (and a network transferred from an unconditional one starts close to where it was).
+            nn.init.normal_(self.label_embedder.weight, std=0.02)
 
     def forward(
         self,
@@ -127,7 +133,12 @@ class ImageDiffiT(nn.Module):
         if self.label_embedder is not None:
             if class_labels is None:
                 raise ValueError(f"this model is class-conditional (label_dim={self.label_dim}): pass class_labels")
-            temb = temb + self.label_embedder(class_labels.to(temb.dtype))
+            y = class_labels.to(temb.dtype)
+            if self.training and self.label_dropout:
+                # EDM's label dropout (SongUNet.map_label): a zeroed label vector is the unconditional
+                # model that classifier-free guidance subtracts (diffit.guidance.guided_denoiser).
+                y = y * (torch.rand([y.shape[0], 1], device=y.device) >= self.label_dropout).to(y.dtype)
+            temb = temb + self.label_embedder(y)
         h = self.tokenizer(x)
         skips = []
         for i, stage in enumerate(self.encoder):

@@ -47,6 +47,11 @@ class ModelPreset:
     aliases: tuple[str, ...] = field(default=())
 
     @property
+    def image_channels(self) -> int:
+        """Channels an image-space model denoises: 3 (RGB), or 1 for a grey model shown as RGB."""
+        return int(self.config.get("in_channels", 3))
+
+    @property
     def resolution(self) -> int:
         """Generated image side in pixels (a latent model's VAE up-samples by 8)."""
         return self.latent_size * 8 if self.kind == "latent" else self.img_resolution
@@ -160,6 +165,33 @@ MODEL_PRESETS["digits"] = ModelPreset(
     checkpoint="digits",
     licence="BSD-3-Clause (scikit-learn digits; weights trained by this project, shipped)",
     description="Small image-space DiffiT (16x16, channels 32/64/64) trained on scikit-learn digits; the demo",
+)
+
+# The class-conditional demo model (docs/DEMO.md, "The conditional model"): the digits network with a
+# class embedding for the 10 digits, trained with label dropout; guided in pixel space on the EDM
+# sampler (docs/PROTOCOL.md, "Guidance in image space"). Shipped as diffit/weights/digits-cond.safetensors.
+MODEL_PRESETS["digits-cond"] = ModelPreset(
+    kind="image",
+    factory=ImageDiffiT,
+    config=dict(
+        img_resolution=16,
+        in_channels=1,  # grey digits: one channel, so no colour can leak in (docs/DEMO.md, "The conditional model")
+        out_channels=1,
+        channels=(32, 64, 64),
+        blocks=(1, 1, 1),
+        window_size=4,
+        head_channels=16,
+        label_dim=10,
+    ),
+    latent_size=None,
+    img_resolution=16,
+    num_classes=10,
+    sampler="edm",
+    steps=18,
+    guidance=Guidance(scale=1.0, ramp="constant", channels=3),  # the lowest-FID point of its sweep (docs/DEMO.md)
+    checkpoint="digits-cond",
+    licence="BSD-3-Clause (scikit-learn digits; weights trained by this project, shipped)",
+    description="Class-conditional digits DiffiT (16x16 grey, 10 classes, label dropout 0.1) with pixel-space guidance",
 )
 
 PRESET_ALIASES: dict[str, str] = {alias: name for name, p in MODEL_PRESETS.items() for alias in p.aliases}

@@ -30,7 +30,7 @@ Features, two blocks of the same three rows:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ __all__ = [
     "run_demo",
     "sample_digits",
     "score",
+    "write_conditional_grid",
     "write_demo_grid",
 ]
 
@@ -51,11 +52,8 @@ DEMO_MODEL = "digits"  # the preset whose weights ship in the package
 UNTRAINED = "random:0"  # the ceiling: seeded random weights (diffit.testing.randomize_weights)
 NETWORK = "digits"  # `--network digits` (diffit_eval/features/digits.py)
 REFERENCE = "digits-train"  # the reference `ref build` makes of the training split
-METRICS = [
-    "fid",
-    "is",
-    "pr",
-]  # no sFID (no spatial features); no KID (its cubic kernel assumes Inception-scale features)
+# No sFID (no spatial features); no KID (its cubic kernel assumes Inception-scale features).
+METRICS = ["fid", "is", "pr"]
 LABELS = {
     "heldout": "held-out real digits",
     "trained": "DiffiT digits (trained, shipped)",
@@ -64,6 +62,8 @@ LABELS = {
 INCEPTION_METRICS = ["fid", "sfid", "is", "pr", "kid"]  # IS: n/a on the NVIDIA pool_3 network (no logits)
 INCEPTION_REFERENCE_IMAGES = 500  # of the 1,500 training digits, chosen by INCEPTION_REFERENCE_SEED
 INCEPTION_REFERENCE_SEED = 0
+CONDITIONAL_MODEL = "digits-cond"  # the class-conditional preset whose weights ship too
+CONDITIONAL_PER_CLASS = 10  # samples per class in grid-cond.png (seeds 0..10*k-1, class = seed mod 10)
 DEFAULT_NUM_SAMPLES = 256  # per row; at most the 297 held-out digits
 MIN_SAMPLES = 16  # precision/recall need more than k = 3 neighbours; covariances many more
 
@@ -102,9 +102,36 @@ class DemoResult:
     inception_reference: Path | None = None
     inception_count: int = 0  # training digits in the Inception reference
     images: dict[str, np.ndarray] = field(default_factory=dict)
+    conditional: dict = field(default_factory=dict)  # the digits-cond grid: scale, labels, agreement
     network: dict = field(default_factory=dict)  # the digits network's description (accuracies, sha256)
     reference: Path | None = None  # the npz `ref build` wrote
     seconds: float = 0.0
+
+
+def sample_conditional(out: Path, per_class: int, steps: int | None = None, verbose: bool = False) -> dict:
+    """`per_class` samples of each digit from the shipped `digits-cond` at its guidance scale (seeds
+    0..10*per_class-1, `--class-labels 0-9` dealt in turn), and how often a classifier fitted on the
+    training digits (logistic regression on the 8x8 grey values, independent of the model) agrees
+    with the requested class."""
+    from sklearn.linear_model import LogisticRegression
+
+    from diffit.models import MODEL_PRESETS
+
+    from diffit_eval.features.digits import to_gray8
+    from diffit_eval.generate.runner import generate
+    from diffit_eval.generate.sample import SampleConfig
+    from diffit_eval.io.sources import sklearn_digits
+
+    n = 10 * per_class
+    config = SampleConfig(CONDITIONAL_MODEL, seeds=f"0-{n - 1}", class_labels="0-9", steps=steps, out=out)
+    run = generate(replace(config, features=False, batch_size=min(n, 128), verbose=verbose))
+    with np.load(next(Path(run).glob("samples_*.npz"))) as z:
+        images, labels = z["arr_0"], z["arr_1"]
+    train, y = sklearn_digits("train", 16)
+    clf = LogisticRegression(max_iter=2000, C=0.1).fit(to_gray8(train), y)
+    agree = float((clf.predict(to_gray8(images)) == labels).mean())
+    scale = MODEL_PRESETS[CONDITIONAL_MODEL].guidance.scale
+    return {"images": images, "labels": labels, "scale": scale, "agreement": agree, "train": train, "train_labels": y}
 
 
 def build_training_reference(out: Path, train: np.ndarray) -> Path:
@@ -226,6 +253,7 @@ def run_demo(
     verbose: bool = True,
     inception_weights: str | Path | None = None,
     inception_reference_images: int = INCEPTION_REFERENCE_IMAGES,
+    conditional_per_class: int = CONDITIONAL_PER_CLASS,
 ) -> DemoResult:
     """Build the training reference, sample the trained and the untrained model, score the three
     rows, write one metrics JSON per row.
@@ -233,7 +261,8 @@ def run_demo(
     `ceiling_samples` (default `num_samples`) lets a test draw fewer untrained samples: the ceiling
     is ~40x the floor, far beyond the few-sample noise of FID, and FID's small-sample bias only
     raises it further. `inception_weights`: the InceptionV3 file (default: resolved as `metrics`
-    does, offline the NVIDIA pool_3 conversion); `inception_reference_images`: 0 skips that block.
+    does, offline the NVIDIA pool_3 conversion); `inception_reference_images`: 0 skips that block;
+    `conditional_per_class`: samples per digit of the conditional model's grid (0 skips it).
     """
     from diffit_eval.assets.cache import atomic_path, write_json_atomic
     from diffit_eval.io.sources import sklearn_digits
@@ -277,6 +306,8 @@ def run_demo(
             record = score_inception(samples, result.inception_reference, label, weights, out / f"{key}-inception.json")
             write_json_atomic(out / f"{key}-inception.json", record)
             result.inception_rows[key] = record
+    if conditional_per_class:
+        result.conditional = sample_conditional(out / "conditional", conditional_per_class, steps, verbose)
     result.seconds = time.time() - t0
     return result
 
@@ -367,6 +398,36 @@ def write_demo_grid(
     return path
 
 
+def write_conditional_grid(path: Path, result: DemoResult, scale: int = 3, gap: int = 2) -> Path:
+    """grid-cond.png: one row per digit, the conditional model's samples of that class on the left,
+    real training digits of the same class on the right."""
+    from PIL import Image, ImageDraw
+
+    from diffit_eval.assets.cache import atomic_path
+
+    c = result.conditional
+    side, caption, margin = 16 * scale, 14, 3 * gap
+    per_class = len(c["images"]) // 10
+    panel_w = per_class * side + (per_class - 1) * gap
+    panel_h = 10 * side + 9 * gap
+    canvas = Image.new("RGB", (2 * panel_w + 3 * margin, caption + panel_h + 2 * margin), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    panels = [
+        (f"digits-cond, s = {c['scale']:g}, one row per class", c["images"], c["labels"]),
+        ("real digits of the class (training set)", c["train"], c["train_labels"]),
+    ]
+    for p, (title, images, labels) in enumerate(panels):
+        x0 = margin + p * (panel_w + margin)
+        draw.text((x0, margin // 2), title, fill=(0, 0, 0))
+        for digit in range(10):
+            for j, img in enumerate(images[labels == digit][:per_class]):
+                tile = Image.fromarray(np.asarray(img, np.uint8)).resize((side, side), Image.NEAREST)
+                canvas.paste(tile, (x0 + j * (side + gap), margin + caption + digit * (side + gap)))
+    with atomic_path(path) as tmp:
+        canvas.save(tmp, format="PNG")
+    return path
+
+
 def write_summary(out: Path, result: DemoResult) -> Path:
     from diffit_eval.assets.cache import write_json_atomic
 
@@ -377,6 +438,7 @@ def write_summary(out: Path, result: DemoResult) -> Path:
         "feature_network": result.network,
         "inception_rows": result.inception_rows,
         "inception_reference": str(result.inception_reference) if result.inception_reference else None,
+        "conditional": {k: result.conditional[k] for k in ("scale", "agreement")} if result.conditional else None,
     }
     write_json_atomic(out / "metrics.json", summary)
     return out / "metrics.json"

@@ -42,7 +42,7 @@ _Abort = typer.Abort
 COMMAND_ARGS: list[str] = []
 
 # The order here is the order of `diffit-eval --help`: the data path, then the tools around it.
-COMMAND_MODULES = ("demo", "sample", "train", "metrics", "ref", "table", "regress", "models", "weights")
+COMMAND_MODULES = ("demo", "sample", "train", "metrics", "sweep", "ref", "table", "regress", "models", "weights")
 
 
 def _version(value: bool) -> None:

@@ -60,7 +60,14 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from diffit_eval.assets.cache import check_writable
-        from diffit_eval.demo import demo_inception_table, demo_table, run_demo, write_demo_grid, write_summary
+        from diffit_eval.demo import (
+            demo_inception_table,
+            demo_table,
+            run_demo,
+            write_conditional_grid,
+            write_demo_grid,
+            write_summary,
+        )
         from diffit_eval.report.render import render
 
         check_writable(out / "metrics.json", f"--out {out}")  # before a minute of sampling
@@ -75,6 +82,7 @@ def register(app: typer.Typer) -> None:
         result = run_demo(out, num_samples, steps=steps, verbose=not quiet, inception_reference_images=inception_images)
         write_summary(out, result)
         grid = write_demo_grid(out / "grid.png", result)
+        cond_grid = write_conditional_grid(out / "grid-cond.png", result) if result.conditional else None
         if result.inception_rows:
             typer.echo(render(demo_inception_table(out, result), "rich"), nl=False)
             inet = result.inception_rows["trained"]["feature_network"]
@@ -100,6 +108,14 @@ def register(app: typer.Typer) -> None:
             f"Per-row JSONs and metrics.json in {out}/; took {result.seconds:.0f} s.",
             soft_wrap=True,
         )
+        if cond_grid is not None:
+            c = result.conditional
+            console.print(
+                f"{cond_grid}: the class-conditional digits-cond (guidance s = {c['scale']:g}), one row per class, "
+                f"beside real digits of the class; a classifier fitted on the training digits agrees with the "
+                f"requested class on {c['agreement']:.0%} of the {len(c['labels'])} samples.",
+                soft_wrap=True,
+            )
         console.print(
             "The same by hand:\n"
             f"  diffit-eval ref build {out}/digits-train.npz --name digits-train --resolution 16 --crop none "

@@ -148,7 +148,7 @@ def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
     boot = record.get("bootstrap")
     if boot:
         console.print(
-            f"  [lo, hi]: {int(100 * boot['confidence'])}% percentile intervals from {boot['replicates']} bootstrap "
+            f"  \\[lo, hi]: {int(100 * boot['confidence'])}% percentile intervals from {boot['replicates']} bootstrap "
             f"replicates of the samples (seed {boot['seed']}, reference fixed)"
         )
     kid = record.get("kid_protocol")

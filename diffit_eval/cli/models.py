@@ -15,6 +15,7 @@ PARAMETER_COUNTS = {
     "latent-tiny": (74_596, 512),
     "cifar10-tiny": (625_779, 0),
     "digits": (625_779, 0),
+    "digits-cond": (625_905, 0),
 }
 
 

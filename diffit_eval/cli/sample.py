@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
             ...,
             "--model",
             "-m",
-            help="Preset (see `diffit-eval models`): latent-256 (alias latent), latent-512, cifar10, ffhq64; tests: latent-tiny, cifar10-tiny.",
+            help="Preset (see `diffit-eval models`): latent-256 (alias latent), latent-512, cifar10, ffhq64, digits, digits-cond; tests: latent-tiny, cifar10-tiny.",
         ),
         ckpt: Optional[str] = typer.Option(
             None,
@@ -39,7 +39,12 @@ def register(app: typer.Typer) -> None:
         cfg_scale: Optional[float] = typer.Option(
             None,
             "--cfg-scale",
-            help="Guidance scale s (default: the preset's, 4.4 ramped at 256, 1.49 at 512; 1 = unguided).",
+            help="Guidance scale s (default: the preset's, 4.4 ramped at 256, 1.49 at 512, 1 for digits-cond; 1 = unguided).",
+        ),
+        class_labels: Optional[str] = typer.Option(
+            None,
+            "--class-labels",
+            help="Fixed classes instead of one drawn per seed, dealt to the seeds in turn: 3, 0-9 or 1,7 (conditional models).",
         ),
         num_samples: Optional[int] = typer.Option(
             None, "--num-samples", help="Number of samples, seeds 0..N-1 (default 50000)."
@@ -101,6 +106,7 @@ def register(app: typer.Typer) -> None:
                 vae=vae,
                 steps=steps,
                 cfg_scale=cfg_scale,
+                class_labels=class_labels,
                 num_samples=num_samples,
                 seeds=seeds,
                 batch_size=batch_size,

@@ -73,6 +73,14 @@ def register(app: typer.Typer) -> None:
         dropout: Optional[float] = typer.Option(
             None, "--dropout", help="Dropout probability (cifar10 0.13, ffhq64 0.05)."
         ),
+        label_dropout: Optional[float] = typer.Option(
+            None,
+            "--label-dropout",
+            help="Class-conditional presets: probability of a zeroed label (classifier-free guidance; digits-cond 0.1).",
+        ),
+        transfer: Optional[str] = typer.Option(
+            None, "--transfer", help="Initial weights from a snapshot (a path or shipped name), as EDM's --transfer."
+        ),
         augment: Optional[float] = typer.Option(
             None, "--augment", help="Augmentation probability p (cifar10 0.12, ffhq64 0.15; 0 = off)."
         ),
@@ -148,6 +156,8 @@ def register(app: typer.Typer) -> None:
                 ema_halflife_kimg=ema_halflife_kimg,
                 ema_rampup_ratio=ema_rampup_ratio,
                 dropout=dropout,
+                label_dropout=label_dropout,
+                transfer=transfer,
                 augment=augment,
                 P_mean=P_mean,
                 P_std=P_std,

@@ -19,6 +19,7 @@ from diffit_eval.generate.sample import (
     TEST_PRESETS,
     RunPlan,
     SampleConfig,
+    parse_class_labels,
 )
 from diffit_eval.protocol import ROW_BYTES
 
@@ -141,6 +142,10 @@ def plan_run(config: SampleConfig) -> tuple[RunPlan, object | None]:
         if not cfg >= 1:
             raise UserError(f"--cfg-scale {cfg:g}: the guidance scale must be at least 1 (1 = no guidance)")
 
+    class_labels = None
+    if config.class_labels is not None:
+        class_labels = parse_class_labels(config.class_labels, p.num_classes, name)
+
     if config.seeds is not None:
         seeds = shards.parse_seeds(config.seeds)
         if config.num_samples is not None and config.num_samples != len(seeds) and config.verbose:
@@ -188,6 +193,8 @@ def plan_run(config: SampleConfig) -> tuple[RunPlan, object | None]:
     extras = [x for x, default in ((config.precision, DEFAULT_PRECISION), (quantize, DEFAULT_QUANTIZE)) if x != default]
     if config.vae is not None and vae_id != ("tiny" if name == "latent-tiny" else "ema"):
         extras.append(f"vae-{Path(config.vae).name}")
+    if class_labels is not None:
+        extras.append("class" + config.class_labels.replace(" ", "").replace(",", "_"))
     if config.ckpt is not None and weights[0] == "random":
         extras.append(config.ckpt.replace(":", ""))
     run_dir = (
@@ -211,6 +218,8 @@ def plan_run(config: SampleConfig) -> tuple[RunPlan, object | None]:
         "vae": vae_id,
         "precision": config.precision,
     }
+    if class_labels is not None:  # only when given, so the folders of drawn-class runs keep their configuration
+        image_config["class_labels"] = config.class_labels.replace(" ", "")
     from diffit_eval.provenance import now_iso, package_versions
 
     manifest = {
@@ -244,6 +253,7 @@ def plan_run(config: SampleConfig) -> tuple[RunPlan, object | None]:
         inception_source=config.inception_weights,
         dinov2_weights=dinov2,
         dinov2_source=config.dinov2_weights,
+        class_labels=class_labels,
         manifest=manifest,
     )
     return plan, loaded_vae

@@ -137,6 +137,7 @@ def run_shards(plan: RunPlan, d: distributed.Dist, device: str, vae=None, verbos
             seeds = shards.shard_seeds(plan.seeds, k, plan.shard_size)
             images = np.empty((len(seeds), preset.resolution, preset.resolution, 3), dtype=np.uint8)
             labels = np.empty(len(seeds), dtype=np.int64) if preset.num_classes else None
+            first = k * plan.shard_size  # position of the shard's first seed in the seed list
             for start in range(0, len(seeds), plan.batch_size):
                 batch = seeds[start : start + plan.batch_size]
                 x, y = sample_batch(
@@ -148,6 +149,7 @@ def run_shards(plan: RunPlan, d: distributed.Dist, device: str, vae=None, verbos
                     vae=vae,
                     quantize=plan.quantize,
                     device=device,
+                    class_labels=plan.labels_at(range(first + start, first + start + len(batch))),
                 )
                 images[start : start + len(batch)] = x.cpu().numpy()
                 if labels is not None:

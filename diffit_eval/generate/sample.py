@@ -54,6 +54,7 @@ class SampleConfig:
     vae: str | None = None  # ema | mse | tiny | PATH (latent models only).
     steps: int | None = None  # Sampler steps (DDPM respaced steps, EDM N).
     cfg_scale: float | None = None  # Guidance scale s (guided presets only); 1 = unguided.
+    class_labels: str | None = None  # Fixed classes, e.g. "3" or "0-9", dealt to the seeds in turn; None = drawn.
     num_samples: int | None = None  # Samples with seeds 0..N-1 (default 50,000).
     seeds: str | None = None  # "0-49999", "0-9,20-29"; overrides num_samples.
     batch_size: int | None = None  # Samples per forward on each device.
@@ -80,6 +81,7 @@ class SampleConfig:
             ("--vae", self.vae),
             ("--steps", self.steps),
             ("--cfg-scale", self.cfg_scale),
+            ("--class-labels", self.class_labels),
             ("--num-samples", self.num_samples),
             ("--seeds", self.seeds),
             ("--shard-size", self.shard_size),
@@ -136,12 +138,36 @@ class RunPlan:
     inception_source: str | None = None  # what was given (None: env / cache), for ranks on other nodes
     dinov2_weights: str | None = None  # DINOv2 weights resolved on rank 0; None = no DINOv2 rows
     dinov2_source: str | None = None
+    class_labels: list[int] | None = None  # fixed classes dealt to seed positions in turn; None = drawn
     manifest: dict = field(default_factory=dict)
     todo: list[int] = field(default_factory=list)  # shards missing when the run started (set by claim_run_dir)
 
     @property
     def num_shards(self) -> int:
         return shards.num_shards(len(self.seeds), self.shard_size)
+
+    def labels_at(self, positions: range) -> list[int] | None:
+        """The fixed classes of the samples at these positions of the seed list (None: drawn per seed)."""
+        if self.class_labels is None:
+            return None
+        return [self.class_labels[i % len(self.class_labels)] for i in positions]
+
+
+def parse_class_labels(text: str, num_classes: int, model: str) -> list[int]:
+    """`--class-labels 3` or `0-9` or `1,7`: classes dealt to the seeds in turn (seed list order)."""
+    if not num_classes:
+        raise UserError(f"--class-labels does not apply: model {model} is unconditional")
+    labels = []
+    for part in str(text).replace(" ", "").split(","):
+        lo, dash, hi = part.partition("-")
+        try:
+            a, b = int(lo), int(hi) if dash else int(lo)
+        except ValueError:
+            raise UserError(f"bad --class-labels {text!r}: expected classes like 3, 0-9 or 1,7") from None
+        if not 0 <= a <= b < num_classes:
+            raise UserError(f"bad --class-labels {text!r}: classes of model {model} are 0 to {num_classes - 1}")
+        labels += range(a, b + 1)
+    return labels
 
 
 # ----------------------------------------------------------------------------
@@ -158,8 +184,14 @@ def _sample_ddpm(model, noise, labels, steps, cfg_scale, randn_like):
 def _sample_edm(model, noise, labels, steps, cfg_scale, randn_like):
     """Image-space models: EDM's deterministic Heun sampler (x_0 = noise * sigma_0 happens inside)."""
     from diffit.edm import EDMPrecond, edm_sampler
+    from diffit.guidance import GuidedDenoiser, one_hot
 
-    return edm_sampler(EDMPrecond(model), noise, class_labels=labels, randn_like=randn_like, num_steps=steps)
+    denoiser = EDMPrecond(model)
+    if labels is not None:
+        labels = one_hot(labels, model.label_dim).to(noise.device)  # EDM's class_labels: one-hot rows
+        if cfg_scale is not None and cfg_scale != 1:
+            denoiser = GuidedDenoiser(denoiser, cfg_scale)
+    return edm_sampler(denoiser, noise, class_labels=labels, randn_like=randn_like, num_steps=steps)
 
 
 # preset.sampler -> fn(model, noise, labels, steps, cfg_scale, randn_like) -> final state (latents or pixels).
@@ -180,7 +212,7 @@ def state_shape(preset) -> tuple[int, int, int]:
     p = _preset(preset)
     if p.kind == "latent":
         return (LATENT_CHANNELS, p.latent_size, p.latent_size)
-    return (3, p.img_resolution, p.img_resolution)
+    return (p.image_channels, p.img_resolution, p.img_resolution)
 
 
 @torch.no_grad()
@@ -194,12 +226,15 @@ def sample_batch(
     vae=None,
     quantize: str = DEFAULT_QUANTIZE,
     device: torch.device | str | None = None,
+    class_labels: list[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Images for `seeds`, one per seed: (uint8 NHWC tensor, int64 labels or None if unconditional).
 
     `model` is the preset's network in eval mode (latent: with `forward_with_cfg`); `preset` a
     name or a ModelPreset; `vae` decodes latent presets. Sample i draws from generator seeds[i]
-    only: its class first, then its initial noise, then the sampler's per-step noise.
+    only: its class first, then its initial noise, then the sampler's per-step noise. Fixed
+    `class_labels` (one per seed) replace the drawn classes; the draw is still made, so a seed's
+    noise is the same whichever class it is asked for.
     """
     from diffit.images import to_uint8
     from diffit.random import StackedRandomGenerator
@@ -212,6 +247,8 @@ def sample_batch(
     rnd = StackedRandomGenerator(device, seeds)
     n = len(seeds)
     labels = rnd.randint(p.num_classes, size=[n], device=device) if p.num_classes else None
+    if class_labels is not None:
+        labels = torch.as_tensor(class_labels, dtype=torch.int64, device=device)
     noise = rnd.randn([n, *state_shape(p)], device=device)
     x = SAMPLERS[p.sampler](model, noise, labels, steps or p.steps, cfg_scale, rnd.randn_like)
     if p.kind == "latent":
@@ -220,6 +257,8 @@ def sample_batch(
         if vae is None:
             raise ValueError("a latent preset needs a VAE to decode its samples")
         x = decode_latents(vae, x)
+    elif x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)  # a grey model's images, shown as its data was: grey copied into RGB
     return to_uint8(x, quantize), labels
 
 
@@ -241,6 +280,7 @@ class PreparedModel(torch.nn.Module):
         self.call = torch.compile(net) if compile else net
         self.autocast = precision == "bf16"
         self.guidance = getattr(net, "guidance", None)
+        self.label_dim = getattr(net, "label_dim", 0)
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
         if not self.autocast:

@@ -28,6 +28,7 @@ EDM_DEFAULTS: dict = dict(
     ema_halflife_kimg=500,  # EMA half-life in thousand images.
     ema_rampup_ratio=0.05,  # The half-life is at most this ratio of the images seen so far; None = off.
     dropout=0.13,  # Dropout probability in the network's ResBlocks.
+    label_dropout=0.0,  # Class-conditional presets: probability of training a sample unconditionally (CFG).
     augment=0.12,  # Augmentation probability p of EDM's AugmentPipe; 0 = no pipe.
     P_mean=-1.2,  # Mean of ln(sigma) in the loss.
     P_std=1.2,  # Standard deviation of ln(sigma) in the loss.
@@ -72,6 +73,22 @@ TRAIN_PRESETS: dict[str, dict] = {
         snapshot_ticks=2,
         state_ticks=5,
     ),
+    # The class-conditional demo model (docs/DEMO.md, "The conditional model"): the digits recipe plus
+    # DiT's label dropout of 0.1, so one network is both the conditional and the unconditional
+    # model that classifier-free guidance needs.
+    "digits-cond": dict(
+        batch=64,
+        lr=2e-3,
+        iterations=4_000,
+        lr_rampup_kimg=2,
+        ema_halflife_kimg=10,
+        dropout=0.0,
+        label_dropout=0.1,
+        augment=0.0,
+        tick_kimg=2.0,
+        snapshot_ticks=8,
+        state_ticks=8,
+    ),
 }
 
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -89,7 +106,9 @@ COMPARED = (
     "ema_halflife_kimg",
     "ema_rampup_ratio",
     "dropout",
+    "label_dropout",
     "augment",
+    "transfer",
     "P_mean",
     "P_std",
     "sigma_data",
@@ -118,6 +137,7 @@ class TrainConfig:
     ema_halflife_kimg: float | None = None
     ema_rampup_ratio: float | None = None
     dropout: float | None = None
+    label_dropout: float | None = None
     augment: float | None = None
     P_mean: float | None = None
     P_std: float | None = None
@@ -132,6 +152,7 @@ class TrainConfig:
     tick_kimg: float | None = None
     snapshot_ticks: int | None = None
     state_ticks: int | None = None
+    transfer: str | None = None  # Initial weights from a snapshot (EDM's --transfer): a path or shipped name.
     compile: bool = False
     metrics_kimg: float | None = None  # FID every this many thousand images (None = never).
     metrics_num: int = 1_000  # Samples per FID measurement.
@@ -197,6 +218,11 @@ def resolve(config: TrainConfig) -> dict:
         f"--ema-rampup-ratio must be positive, got {c['ema_rampup_ratio']!r}",
     )
     _check(0 <= c["dropout"] < 1, f"--dropout must be in [0, 1), got {c['dropout']!r}")
+    _check(0 <= c["label_dropout"] < 1, f"--label-dropout must be in [0, 1), got {c['label_dropout']!r}")
+    _check(
+        c["label_dropout"] == 0 or p.num_classes > 0,
+        f"--label-dropout applies to class-conditional presets; {name} is unconditional",
+    )
     _check(0 <= c["augment"] <= 1, f"--augment must be in [0, 1], got {c['augment']!r}")
     _check(math.isfinite(c["P_mean"]), f"--P-mean must be finite, got {c['P_mean']!r}")
     _check(all(0 <= b < 1 for b in c["adam_betas"]), f"Adam betas must be in [0, 1), got {c['adam_betas']}")
@@ -230,11 +256,29 @@ def resolve(config: TrainConfig) -> dict:
             raise UserError(f"--channels/--blocks: {e}") from None
     c["model"] = model  # empty: the preset's architecture, which `diffit-eval sample --model` builds
     c["preset"] = name
+    c["num_classes"] = p.num_classes
+    c["transfer"] = _transfer_source(config.transfer)
     c["resolution"] = p.img_resolution
     c["sampler"], c["steps"] = p.sampler, p.steps
     c["augment_dim"] = 9 if c["augment"] > 0 else 0
     c["total_kimg"] = c["iterations"] * c["batch"] / 1000
     return c
+
+
+def _transfer_source(transfer: str | None) -> dict | None:
+    """`--transfer`: the snapshot file and its sha256 (both recorded: they decide the weights)."""
+    if transfer is None:
+        return None
+    from diffit.checkpoint import local_checkpoint
+    from diffit.errors import CheckpointNotFoundError
+
+    from diffit_eval.assets.cache import sha256_file
+
+    try:
+        path = local_checkpoint(transfer)
+    except CheckpointNotFoundError as e:
+        raise UserError(f"--transfer {transfer}: {e}") from None
+    return {"name": transfer, "path": str(path.resolve()), "sha256": sha256_file(path)}
 
 
 def split_batch(batch: int, batch_gpu: int | None, world_size: int) -> tuple[int, int, int]:

@@ -60,6 +60,26 @@ def describe_data(spec: str, resolution: int) -> dict:
     return {"data": data, "num_images": int(source.num_images), "kind": type(source).__name__}
 
 
+def check_labels(spec: str, resolution: int, num_classes: int) -> None:
+    """A class-conditional preset needs one class index in [0, num_classes) per image."""
+    labels = open_samples(spec, resolution=resolution).labels()
+    if labels is None:
+        raise UserError(
+            f"--data {spec} has no class labels, but the preset is class-conditional ({num_classes} classes): "
+            "use a dataset with labels (dataset.json, an npz with arr_1, or a built-in dataset)"
+        )
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.min() < 0 or labels.max() >= num_classes:
+        raise UserError(f"--data {spec}: its labels are not class indices in 0..{num_classes - 1}")
+
+
+def label_vectors(labels: np.ndarray, idx: np.ndarray, num_classes: int, device) -> torch.Tensor:
+    """The one-hot rows EDM's networks take as `class_labels`, for the images at `idx`."""
+    return torch.nn.functional.one_hot(torch.as_tensor(labels[idx], dtype=torch.int64), num_classes).to(
+        device=device, dtype=torch.float32
+    )
+
+
 def load_training_set(spec: str, resolution: int) -> TrainingSet:
     """Read the whole source into memory (uint8 NHWC)."""
     source = open_samples(spec, resolution=resolution)
@@ -96,7 +116,9 @@ class EpochOrder:
         return out
 
 
-def to_model_range(images: np.ndarray, device: torch.device | str) -> torch.Tensor:
-    """uint8 NHWC -> float32 NCHW in [-1, 1] on `device` (EDM: x / 127.5 - 1)."""
+def to_model_range(images: np.ndarray, device: torch.device | str, channels: int = 3) -> torch.Tensor:
+    """uint8 NHWC -> float32 NCHW in [-1, 1] on `device` (EDM: x / 127.5 - 1); `channels=1`: the
+    mean of R, G and B (a grey model; for grey data such as sklearn-digits it is the grey value itself)."""
     x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2)
-    return x.to(torch.float32) / 127.5 - 1
+    x = x.to(torch.float32) / 127.5 - 1
+    return x.mean(1, keepdim=True) if channels == 1 else x

@@ -75,7 +75,10 @@ def build_network(c: dict, device: str | torch.device) -> torch.nn.Module:
 
     torch.manual_seed(c["seed"])  # the same initial weights on every process (DDP also broadcasts rank 0's)
     arch = {k: tuple(v) for k, v in c.get("model", {}).items()}
-    net = create_model(c["preset"], augment_dim=c["augment_dim"], dropout=c["dropout"], **arch)
+    extra = {"label_dropout": c["label_dropout"]} if c.get("label_dropout") else {}
+    net = create_model(c["preset"], augment_dim=c["augment_dim"], dropout=c["dropout"], **extra, **arch)
+    if c.get("transfer") is not None:
+        st.transfer_weights(net, Path(c["transfer"]["path"]))
     return net.to(device)
 
 
@@ -268,7 +271,12 @@ def train(config: cfg.TrainConfig) -> Path | None:
                 for round_idx in range(rounds):
                     lo = d.rank * batch_gpu_total + round_idx * batch_gpu
                     idx = order.indices(nimg + lo, batch_gpu)
-                    images = trdata.to_model_range(dataset.images[idx], device)
+                    images = trdata.to_model_range(dataset.images[idx], device, net.img_channels)
+                    labels = (
+                        trdata.label_vectors(dataset.labels, idx, c["num_classes"], device)
+                        if c.get("num_classes")
+                        else None
+                    )
                     gen = torch.Generator(device).manual_seed(step_seed(c["seed"], step))
                     rnd = BatchRandom(gen, slice(lo, lo + batch_gpu), c["batch"])
                     torch.manual_seed(step_seed(c["seed"], step, d.rank, round_idx))  # dropout masks
@@ -277,7 +285,7 @@ def train(config: cfg.TrainConfig) -> Path | None:
                         contextlib.nullcontext() if sync else ddp.no_sync(),
                         torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast),
                     ):
-                        loss = loss_fn(net=call, images=images, labels=None, augment_pipe=augment_pipe, rnd=rnd)
+                        loss = loss_fn(net=call, images=images, labels=labels, augment_pipe=augment_pipe, rnd=rnd)
                     loss_sum += loss.detach().sum().to(torch.float64)
                     loss_count += loss.numel()
                     loss.sum().mul(c["loss_scaling"] / batch_gpu_total).backward()

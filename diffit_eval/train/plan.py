@@ -66,6 +66,8 @@ def plan_training(config: cfg.TrainConfig, world_size: int = 1) -> TrainPlan:
     if config.resume is None:
         run_dir = Path(config.out) if config.out is not None else st.default_run_dir(c["preset"])
     c.update(trdata.describe_data(config.data, c["resolution"]))
+    if c["num_classes"]:
+        trdata.check_labels(config.data, c["resolution"], c["num_classes"])
     manifest = {
         "format": cfg.FORMAT,
         "preset": c["preset"],

@@ -156,3 +156,24 @@ def load_state(path: Path) -> dict:
         raise UserError(
             f"cannot read training state {path} ({type(e).__name__}: {e}); delete it to resume from the one before"
         ) from None
+
+
+def transfer_weights(net: torch.nn.Module, path: Path) -> list[str]:
+    """EDM's --transfer: copy every tensor of the snapshot whose name and shape the network shares.
+
+    Tensors the snapshot lacks (a class embedding added to an unconditional model) keep their
+    fresh initialisation and are returned; a shared name with another shape is an error.
+    """
+    from diffit.checkpoint import read_state_dict
+
+    src = read_state_dict(path)
+    own = net.state_dict()
+    wrong = [k for k, v in src.items() if k in own and own[k].shape != v.shape]
+    if wrong:
+        raise UserError(
+            f"--transfer {path}: {wrong[0]} has shape {tuple(src[wrong[0]].shape)}, the network "
+            f"{tuple(own[wrong[0]].shape)}; transfer from a snapshot of the same architecture"
+        )
+    missing = [k for k in own if k not in src]
+    net.load_state_dict({**own, **{k: v for k, v in src.items() if k in own}})
+    return missing
