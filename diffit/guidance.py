@@ -96,7 +96,7 @@ class GuidedDenoiser(torch.nn.Module):
     """Classifier-free guidance for an image-space EDM denoiser (docs/PROTOCOL.md, "Guidance in image space").
 
     D_s(x; sigma, y) = D(x; sigma, 0) + s (D(x; sigma, y) - D(x; sigma, 0)): the zero label vector is
-    the unconditional model that EDM's label dropout trains, all three pixel channels are guided
+    the unconditional model that EDM's label dropout trains, every pixel channel is guided
     and the scale is constant over sigma. Both halves run as one doubled batch [x; x] with labels
     [y; 0], so one call of the sampler costs one network call at twice the batch. This wrapper has
     no noise of its own, so a sample's randomness does not depend on guidance.

@@ -136,7 +136,7 @@ class ImageDiffiT(nn.Module):
             y = class_labels.to(temb.dtype)
             if self.training and self.label_dropout:
                 # EDM's label dropout (SongUNet.map_label): a zeroed label vector is the unconditional
-                # model that classifier-free guidance subtracts (diffit.guidance.guided_denoiser).
+                # model that classifier-free guidance subtracts (diffit.guidance.GuidedDenoiser).
                 y = y * (torch.rand([y.shape[0], 1], device=y.device) >= self.label_dropout).to(y.dtype)
             temb = temb + self.label_embedder(y)
         h = self.tokenizer(x)

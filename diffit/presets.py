@@ -188,7 +188,7 @@ MODEL_PRESETS["digits-cond"] = ModelPreset(
     num_classes=10,
     sampler="edm",
     steps=18,
-    guidance=Guidance(scale=1.0, ramp="constant", channels=3),  # the lowest-FID point of its sweep (docs/DEMO.md)
+    guidance=Guidance(scale=1.0, ramp="constant", channels=1),  # the lowest-FID point of its sweep (docs/DEMO.md)
     checkpoint="digits-cond",
     licence="BSD-3-Clause (scikit-learn digits; weights trained by this project, shipped)",
     description="Class-conditional digits DiffiT (16x16 grey, 10 classes, label dropout 0.1) with pixel-space guidance",

@@ -189,8 +189,8 @@ def _sample_edm(model, noise, labels, steps, cfg_scale, randn_like):
     denoiser = EDMPrecond(model)
     if labels is not None:
         labels = one_hot(labels, model.label_dim).to(noise.device)  # EDM's class_labels: one-hot rows
-        if cfg_scale is not None and cfg_scale != 1:
-            denoiser = GuidedDenoiser(denoiser, cfg_scale)
+        if cfg_scale is not None:
+            denoiser = GuidedDenoiser(denoiser, cfg_scale)  # s = 1: the plain conditional denoiser
     return edm_sampler(denoiser, noise, class_labels=labels, randn_like=randn_like, num_steps=steps)
 
 

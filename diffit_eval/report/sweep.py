@@ -115,8 +115,9 @@ def _scoring(config: SweepConfig) -> dict:
     }
 
 
-def plan_sweep(config: SweepConfig) -> list[tuple[Any, SampleConfig, Any]]:
-    """Every point's SampleConfig and RunPlan, checked before anything is sampled (rank 0's work)."""
+def plan_sweep(config: SweepConfig) -> tuple[str, list[tuple[Any, SampleConfig, Any]], str | None]:
+    """(option, every point's value, SampleConfig and RunPlan, the Inception weights every point uses),
+    checked before anything is sampled (rank 0's work)."""
     from diffit_eval.generate.plan import plan_run
     from diffit_eval.metrics.evaluate import parse_metrics
 
@@ -132,11 +133,12 @@ def plan_sweep(config: SweepConfig) -> list[tuple[Any, SampleConfig, Any]]:
                 f"--ref {config.ref}: no such file or folder, nor a reference name (`diffit-eval ref list`)"
             )
     keep = config.network == "inception"  # the points' Inception rows are what `metrics` replays
+    weights = config.inception_weights
     if keep:
         from diffit_eval.assets.inception import resolve_inception_weights
 
         # Resolved once (one fallback line, not one per point); every point and its scoring use this file.
-        config.inception_weights = str(resolve_inception_weights(config.inception_weights))
+        weights = str(resolve_inception_weights(weights))
     points = []
     for value in values:
         sc = replace(
@@ -144,7 +146,7 @@ def plan_sweep(config: SweepConfig) -> list[tuple[Any, SampleConfig, Any]]:
             **{field_name: value},
             out=Path(config.out) / point_name(option, value),
             features=keep,
-            inception_weights=config.inception_weights if keep else None,
+            inception_weights=weights if keep else None,
             verbose=False,
         )
         try:
@@ -152,7 +154,7 @@ def plan_sweep(config: SweepConfig) -> list[tuple[Any, SampleConfig, Any]]:
         except UserError as e:
             raise UserError(f"--vary {option}={value}: {e}", e.code) from None
         points.append((value, sc, plan))
-    return points
+    return option, points, weights
 
 
 def _reusable(plan, scoring: dict) -> dict | None:
@@ -171,14 +173,14 @@ def _reusable(plan, scoring: dict) -> dict | None:
     return record if same_images and record.get("sweep") == scoring else None
 
 
-def _score(config: SweepConfig, plan, label: str) -> dict:
+def _score(config: SweepConfig, plan, label: str, weights: str | None) -> dict:
     from diffit_eval.metrics.evaluate import parse_metrics, run_metrics
 
     record = run_metrics(
         str(plan.run_dir),
         config.ref,
         metrics=parse_metrics(config.metrics),
-        weights=config.inception_weights,
+        weights=weights,
         device=config.base.device,
         batch_size=None,
         resize=config.resize,
@@ -197,19 +199,18 @@ def run_sweep(config: SweepConfig) -> Path | None:
     from diffit_eval.generate.runner import COLLECTIVE_TIMEOUT, generate
 
     d = distributed.init(config.base.device, timeout=COLLECTIVE_TIMEOUT)
-    points, _ = distributed.main_then_broadcast(lambda: (plan_sweep(config), None), d)
-    option, _ = parse_vary(config.vary)
+    (option, points, weights), _ = distributed.main_then_broadcast(lambda: (plan_sweep(config), None), d)
     scoring = _scoring(config)
     rows = []
     for i, (value, sc, plan) in enumerate(points):
         label = f"{plan.preset} {option}={point_name(option, value)[len(option) + 1 :]}"
         reused = _reusable(plan, scoring) if d.is_main else None
-        reused = distributed.broadcast_object(reused, d) if d.world_size > 1 else reused
+        reused = distributed.broadcast_object(reused, d)
         if reused is None:
             if d.is_main and config.verbose:
                 print(f"diffit-eval: sweep point {i + 1}/{len(points)}: {label}", file=sys.stderr)
             generate(replace(sc, verbose=config.verbose))
-            record = _score(config, plan, label) if d.is_main else None
+            record = _score(config, plan, label, weights) if d.is_main else None
             distributed.barrier(d)
         else:
             record = reused

@@ -75,9 +75,9 @@ def check_labels(spec: str, resolution: int, num_classes: int) -> None:
 
 def label_vectors(labels: np.ndarray, idx: np.ndarray, num_classes: int, device) -> torch.Tensor:
     """The one-hot rows EDM's networks take as `class_labels`, for the images at `idx`."""
-    return torch.nn.functional.one_hot(torch.as_tensor(labels[idx], dtype=torch.int64), num_classes).to(
-        device=device, dtype=torch.float32
-    )
+    from diffit.guidance import one_hot
+
+    return one_hot(torch.as_tensor(labels[idx]), num_classes).to(device)
 
 
 def load_training_set(spec: str, resolution: int) -> TrainingSet:
