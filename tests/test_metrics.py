@@ -19,7 +19,14 @@ from diffit_eval.features.extract import FeatureSet, batch_features, extract_bat
 from diffit_eval.features.network import InceptionFeatures
 from diffit_eval.features.stats import RunningStats
 from diffit_eval.io.sources import FolderSource, NpzMember, NpzSource, open_samples
-from diffit_eval.metrics.fid import FID_METHODS, frechet_distance, frechet_distance_by, frechet_distance_sqrtm
+from diffit_eval.metrics.fid import (
+    FID_METHODS,
+    frechet_distance,
+    frechet_distance_by,
+    frechet_distance_sqrtm,
+    low_rank_factor,
+    trace_sqrt_product,
+)
 from diffit_eval.metrics.inception_score import inception_score
 from diffit_eval.metrics.prc import manifold_radii, pairwise_sq_distances, precision_recall, precision_recall_literal
 
@@ -249,6 +256,28 @@ def test_frechet_distance_of_rank_deficient_covariances_is_stable():
         reordered.update(x[i : i + 1])
     assert rel(frechet_distance(reordered.mean, reordered.cov, stats[1].mean, stats[1].cov), ours) <= 1e-12
     assert rel(ours, frechet_distance_sqrtm(stats[0].mean, stats[0].cov, stats[1].mean, stats[1].cov)) <= 1e-6
+
+
+@pytest.mark.parametrize("n, d", [(10, 64), (33, 64), (40, 300)])
+def test_trace_sqrt_product_low_rank_route_equals_the_eigh_route(n, d):
+    """Fewer samples than half the dimensions: the pivoted-Cholesky factor F F^T = S of the
+    low-rank covariance gives tr sqrt(S1 S2) as the eigenvalues of F^T S_other F; it must equal the
+    d x d eigendecomposition route (forced with max_rank=0), whichever covariance is the low-rank
+    one, and the factor must reproduce S."""
+    rng = np.random.default_rng(n + d)
+    x = np.maximum(rng.standard_normal((n, d)) * rng.uniform(0.1, 2, d) + 0.3, 0)
+    y = np.maximum(rng.standard_normal((4 * d, d)) * rng.uniform(0.1, 2, d), 0)
+    low, full = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    f = low_rank_factor(torch.from_numpy(low), max_rank=n)
+    assert f is not None and f.shape == (d, n - 1)  # rank of n centred rows
+    assert np.abs(f.numpy() @ f.numpy().T - low).max() <= 1e-12 * np.abs(low).max()
+    assert low_rank_factor(torch.from_numpy(full), max_rank=d - 1) is None  # full rank: no factor
+    eigh_route = trace_sqrt_product(low, full, max_rank=0)
+    for s1, s2 in ((low, full), (full, low)):
+        assert rel(trace_sqrt_product(s1, s2), eigh_route) <= 1e-12
+    both_low = np.cov(y[: n + 3], rowvar=False)
+    assert rel(trace_sqrt_product(low, both_low), trace_sqrt_product(low, both_low, max_rank=0)) <= 1e-12
+    assert trace_sqrt_product(full, full) == trace_sqrt_product(full, full, max_rank=0)  # full rank: unchanged
 
 
 def adm_frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
