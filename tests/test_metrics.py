@@ -18,7 +18,8 @@ from diffit_eval.errors import UserError
 from diffit_eval.features.extract import FeatureSet, batch_features, extract_batch
 from diffit_eval.features.network import InceptionFeatures
 from diffit_eval.features.stats import RunningStats
-from diffit_eval.io.sources import FolderSource, NpzMember, NpzSource, open_samples
+from diffit_eval.io.readers import NpzMember
+from diffit_eval.io.sources import FolderSource, NpzSource, open_samples
 from diffit_eval.metrics.fid import FID_METHODS, frechet_distance, frechet_distance_by, frechet_distance_sqrtm
 from diffit_eval.metrics.inception_score import inception_score
 from diffit_eval.metrics.prc import manifold_radii, pairwise_sq_distances, precision_recall, precision_recall_literal
