@@ -146,22 +146,21 @@ class FolderImages:
 class ZipImages:
     """Every image member of a zip, sorted by member name; one zip handle per thread.
 
-    `skip_macosx`: leave out the `__MACOSX/` resource forks macOS adds (`ref build` does; a sample
-    source counts them and fails on the first, naming it).
+    `skip_macosx`: `ref build`'s listing, every entry but the `__MACOSX/` resource forks macOS
+    adds; without it, a sample source's: each name once, forks included (the first of them
+    fails to decode, naming it).
     """
 
     def __init__(self, path: Path, skip_macosx: bool = True) -> None:
         self.path = path
         try:
             with zipfile.ZipFile(path) as z:
-                self.members = set(z.namelist())
+                entries = z.namelist()
         except (zipfile.BadZipFile, OSError) as e:
             raise UserError(f"{path} is not a readable zip file ({e})") from None
-        self.names = sorted(
-            n
-            for n in self.members
-            if Path(n).suffix.lower() in IMAGE_SUFFIXES and not (skip_macosx and n.startswith("__MACOSX/"))
-        )
+        self.members = set(entries)
+        listed = [n for n in entries if not n.startswith("__MACOSX/")] if skip_macosx else self.members
+        self.names = sorted(n for n in listed if Path(n).suffix.lower() in IMAGE_SUFFIXES)
         self.num_images = len(self.names)
         self._local = threading.local()
 
