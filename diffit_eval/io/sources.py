@@ -5,8 +5,8 @@ batch: an ADM npz is read straight from its `arr_0.npy` member (never `np.load`e
 folder file by file (recursive, sorted by path), a zip of images (EDM's dataset layout, sorted by
 member name), and a `diffit-eval sample` run folder shard by shard. Files are listed and decoded
 by the readers of :mod:`diffit_eval.io.readers`; a source adds batching, the one-size check and
-the labels. Folders and zips may carry
-EDM's `dataset.json` (`{"labels": [["00000/img00000000.png", 6], ...]}`) with per-image labels.
+the labels. Folders and zips may carry EDM's `dataset.json`
+(`{"labels": [["00000/img00000000.png", 6], ...]}`) with per-image labels.
 Built-in datasets that ship inside installed packages are opened by name (:data:`BUILTIN_SOURCES`).
 """
 
