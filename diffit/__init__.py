@@ -6,7 +6,7 @@ Importable on its own (no CLI, no evaluation code):
 - errors: :class:`DiffitError` and its subclasses, for the caller to map (the CLI: exit codes);
 - EDM (image space): :class:`EDMPrecond`, :func:`edm_sampler`, :func:`edm_loss`;
 - DDPM (latent): :func:`ddpm_sampler`, :func:`ddim_sampler`, guidance via :func:`guided_ddpm_sample`;
-- randomness, decoding and pixels: :class:`StackedRandomGenerator`, :func:`load_vae`,
+- randomness, decoding and pixels: :class:`StackedRandomGenerator`, :func:`load_local_vae`,
   :func:`decode_latents`, :func:`to_uint8`.
 """
 
@@ -27,13 +27,13 @@ _LAZY = {
     "edm_sampler": "diffit.edm",
     "cfg_scale_at": "diffit.guidance",
     "guided_ddpm_sample": "diffit.guidance",
-    "to_uint8": "diffit.images",
+    "to_uint8": "diffit.quantize",
     "MODEL_PRESETS": "diffit.presets",
     "create_model": "diffit.presets",
     "preset_info": "diffit.presets",
     "StackedRandomGenerator": "diffit.random",
     "decode_latents": "diffit.vae",
-    "load_vae": "diffit.vae",
+    "load_local_vae": "diffit.vae",
 }
 
 if TYPE_CHECKING:
@@ -41,10 +41,10 @@ if TYPE_CHECKING:
     from diffit.ddpm import ddim_sampler, ddpm_sampler
     from diffit.edm import EDMPrecond, edm_loss, edm_sampler
     from diffit.guidance import cfg_scale_at, guided_ddpm_sample
-    from diffit.images import to_uint8
     from diffit.presets import MODEL_PRESETS, create_model, preset_info
+    from diffit.quantize import to_uint8
     from diffit.random import StackedRandomGenerator
-    from diffit.vae import decode_latents, load_vae
+    from diffit.vae import decode_latents, load_local_vae
 
 
 def __getattr__(name: str) -> Any:
@@ -71,7 +71,7 @@ __all__ = [
     "edm_sampler",
     "guided_ddpm_sample",
     "load_checkpoint",
-    "load_vae",
+    "load_local_vae",
     "preset_info",
     "to_uint8",
 ]

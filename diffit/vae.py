@@ -1,9 +1,9 @@
 """The Stable Diffusion VAE decoder used by latent DiffiT and DiT (docs/PROTOCOL.md, "Decoding").
 
 Latents are divided by LATENT_SCALE exactly once, in `decode_latents`, before the diffusers
-`AutoencoderKL` decodes them; nothing else in the toolkit rescales latents. :func:`load_vae`
+`AutoencoderKL` decodes them; nothing else in the toolkit rescales latents. :func:`load_local_vae`
 reads a local folder or the local Hugging Face cache only; fetching from the hub is the caller's
-job (`diffit_eval.assets.vae`), so this module never touches the network.
+job (`diffit_eval.assets.vae.load_or_fetch_vae`), so this module never touches the network.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ __all__ = [
     "LOCAL_HINT",
     "VAE_SOURCES",
     "decode_latents",
-    "load_vae",
+    "load_local_vae",
     "prepare_vae",
     "vae_repo",
     "vae_url",
@@ -52,7 +52,7 @@ def vae_url(source: str) -> str:
     return f"https://huggingface.co/{vae_repo(source)}"
 
 
-def load_vae(
+def load_local_vae(
     source: str = "ema",
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",

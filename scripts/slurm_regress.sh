@@ -10,7 +10,7 @@
 #   diffit-eval regress --suite NAME --fetch-only      # sample batch and reference of a suite
 #   diffit-eval weights fetch inception                # Inception weights for the metrics
 #   diffit-eval weights fetch diffit-256               # (and diffit-512) released checkpoints
-#   python -c "from diffit.vae import load_vae; load_vae('ema')"   # VAE into the Hugging Face cache
+#   diffit-eval weights fetch sd-vae-ft-ema            # VAE into the Hugging Face cache
 # Sampling uses torchrun across the node's GPUs; seeds are per image, so the result does not
 # depend on the GPU count.
 #

@@ -72,7 +72,7 @@ def test_reference_carries_dinov2_statistics_of_the_same_images(tmp_path, standi
 
 def test_run_folder_keeps_dinov2_rows_and_metrics_replays_them(tmp_path, standin_weights, dinov2_standin, monkeypatch):
     from diffit_eval.features import dinov2 as dinov2_module
-    from diffit_eval.generate.runner import generate
+    from diffit_eval.generate.execute import generate
     from diffit_eval.generate.shards import dinov2_features_path
     from diffit_eval.metrics.evaluate import run_metrics
 

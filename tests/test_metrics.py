@@ -18,7 +18,8 @@ from diffit_eval.errors import UserError
 from diffit_eval.features.extract import FeatureSet, batch_features, extract_batch
 from diffit_eval.features.network import InceptionFeatures
 from diffit_eval.features.stats import RunningStats
-from diffit_eval.io.sources import FolderSource, NpzMember, NpzSource, open_samples
+from diffit_eval.io.readers import NpzMember
+from diffit_eval.io.sources import FolderSource, NpzSource, open_samples
 from diffit_eval.metrics.fid import (
     FID_METHODS,
     frechet_distance,

@@ -234,7 +234,7 @@ def test_regress_digits_suite_measures_the_real_network_and_fails_a_worse_model(
     in-process `sample` runs (`--samples`): the suite's own `sample` call is the generic runner's."""
     from safetensors.torch import load_file, save_file
 
-    from diffit_eval.generate.runner import generate
+    from diffit_eval.generate.execute import generate
     from diffit_eval.generate.sample import SampleConfig
     from diffit_eval.io.sources import sklearn_digits_subset
     from diffit_eval.metrics.evaluate import run_metrics

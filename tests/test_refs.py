@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 
 from diffit_eval.errors import MissingAssetError, UserError
-from diffit_eval.io.preprocess import CROPS, adm_center_crop, edm_center_crop, load_preprocessed, open_image_set
+from diffit_eval.io.preprocess import CROPS, adm_center_crop, edm_center_crop, load_preprocessed
+from diffit_eval.io.readers import open_image_set
 from diffit_eval.references import build
 from diffit_eval.references import registry as refs
 

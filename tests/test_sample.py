@@ -32,10 +32,11 @@ import numpy as np
 import pytest
 import torch
 
+from diffit_eval import run_folder
 from diffit_eval.errors import UserError
 from diffit_eval.features.run_features import run_folder_features
 from diffit_eval.generate import shards
-from diffit_eval.generate.runner import generate
+from diffit_eval.generate.execute import generate
 from diffit_eval.generate.sample import SampleConfig
 
 # latent-tiny: 8x8x4 latents, tiny random VAE -> 64x64 images, guided DDPM (doubled batch), 1000 classes.
@@ -127,11 +128,11 @@ def test_sample_is_a_function_of_its_seed(baseline):
     from diffit.models import create_model
     from diffit.testing import randomize_weights
 
-    from diffit_eval.assets.vae import load_vae
+    from diffit_eval.assets.vae import load_or_fetch_vae
     from diffit_eval.generate.sample import PreparedModel, sample_batch
 
     model = PreparedModel(randomize_weights(create_model("latent-tiny"), seed=0).eval())
-    images, labels = sample_batch(model, "latent-tiny", [13, 9, 8], steps=3, vae=load_vae("tiny"))
+    images, labels = sample_batch(model, "latent-tiny", [13, 9, 8], steps=3, vae=load_or_fetch_vae("tiny"))
     ref = npz_arrays(baseline)
     np.testing.assert_array_equal(labels.numpy(), ref["arr_1"][[13, 9, 8]])
     assert_same_up_to_rounding(images.numpy(), ref["arr_0"][[13, 9, 8]])
@@ -395,12 +396,12 @@ def test_released_checkpoint_offline_names_url_and_ckpt(tmp_path, isolated_cache
 def test_latest_run_is_the_most_recent_manifest(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match="no run folder"):
-        shards.latest_run()
+        run_folder.latest_run()
     for i, name in enumerate(("old", "new")):
         (tmp_path / "runs" / name).mkdir(parents=True)
         (tmp_path / "runs" / name / "manifest.json").write_text("{}")
         os.utime(tmp_path / "runs" / name / "manifest.json", (1000 + i, 1000 + i))
-    assert shards.latest_run() == Path("runs") / "new"
+    assert run_folder.latest_run() == Path("runs") / "new"
 
 
 # ----------------------------------------------------------------------------

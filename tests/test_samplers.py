@@ -16,11 +16,11 @@ import torch
 from diffit.ddpm import RespacedSchedule, ddim_sampler, ddpm_sampler, space_timesteps
 from diffit.edm import EDMPrecond, edm_loss, edm_sampler, edm_sigma_steps
 from diffit.guidance import cfg_scale_at, guided_ddpm_sample
-from diffit.images import to_uint8
+from diffit.quantize import to_uint8
 from diffit.random import StackedRandomGenerator
 from diffit.vae import LATENT_SCALE, decode_latents
 
-from diffit_eval.assets.vae import load_vae
+from diffit_eval.assets.vae import load_or_fetch_vae
 
 
 @pytest.fixture(autouse=True)
@@ -362,7 +362,7 @@ def test_per_sample_determinism(kind):
 
 
 def test_decode_latents_tiny_vae():
-    vae = load_vae("tiny")
+    vae = load_or_fetch_vae("tiny")
     z = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(0))
     seen = []
     decode = vae.decode
@@ -373,28 +373,28 @@ def test_decode_latents_tiny_vae():
     u8 = to_uint8(img)
     assert u8.shape == (2, 32, 32, 3) and u8.dtype == torch.uint8
     # Same weights in bfloat16: float32 output, close to the float32 decode.
-    img16 = decode_latents(load_vae("tiny", dtype=torch.bfloat16), z)
+    img16 = decode_latents(load_or_fetch_vae("tiny", dtype=torch.bfloat16), z)
     assert img16.dtype == torch.float32 and (img16 - img).abs().max() < 0.1
 
 
 def test_load_vae_from_local_folder(tmp_path):
-    load_vae("tiny").save_pretrained(tmp_path / "vae")
-    vae = load_vae(str(tmp_path / "vae"))
+    load_or_fetch_vae("tiny").save_pretrained(tmp_path / "vae")
+    vae = load_or_fetch_vae(str(tmp_path / "vae"))
     z = torch.randn(1, 4, 2, 2)
-    torch.testing.assert_close(decode_latents(vae, z), decode_latents(load_vae("tiny"), z))
+    torch.testing.assert_close(decode_latents(vae, z), decode_latents(load_or_fetch_vae("tiny"), z))
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # huggingface_hub deprecation noise
 def test_load_vae_offline_fails_fast(monkeypatch, tmp_path):
     from diffit.errors import AssetUnavailableError
-    from diffit.vae import load_vae as load_local_vae
+    from diffit.vae import load_local_vae
 
     from diffit_eval.errors import MissingAssetError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.perf_counter()
     with pytest.raises(MissingAssetError) as info:
-        load_vae("diffit-eval-test/no-such-vae", cache_dir=str(tmp_path))
+        load_or_fetch_vae("diffit-eval-test/no-such-vae", cache_dir=str(tmp_path))
     assert time.perf_counter() - start < 10
     message = str(info.value)
     assert "\n" not in message and "--vae" in message and "diffit-eval-test/no-such-vae" in message

@@ -401,7 +401,7 @@ def test_kill_then_resume_is_bit_exact(dataset, tmp_path):
 
 
 def test_refuses_another_config_a_used_folder_and_a_locked_one(dataset, tmp_path):
-    from diffit_eval.generate.shards import RunLock
+    from diffit_eval.run_folder import RunLock
 
     run = tmp_path / "run"
     train(TrainConfig(data=str(dataset), out=str(run), **{**QUICK, "iterations": 1}))

@@ -127,23 +127,6 @@ def write_json_atomic(path: str | os.PathLike, obj: object) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def read_manifest(run_dir: str | os.PathLike, name: str, fmt: str, kind: str, required: tuple[str, ...] = ()) -> dict:
-    """A run folder's JSON manifest `name`, checked to be format `fmt` with the keys `required`.
-
-    `kind` names the folder in the one-line errors ("sample run", "training run").
-    """
-    path = Path(run_dir) / name
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{run_dir} is not a {kind} folder (no {name})") from None
-    except ValueError as e:
-        raise UserError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != fmt or any(k not in manifest for k in required):
-        raise UserError(f"{path} is not a diffit-eval {kind.split()[0]} manifest (expected format {fmt})")
-    return manifest
-
-
 def cached_weights_path(url: str) -> Path:
     """Where a downloaded network's weights live in the cache: named after the URL's file."""
     return cache_dir() / "weights" / url.rsplit("/", 1)[1]

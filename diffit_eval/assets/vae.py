@@ -11,15 +11,14 @@ from urllib.parse import urlparse
 import torch
 
 from diffit.errors import AssetUnavailableError
-from diffit.vae import LOCAL_HINT, prepare_vae, vae_repo
-from diffit.vae import load_vae as load_local_vae
+from diffit.vae import LOCAL_HINT, load_local_vae, prepare_vae, vae_repo
 
 from diffit_eval.errors import MissingAssetError, diffit_errors
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL
 
-__all__ = ["STANDIN_VAE", "hub_reachable", "load_vae"]
+__all__ = ["STANDIN_VAE", "hub_reachable", "load_or_fetch_vae"]
 
 STANDIN_VAE = "tiny"  # `--vae tiny`: the random 8x decoder of diffit.testing (the latent-tiny preset's)
 
@@ -46,7 +45,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def load_vae(
+def load_or_fetch_vae(
     source: str = "ema",
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",

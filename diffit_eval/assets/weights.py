@@ -45,10 +45,10 @@ def _checkpoint(name: str) -> Callable[[], Path]:
 
 def _vae(key: str, repo: str) -> Callable[[], Path]:
     def fetch() -> Path:
-        from diffit_eval.assets.vae import load_vae
+        from diffit_eval.assets.vae import load_or_fetch_vae
 
         try:
-            load_vae(key)
+            load_or_fetch_vae(key)
         except MissingAssetError as e:
             raise MissingAssetError(f"{e} (https://huggingface.co/{repo})") from None
         from huggingface_hub import try_to_load_from_cache

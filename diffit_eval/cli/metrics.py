@@ -282,7 +282,7 @@ def register(app: typer.Typer) -> None:
         if json_path is not None:  # before computing anything: at 50K images a late failure loses the run
             check_writable(json_path, f"--json {json_path}")
         if samples is None:
-            from diffit_eval.generate.shards import latest_run
+            from diffit_eval.run_folder import latest_run
 
             samples = str(latest_run())
             print(f"diffit-eval: using the most recent run: {samples}", file=sys.stderr)

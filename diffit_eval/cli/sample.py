@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
         ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     ) -> None:
-        from diffit_eval.generate.runner import generate
+        from diffit_eval.generate.execute import generate
         from diffit_eval.generate.sample import SampleConfig, parse_features
 
         keep_inception, keep_dinov2 = parse_features(features, no_features)

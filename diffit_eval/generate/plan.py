@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from diffit_eval import run_folder
 from diffit_eval.errors import UserError
 from diffit_eval.generate import shards
 from diffit_eval.generate.sample import (
@@ -109,7 +110,7 @@ def default_run_dir(
     name = "-".join(parts)
     if len(name) > 120:  # a long comma list of seeds
         name = name[:100] + f"-{len(seeds)}seeds"
-    return shards.RUNS_ROOT / name
+    return run_folder.RUNS_ROOT / name
 
 
 def _command(config: SampleConfig, plan_seeds: str, run_dir: Path, steps: int, cfg: float | None) -> str:
@@ -121,8 +122,8 @@ def _command(config: SampleConfig, plan_seeds: str, run_dir: Path, steps: int, c
 
 def plan_run(config: SampleConfig) -> tuple[RunPlan, object | None]:
     """Resolve `config` (no folder is touched): the plan, and the VAE loaded while checking it (or None)."""
-    from diffit.images import UINT8_RULES
     from diffit.models import MODEL_PRESETS, resolve_preset
+    from diffit.quantize import UINT8_RULES
 
     try:
         name = resolve_preset(config.model)
@@ -180,9 +181,9 @@ def plan_run(config: SampleConfig) -> tuple[RunPlan, object | None]:
     weights, ckpt_id, ckpt_record = _resolve_weights(name, p.checkpoint, config.ckpt)
     loaded_vae, vae_id, vae_record = None, None, None
     if vae is not None:
-        from diffit_eval.assets.vae import load_vae
+        from diffit_eval.assets.vae import load_or_fetch_vae
 
-        loaded_vae = load_vae(vae)  # offline and not cached: MissingAssetError with --vae PATH
+        loaded_vae = load_or_fetch_vae(vae)  # offline and not cached: MissingAssetError with --vae PATH
         vae_id, vae_record = _vae_identity(vae)
     inception = _resolve_inception(config.inception_weights) if keep_features(p.resolution, config.features) else None
     dinov2 = _resolve_dinov2(config.dinov2_weights) if config.dinov2_features else None
@@ -259,7 +260,7 @@ def plan_run(config: SampleConfig) -> tuple[RunPlan, object | None]:
     return plan, loaded_vae
 
 
-def claim_run_dir(plan: RunPlan) -> shards.RunLock:
+def claim_run_dir(plan: RunPlan) -> run_folder.RunLock:
     """Lock the folder, then check or write its manifest; returns the held lock (rank 0 only).
 
     A refusal (a folder that is not a run, another configuration, an unwritable path) leaves
@@ -270,14 +271,18 @@ def claim_run_dir(plan: RunPlan) -> shards.RunLock:
     try:
         if run_dir.exists() and not run_dir.is_dir():
             raise UserError(f"--out {run_dir} is a file; pass a folder for the run")
-        manifest_path = run_dir / shards.MANIFEST
-        if run_dir.is_dir() and not manifest_path.is_file() and any(p.name != shards.LOCK for p in run_dir.iterdir()):
+        manifest_path = run_dir / run_folder.MANIFEST
+        if (
+            run_dir.is_dir()
+            and not manifest_path.is_file()
+            and any(p.name != run_folder.LOCK for p in run_dir.iterdir())
+        ):
             raise UserError(
-                f"{run_dir} exists and is not a sample run folder (no {shards.MANIFEST}); pass another --out"
+                f"{run_dir} exists and is not a sample run folder (no {run_folder.MANIFEST}); pass another --out"
             )
         created = [d for d in (run_dir, *run_dir.parents) if not d.exists()]  # removed again on a refusal
-        lock_existed = (run_dir / shards.LOCK).exists()
-        lock = shards.RunLock(run_dir).acquire()
+        lock_existed = (run_dir / run_folder.LOCK).exists()
+        lock = run_folder.RunLock(run_dir).acquire()
     except OSError as e:
         raise UserError(
             f"cannot write {where} ({e.strerror or e}: {e.filename or run_dir}); pass another --out"
@@ -285,21 +290,21 @@ def claim_run_dir(plan: RunPlan) -> shards.RunLock:
     try:
         if manifest_path.is_file():
             old = shards.read_manifest(run_dir)
-            diff = shards.config_differences(old["config"], plan.manifest["config"])
+            diff = run_folder.config_differences(old["config"], plan.manifest["config"])
             if diff:
                 raise UserError(
                     f"{run_dir} holds a run with another configuration ({'; '.join(diff)}); "
                     "pass another --out, or delete the folder to start over"
                 )
             plan.manifest = {**old, "versions": plan.manifest["versions"], "command": plan.manifest["command"]}
-        shards.remove_stale_temporaries(run_dir)
+        run_folder.remove_stale_temporaries(run_dir, (shards.SHARD_DIR,))
         shards.write_manifest(run_dir, plan.manifest)
         (run_dir / shards.SHARD_DIR).mkdir(exist_ok=True)
         plan.todo = shards.missing_shards(run_dir, plan.manifest)
     except BaseException as e:
         lock.release()
         if not lock_existed:
-            (run_dir / shards.LOCK).unlink(missing_ok=True)
+            (run_dir / run_folder.LOCK).unlink(missing_ok=True)
         for d in created:
             try:
                 d.rmdir()

@@ -236,7 +236,7 @@ def sample_batch(
     `class_labels` (one per seed) replace the drawn classes; the draw is still made, so a seed's
     noise is the same whichever class it is asked for.
     """
-    from diffit.images import to_uint8
+    from diffit.quantize import to_uint8
     from diffit.random import StackedRandomGenerator
 
     p = _preset(preset)

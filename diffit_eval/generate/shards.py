@@ -1,6 +1,6 @@
-"""A sample run on disk: seed lists, shard files, the manifest, the run lock, the final npz.
+"""A sample run on disk: seed lists, shard files, the manifest, the final npz.
 
-A run folder holds
+A sample run folder holds (the manifest and the lock are every run folder's, :mod:`diffit_eval.run_folder`)
 
     manifest.json                         what produced the images (the `config` part is compared on resume)
     .lock                                 flock held by rank 0 while a run writes here
@@ -12,13 +12,11 @@ A run folder holds
 
 Shard k holds seeds[k*S:(k+1)*S]. Every file is written under a temporary name and renamed, so a
 file under its final name is complete; a killed run leaves only dot-files ending in `.tmp`,
-which the next run removes. Nothing here holds more than one shard of images.
+which the next run removes (:func:`diffit_eval.run_folder.remove_stale_temporaries`). Nothing here holds more than one shard of images.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import math
 import os
 import zipfile
@@ -27,18 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from diffit_eval.assets import cache
+from diffit_eval import run_folder
 from diffit_eval.assets.cache import atomic_path, write_json_atomic
 from diffit_eval.errors import UserError
+from diffit_eval.run_folder import MANIFEST
 
-MANIFEST = "manifest.json"
-LOCK = ".lock"
 SHARD_DIR = "shards"
 GRID = "grid.png"
 GRID_SIDE = 8  # grid.png is GRID_SIDE x GRID_SIDE samples
 GRID_GAP = 2  # white pixels between tiles, so a grid of noise still reads as separate samples
 FORMAT = "diffit-eval-run/1"
-RUNS_ROOT = Path("runs")  # default parent of run folders, relative to the working directory
 
 
 # ----------------------------------------------------------------------------
@@ -141,40 +137,16 @@ def read_shard(path: Path, expected_seeds: list[int] | None = None) -> dict[str,
     return out
 
 
-def remove_stale_temporaries(run_dir: Path) -> int:
-    """Delete the `.NAME.XXXX.tmp` files a killed run left behind (call only while holding the lock)."""
-    count = 0
-    for folder in (Path(run_dir), Path(run_dir) / SHARD_DIR):
-        for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
-            tmp.unlink(missing_ok=True)
-            count += 1
-    return count
-
-
 # ----------------------------------------------------------------------------
 # Manifest.
 
 
 def read_manifest(run_dir: Path) -> dict:
-    return cache.read_manifest(run_dir, MANIFEST, FORMAT, "sample run", ("config",))
+    return run_folder.read_manifest(run_dir, FORMAT, "sample run", ("config",))
 
 
 def write_manifest(run_dir: Path, manifest: dict) -> None:
     write_json_atomic(Path(run_dir) / MANIFEST, manifest)
-
-
-def config_differences(old: dict, new: dict) -> list[str]:
-    """Keys of the image-defining configuration whose values differ, as `key: old -> new`."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key):
-            out.append(f"{key}: {_short(old.get(key))} -> {_short(new.get(key))}")
-    return out
-
-
-def _short(value, width: int = 40) -> str:
-    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def run_seeds(manifest: dict) -> list[int]:
@@ -185,50 +157,6 @@ def missing_shards(run_dir: Path, manifest: dict) -> list[int]:
     c = manifest["config"]
     count = num_shards(manifest["num_samples"], c["shard_size"])
     return [k for k in range(count) if not shard_path(run_dir, k).is_file()]
-
-
-# ----------------------------------------------------------------------------
-# The lock: one writer per run folder.
-
-
-class RunLock:
-    """An exclusive `flock` on RUN/.lock; the kernel drops it when the process dies, even on kill -9."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / LOCK
-        self._file = None
-
-    def acquire(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+")
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            f.close()
-            raise UserError(
-                f"{self.path.parent} is being written by another `diffit-eval sample` run "
-                f"({holder}); wait for it to finish or pass another --out"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()}\n")
-        f.flush()
-        self._file = f
-        return self
-
-    def release(self) -> None:
-        if self._file is not None:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
-
-    def __enter__(self) -> RunLock:
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
 
 # ----------------------------------------------------------------------------
@@ -360,15 +288,3 @@ class RunSource:
         if self.manifest["config"]["num_classes"] == 0:
             return None
         return np.concatenate([shard["labels"] for shard in iter_shards(self.path, self.manifest)])
-
-
-def latest_run(root: str | os.PathLike = RUNS_ROOT) -> Path:
-    """The run folder under `root` (default ./runs) whose manifest was written last."""
-    root = Path(root)
-    runs = [m.parent for m in root.rglob(MANIFEST)] if root.is_dir() else []
-    if not runs:
-        raise UserError(
-            f"no sample source given and no run folder under {root}/ ; pass an npz, an image folder "
-            "or a run folder, or run `diffit-eval sample` first"
-        )
-    return max(runs, key=lambda r: (r / MANIFEST).stat().st_mtime_ns)

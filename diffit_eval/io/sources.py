@@ -3,15 +3,16 @@
 Every source yields uint8 NHWC numpy batches, in a fixed order, without holding more than one
 batch: an ADM npz is read straight from its `arr_0.npy` member (never `np.load`ed whole), an image
 folder file by file (recursive, sorted by path), a zip of images (EDM's dataset layout, sorted by
-member name), and a `diffit-eval sample` run folder shard by shard. Folders and zips may carry
-EDM's `dataset.json` (`{"labels": [["00000/img00000000.png", 6], ...]}`) with per-image labels.
+member name), and a `diffit-eval sample` run folder shard by shard. Files are listed and decoded
+by the readers of :mod:`diffit_eval.io.readers`; a source adds batching, the one-size check and
+the labels. Folders and zips may carry EDM's `dataset.json`
+(`{"labels": [["00000/img00000000.png", 6], ...]}`) with per-image labels.
 Built-in datasets that ship inside installed packages are opened by name (:data:`BUILTIN_SOURCES`).
 """
 
 from __future__ import annotations
 
 import json
-import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -19,9 +20,15 @@ from typing import Protocol
 import numpy as np
 
 from diffit_eval.errors import UserError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
-DATASET_JSON = "dataset.json"  # EDM's label file inside a dataset folder or zip
+from diffit_eval.io.readers import (
+    DATASET_JSON,
+    IMAGE_SUFFIXES,
+    FolderImages,
+    NpzMember,
+    ZipImages,
+    check_image_array,
+)
+from diffit_eval.run_folder import is_run_folder
 
 
 class SampleSource(Protocol):
@@ -34,66 +41,13 @@ class SampleSource(Protocol):
     def labels(self) -> np.ndarray | None: ...
 
 
-class NpzMember:
-    """One array inside an npz, read row-range by row-range without loading it."""
-
-    def __init__(self, path: Path, key: str) -> None:
-        self.path, self.key = path, key
-        try:
-            self._zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as e:
-            raise UserError(f"{path} is not a readable npz file ({e})") from None
-        names = self._zip.namelist()
-        if f"{key}.npy" not in names:
-            have = ", ".join(sorted(n[:-4] for n in names if n.endswith(".npy"))) or "none"
-            raise UserError(f"{path} has no `{key}` array (keys: {have})")
-        try:
-            with self._zip.open(f"{key}.npy") as f:
-                version = np.lib.format.read_magic(f)
-                read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
-                    version, np.lib.format.read_array_header_2_0
-                )
-                shape, fortran, dtype = read_header(f)
-                self.offset = f.tell()
-        except Exception as e:  # numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError ...
-            raise UserError(
-                f"{path}: `{key}` is not a readable .npy array ({type(e).__name__}: "
-                f"{str(e).splitlines()[0] if str(e) else 'bad header'})"
-            ) from None
-        self.shape, self.dtype, self.fortran = tuple(shape), np.dtype(dtype), fortran
-
-    def read_rows(self, start: int, count: int) -> np.ndarray:
-        row = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-        with self._zip.open(f"{self.key}.npy") as f:
-            f.seek(self.offset + start * row)
-            buf = f.read(count * row)
-        return np.frombuffer(bytearray(buf), dtype=self.dtype).reshape((-1, *self.shape[1:]))
-
-    def read_all(self) -> np.ndarray:
-        return self.read_rows(0, self.shape[0]) if self.shape else np.load(self.path)[self.key]
-
-
-def _check_image_array(shape: tuple, dtype: np.dtype, where: str) -> None:
-    """ADM layout: uint8 [N, H, W, 3]. Say exactly what is wrong otherwise."""
-    if len(shape) == 3 or (len(shape) == 4 and shape[-1] == 1):
-        raise UserError(f"{where} holds grayscale images {list(shape)}; expected RGB uint8 [N, H, W, 3]")
-    if len(shape) != 4:
-        raise UserError(f"{where} has shape {list(shape)}; expected uint8 images [N, H, W, 3]")
-    if shape[-1] != 3:
-        if shape[1] == 3:
-            raise UserError(f"{where} looks channels-first {list(shape)}; expected channels-last uint8 [N, H, W, 3]")
-        raise UserError(f"{where} has shape {list(shape)}; expected uint8 images [N, H, W, 3]")
-    if dtype != np.uint8:
-        raise UserError(f"{where} is {dtype}; expected uint8 images [N, H, W, 3] with values 0-255")
-
-
 class NpzSource:
     """An ADM-style npz: `arr_0` uint8 [N, H, W, 3], optional `arr_1` labels."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.images = NpzMember(path, "arr_0")
-        _check_image_array(self.images.shape, self.images.dtype, f"{path}:arr_0")
+        check_image_array(self.images.shape, self.images.dtype, f"{path}:arr_0")
         if self.images.fortran:
             raise UserError(f"{path}:arr_0 is stored in Fortran order; save it C-contiguous")
         self.num_images = self.images.shape[0]
@@ -116,28 +70,18 @@ class FolderSource:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        self.reader = FolderImages(path, order="path")
+        self.files = self.reader.files
         if not self.files:
             raise UserError(f"{path} contains no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         self.num_images = len(self.files)
-        first = self._read(self.files[0])
-        self.resolution = first.shape[:2]
-
-    @staticmethod
-    def _read(file: Path) -> np.ndarray:
-        from PIL import Image
-
-        try:
-            with Image.open(file) as im:
-                return np.asarray(im.convert("RGB"))
-        except Exception as e:
-            raise UserError(f"cannot read image {file} ({type(e).__name__}: {e})") from None
+        self.resolution = self.reader.read(0).shape[:2]
 
     def iter_batches(self, batch_size: int, limit: int | None = None) -> Iterator[np.ndarray]:
-        files = self.files if limit is None else self.files[:limit]
-        for start in range(0, len(files), batch_size):
-            batch = [self._read(f) for f in files[start : start + batch_size]]
-            for f, im in zip(files[start : start + batch_size], batch):
+        n = self.num_images if limit is None else min(limit, self.num_images)
+        for start in range(0, n, batch_size):
+            batch = [self.reader.read(i) for i in range(start, min(start + batch_size, n))]
+            for f, im in zip(self.files[start : start + batch_size], batch):
                 if im.shape[:2] != self.resolution:
                     raise UserError(
                         f"{f} is {im.shape[1]}x{im.shape[0]} but {self.files[0].name} is "
@@ -149,18 +93,6 @@ class FolderSource:
         names = [f.relative_to(self.path).as_posix() for f in self.files]
         meta = self.path / DATASET_JSON
         return _dataset_json_labels(meta.read_bytes(), names, str(meta)) if meta.is_file() else None
-
-
-def _decode_image(data: bytes, where: str) -> np.ndarray:
-    import io
-
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGB"))
-    except Exception as e:
-        raise UserError(f"cannot read image {where} ({type(e).__name__}: {e})") from None
 
 
 def _dataset_json_labels(text: bytes, names: list[str], where: str) -> np.ndarray | None:
@@ -184,29 +116,22 @@ class ZipSource:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self._zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as e:
-            raise UserError(f"{path} is not a readable zip file ({e})") from None
-        all_names = set(self._zip.namelist())
-        self.names = sorted(n for n in all_names if Path(n).suffix.lower() in IMAGE_SUFFIXES)
-        self._has_json = DATASET_JSON in all_names
+        self.reader = ZipImages(path, skip_macosx=False)
+        self.names = self.reader.names
+        self._has_json = DATASET_JSON in self.reader.members
         if not self.names:
             raise UserError(f"{path} contains no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         self.num_images = len(self.names)
-        self.resolution = self._read(self.names[0]).shape[:2]
-
-    def _read(self, name: str) -> np.ndarray:
-        return _decode_image(self._zip.read(name), f"{self.path}:{name}")
+        self.resolution = self.reader.read(0).shape[:2]
 
     def iter_batches(self, batch_size: int, limit: int | None = None) -> Iterator[np.ndarray]:
-        names = self.names if limit is None else self.names[:limit]
-        for start in range(0, len(names), batch_size):
-            batch = [self._read(n) for n in names[start : start + batch_size]]
-            for n, im in zip(names[start : start + batch_size], batch):
+        n = self.num_images if limit is None else min(limit, self.num_images)
+        for start in range(0, n, batch_size):
+            batch = [self.reader.read(i) for i in range(start, min(start + batch_size, n))]
+            for name, im in zip(self.names[start : start + batch_size], batch):
                 if im.shape[:2] != self.resolution:
                     raise UserError(
-                        f"{self.path}:{n} is {im.shape[1]}x{im.shape[0]} but {self.names[0]} is "
+                        f"{self.path}:{name} is {im.shape[1]}x{im.shape[0]} but {self.names[0]} is "
                         f"{self.resolution[1]}x{self.resolution[0]}; all images must share one size"
                     )
             yield np.stack(batch)
@@ -214,14 +139,14 @@ class ZipSource:
     def labels(self) -> np.ndarray | None:
         if not self._has_json:
             return None
-        return _dataset_json_labels(self._zip.read(DATASET_JSON), self.names, f"{self.path}:{DATASET_JSON}")
+        return _dataset_json_labels(self.reader.read_member(DATASET_JSON), self.names, f"{self.path}:{DATASET_JSON}")
 
 
 class ArraySource:
     """Images already in memory (a built-in dataset): uint8 [N, H, W, 3] and optional labels."""
 
     def __init__(self, name: str, images: np.ndarray, labels: np.ndarray | None = None) -> None:
-        _check_image_array(images.shape, images.dtype, name)
+        check_image_array(images.shape, images.dtype, name)
         self.path = Path(name)
         self.images, self._labels = images, labels
         self.num_images = len(images)
@@ -296,10 +221,6 @@ def open_builtin(name: str, resolution: int | None = None) -> ArraySource:
         raise UserError(f"unknown built-in dataset {name!r}; choose from {', '.join(BUILTIN_SOURCES)}")
     images, labels = BUILTIN_SOURCES[name](resolution or DIGITS_RESOLUTION)
     return ArraySource(name, images, labels)
-
-
-def is_run_folder(path: Path) -> bool:
-    return path.is_dir() and (path / "manifest.json").is_file()
 
 
 def open_samples(path: str | Path, resolution: int | None = None) -> SampleSource:

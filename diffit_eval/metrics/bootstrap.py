@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from diffit_eval.metrics.fid import numerical_zeros_to_zero, sqrt_psd
 from diffit_eval.metrics.inception_score import inception_score
 from diffit_eval.metrics.kid import KIDTerms, kid_subset_indices
 from diffit_eval.protocol import BOOTSTRAP_CONFIDENCE, CI_SUFFIX, DEFAULT_BOOTSTRAP_SEED, KID_SEED, KID_SUBSETS
@@ -70,13 +71,6 @@ def replicate_indices(n: int, replicates: int, seed: int = DEFAULT_BOOTSTRAP_SEE
         yield gen.integers(0, n, size=n)
 
 
-def _sqrt_psd(s: torch.Tensor) -> torch.Tensor:
-    from diffit_eval.metrics.fid import _numerical_zeros_to_zero
-
-    w, v = torch.linalg.eigh(s)
-    return (v * _numerical_zeros_to_zero(w).sqrt()) @ v.T
-
-
 class FrechetToReference:
     """Frechet distances of weighted versions of one row set X [N, d] to one fixed reference Gaussian.
 
@@ -98,7 +92,7 @@ class FrechetToReference:
             raise ValueError(f"statistics differ in dimension: {self.x.shape[1]} vs {self.mu_ref.shape[0]}")
         if len(self.x) < 2:
             raise ValueError("a covariance needs at least 2 rows")
-        sqrt_ref = _sqrt_psd((sigma_ref + sigma_ref.T) / 2)
+        sqrt_ref = sqrt_psd((sigma_ref + sigma_ref.T) / 2)
         self.tr_ref = float(torch.trace(sigma_ref))
         self.xr = self.x @ sqrt_ref
         self.sq_norms = (self.x * self.x).sum(1)
@@ -115,8 +109,6 @@ class FrechetToReference:
         return self._fd(self.x[i], self.xr[i], self.sq_norms[i], None)
 
     def _fd(self, x: torch.Tensor, xr: torch.Tensor, sq_norms: torch.Tensor, c: torch.Tensor | None) -> float:
-        from diffit_eval.metrics.fid import _numerical_zeros_to_zero
-
         n, d = x.shape
         if c is None:
             c = torch.ones(n, dtype=torch.float64, device=x.device)
@@ -128,7 +120,7 @@ class FrechetToReference:
             g = z @ z.T / (n - 1)
         else:
             g = ((xr * c[:, None]).T @ xr - n * torch.outer(m, m)) / (n - 1)
-        lam = _numerical_zeros_to_zero(torch.linalg.eigvalsh((g + g.T) / 2))
+        lam = numerical_zeros_to_zero(torch.linalg.eigvalsh((g + g.T) / 2))
         diff = mu - self.mu_ref
         return float(diff @ diff + tr_s + self.tr_ref - 2 * lam.sqrt().sum())
 

@@ -7,7 +7,7 @@ positive semi-definite S1 and S2, S1 S2 is similar to the symmetric matrix S1^1/
 the same trace is the sum of the square roots of that matrix's eigenvalues: two symmetric
 eigendecompositions instead of a complex Schur form, many times faster, equal to ~1e-9
 (`benchmarks/bench_fid.py`). Eigenvalues that are rounding noise are dropped (see
-:func:`_numerical_zeros_to_zero`), which only matters for covariances of fewer samples than
+:func:`numerical_zeros_to_zero`), which only matters for covariances of fewer samples than
 dimensions; those are factored by pivoted Cholesky instead, which skips the d x d
 eigendecomposition (:func:`trace_sqrt_product`, docs/METRICS.md).
 
@@ -39,7 +39,7 @@ def _check(mu1, sigma1, mu2, sigma2) -> None:
         raise ValueError(f"statistics differ in dimension: {mu1.shape[0]} vs {mu2.shape[0]}")
 
 
-def _numerical_zeros_to_zero(w: torch.Tensor, n: int | None = None) -> torch.Tensor:
+def numerical_zeros_to_zero(w: torch.Tensor, n: int | None = None) -> torch.Tensor:
     """Eigenvalues below the numerical-rank tolerance (max * n * eps, as numpy's matrix_rank) -> 0.
 
     A covariance of fewer samples than dimensions (tests, small regression runs) has a null space
@@ -52,6 +52,13 @@ def _numerical_zeros_to_zero(w: torch.Tensor, n: int | None = None) -> torch.Ten
     """
     tol = max(float(w.max()), 0.0) * (n or len(w)) * float(np.finfo(np.float64).eps)
     return torch.where(w > tol, w, torch.zeros_like(w))
+
+
+def sqrt_psd(sigma: torch.Tensor) -> torch.Tensor:
+    """S^1/2 of a symmetric PSD matrix: V D^1/2 V^T from eigh, numerical zeros dropped as in
+    :func:`trace_sqrt_product` (a reference's root, computed once and reused, as the bootstrap does)."""
+    w, v = torch.linalg.eigh(sigma)
+    return (v * numerical_zeros_to_zero(w).sqrt()) @ v.T
 
 
 LOW_RANK_LIMIT = 256  # the largest rank factored by pivoted Cholesky (beyond it one eigh is cheaper)
@@ -114,14 +121,14 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray, max_rank: int | N
             break
     else:
         w, v = torch.linalg.eigh(s1)
-        w = _numerical_zeros_to_zero(w)
+        w = numerical_zeros_to_zero(w)
         keep = w > 0
         b = v[:, keep] * w[keep].sqrt()  # V_r D_r^1/2, d x r
         m = b.T @ s2 @ b
     lam = torch.linalg.eigvalsh((m + m.T) / 2)
     # Rounding leaves tiny eigenvalues of either sign; sqrtm would give a negative one a purely
     # imaginary root whose real part (what ADM keeps) is 0. The tolerance is the d x d matrix's.
-    return float(_numerical_zeros_to_zero(lam, d).sqrt().sum()) if len(lam) else 0.0
+    return float(numerical_zeros_to_zero(lam, d).sqrt().sum()) if len(lam) else 0.0
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:

@@ -141,7 +141,8 @@ def build_reference(
     """
     from diffit_eval.assets.inception import resolve_inception_weights
     from diffit_eval.features.network import InceptionFeatures, default_batch_size, load_feature_network
-    from diffit_eval.io.preprocess import check_crop, open_image_set
+    from diffit_eval.io.preprocess import check_crop
+    from diffit_eval.io.readers import open_image_set
     from diffit_eval.progress import progress_bar
 
     if not NAME_PATTERN.match(name):

@@ -26,7 +26,8 @@ import numpy as np
 from diffit_eval.assets.cache import atomic_path, cache_dir, sha256_file
 from diffit_eval.errors import UserError
 from diffit_eval.features.extract import FeatureSet, extract_features
-from diffit_eval.io.sources import NpzMember, NpzSource, _check_image_array, open_samples
+from diffit_eval.io.readers import NpzMember, check_image_array
+from diffit_eval.io.sources import NpzSource, open_samples
 from diffit_eval.protocol import DEFAULT_RESIZE, DINOV2_STAT_KEYS, POOL_DIM, PR_LABELS_KEY, PR_ROWS_KEY, SPATIAL_DIM
 
 
@@ -217,7 +218,7 @@ def load_statistics_file(path: Path, name: str | None = None) -> Reference:
             raise UserError(f"{path}: cannot read the reference statistics ({type(e).__name__}: {e})") from None
     if "arr_0" in keys:
         ref.pr_images = NpzMember(path, "arr_0")
-        _check_image_array(ref.pr_images.shape, ref.pr_images.dtype, f"{path}:arr_0")
+        check_image_array(ref.pr_images.shape, ref.pr_images.dtype, f"{path}:arr_0")
         if PR_ROWS_KEY in keys:
             ref.pr_rows = NpzMember(path, PR_ROWS_KEY)
         if PR_LABELS_KEY in keys:

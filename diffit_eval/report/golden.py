@@ -1,6 +1,6 @@
 """The golden CPU suite: seeded tiny runs checked stage by stage, so a failure says where drift began.
 
-Four seeded sample sets are drawn through the library (`diffit_eval.generate.runner.generate`): `edm`
+Four seeded sample sets are drawn through the library (`diffit_eval.generate.execute.generate`): `edm`
 (cifar10-tiny, EDM Heun) scored against `edm_ref` (the same model on other seeds), and `ddpm`
 (latent-tiny: respaced DDPM, classifier-free guidance, tiny VAE) against `ddpm_ref`. A set is never
 scored against itself, which would give FID 0 and exercise nothing. Each stage is
@@ -90,7 +90,7 @@ def sketch_matrix(dim: int) -> np.ndarray:
 
 def sample_set(s: GoldenSet, out: Path, batch_size: int) -> np.ndarray:
     """The set's images (uint8 NHWC), drawn afresh into `out` (a resumable run is never reused)."""
-    from diffit_eval.generate.runner import generate
+    from diffit_eval.generate.execute import generate
     from diffit_eval.generate.sample import SampleConfig
     from diffit_eval.io.sources import open_samples
 

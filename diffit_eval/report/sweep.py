@@ -196,7 +196,7 @@ def _score(config: SweepConfig, plan, label: str, weights: str | None) -> dict:
 
 def run_sweep(config: SweepConfig) -> Path | None:
     """Sample and score every point (reusing finished ones); rank 0 writes the sweep's files and returns the folder."""
-    from diffit_eval.generate.runner import COLLECTIVE_TIMEOUT, generate
+    from diffit_eval.generate.execute import COLLECTIVE_TIMEOUT, generate
 
     d = distributed.init(config.base.device, timeout=COLLECTIVE_TIMEOUT)
     (option, points, weights), _ = distributed.main_then_broadcast(lambda: (plan_sweep(config), None), d)

@@ -12,7 +12,8 @@ A run folder holds (EDM's habits, with safetensors for the weights users load)
 
 KIMG is the number of training images seen, in thousands, rounded down, six digits. Every file is
 written under a temporary name and renamed, so a kill -9 leaves either the previous file or the
-new one complete, and dot-files ending in `.tmp`, which the next run removes.
+new one complete, and dot-files ending in `.tmp`, which the next run removes. The manifest, the
+lock and that cleanup are every run folder's (:mod:`diffit_eval.run_folder`).
 """
 
 from __future__ import annotations
@@ -23,17 +24,15 @@ from pathlib import Path
 
 import torch
 
-from diffit_eval.assets import cache
+from diffit_eval import run_folder
 from diffit_eval.assets.cache import atomic_path, write_json_atomic
 from diffit_eval.errors import UserError
-from diffit_eval.generate.shards import RunLock, config_differences, remove_stale_temporaries
+from diffit_eval.run_folder import MANIFEST, RUNS_ROOT, RunLock, config_differences, remove_stale_temporaries
 from diffit_eval.train.config import COMPARED, FORMAT
 
-MANIFEST = "manifest.json"
 STATS = "stats.jsonl"
 PLOT = "loss.png"
 LATEST = "network-snapshot-latest.safetensors"
-RUNS_ROOT = Path("runs")
 _STATE_RE = re.compile(r"^training-state-(\d{6,})\.pt$")
 # The augmentation-label embedding only ever multiplies zeros at sampling (non-leaky augmentation),
 # so snapshots leave it out and load into the preset's plain network.
@@ -57,7 +56,7 @@ def default_run_dir(preset: str) -> Path:
 
 
 def read_manifest(run_dir: Path) -> dict:
-    return cache.read_manifest(run_dir, MANIFEST, FORMAT, "training run", ())
+    return run_folder.read_manifest(run_dir, FORMAT, "training run", ())
 
 
 def compared(config: dict) -> dict:
@@ -100,7 +99,7 @@ def claim(run_dir: Path, manifest: dict, resume: bool) -> tuple[RunLock, dict]:
             }
         elif resume:
             raise UserError(f"--resume {run_dir}: not a training run folder (no {MANIFEST})")
-        elif any(p.name != ".lock" for p in run_dir.iterdir()):
+        elif any(p.name != run_folder.LOCK for p in run_dir.iterdir()):
             raise UserError(f"{run_dir} exists and is not a training run folder (no {MANIFEST}); pass another --out")
         remove_stale_temporaries(run_dir)
         write_json_atomic(path, manifest)

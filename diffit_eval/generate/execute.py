@@ -122,9 +122,9 @@ def run_shards(plan: RunPlan, d: distributed.Dist, device: str, vae=None, verbos
 
     model = build_model(plan, device)
     if preset.kind == "latent" and vae is None:
-        from diffit_eval.assets.vae import load_vae
+        from diffit_eval.assets.vae import load_or_fetch_vae
 
-        vae = load_vae(plan.vae, device=device)
+        vae = load_or_fetch_vae(plan.vae, device=device)
     elif vae is not None:
         vae = vae.to(device)
 
