@@ -95,6 +95,19 @@ def test_no_import_cycle():
     assert _import_cycles(graph) == []
 
 
+def test_every_network_name_has_a_factory_and_its_widths():
+    """`--network` names (diffit_eval.protocol) and the registry's factories are one set, and each
+    network class declares its own row widths (diffit_eval/features/base.py)."""
+    from diffit_eval.features.digits import DigitFeatures
+    from diffit_eval.features.network import InceptionFeatures
+    from diffit_eval.features.registry import NETWORK_FACTORIES
+    from diffit_eval.protocol import FEATURE_NETWORKS, LOGITS_DIM, POOL_DIM, SPATIAL_DIM
+
+    assert NETWORK_FACTORIES.keys() == FEATURE_NETWORKS.keys()
+    widths = {cls: (cls.pool_dim, cls.spatial_dim, cls.logits_dim) for cls in (InceptionFeatures, DigitFeatures)}
+    assert widths == {InceptionFeatures: (POOL_DIM, SPATIAL_DIM, LOGITS_DIM), DigitFeatures: (64, None, 10)}
+
+
 @pytest.mark.skipif(RUFF is None, reason="ruff is in the test extra: pip install -e '.[test]'")
 def test_ruff_check_is_clean():
     result = subprocess.run(

@@ -21,7 +21,7 @@ import torch
 
 from diffit_eval.assets.cache import atomic_path
 from diffit_eval.errors import UserError
-from diffit_eval.features.base import FeatureNetwork
+from diffit_eval.features.base import FeatureNetwork, Features
 from diffit_eval.features.stats import RunningStats
 from diffit_eval.protocol import LOGITS_DIM, POOL_DIM, ROW_DIMS, SPATIAL_DIM
 
@@ -143,7 +143,7 @@ def extract_batch(
         into.add_dinov2(dinov2(images_nhwc))
 
 
-def batch_features(net: FeatureNetwork, images_nhwc: np.ndarray | torch.Tensor):
+def batch_features(net: FeatureNetwork, images_nhwc: np.ndarray | torch.Tensor) -> Features:
     """The network's Features of one uint8 NHWC batch (the one way every caller feeds it)."""
     device = next(net.parameters()).device
     x = torch.as_tensor(np.ascontiguousarray(images_nhwc) if isinstance(images_nhwc, np.ndarray) else images_nhwc)
