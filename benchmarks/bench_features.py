@@ -37,8 +37,9 @@ def main() -> None:
     import torch
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
+    from diffit_eval.features.device import default_device
     from diffit_eval.features.extract import batch_features
-    from diffit_eval.features.network import InceptionFeatures, default_device
+    from diffit_eval.features.network import InceptionFeatures
     from diffit_eval.protocol import FEATURE_NETWORK
     from diffit_eval.testing import make_standin_weights
 

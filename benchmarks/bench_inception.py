@@ -31,8 +31,9 @@ def main() -> None:
 
     import torch
 
+    from diffit_eval.features.device import default_device
     from diffit_eval.features.extract import FeatureSet, extract_batch
-    from diffit_eval.features.network import default_device, load_feature_network
+    from diffit_eval.features.registry import load_feature_network
     from diffit_eval.testing import make_standin_weights
 
     device = args.device or default_device()

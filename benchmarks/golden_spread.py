@@ -124,7 +124,7 @@ def run_variant(variant: str, overrides: dict) -> dict:
                     if gains is not None:
                         values[f"guidance.{st.name}"] = float(np.abs(gains - sketches[st.name][golden.GAIN_KEY]).max())
         else:
-            from diffit_eval.features.network import load_feature_network
+            from diffit_eval.features.registry import load_feature_network
             from diffit_eval.testing import make_standin_weights
 
             weights = make_standin_weights(Path(wd) / "w.pth", seed=int(settings["standin_seed"]))

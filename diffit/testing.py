@@ -3,7 +3,8 @@
 Tests, the demo, benchmarks and the golden suite use these where real weights would be; a
 network here measures nothing. The draws come from numpy's PCG64 (:mod:`diffit.seeded`), so a
 seed gives the same bytes on every CPU. Library code never imports this module to do its work;
-a user who asks for a stand-in by name (`--ckpt random`, `--vae tiny`) gets it from here.
+a user who asks for a stand-in by name (`--ckpt random`, `--vae tiny`) gets it from here, through
+`diffit_eval/standins.py`, the one module of diffit_eval that imports it (an import contract).
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ def sample_conditional(out: Path, per_class: int, steps: int | None = None, verb
 
     from diffit.models import MODEL_PRESETS
 
-    from diffit_eval.features.digits import to_gray8
+    from diffit_eval.features.gray8 import to_gray8
     from diffit_eval.generate.execute import generate
     from diffit_eval.generate.sample import SampleConfig
     from diffit_eval.io.sources import sklearn_digits

@@ -5,8 +5,9 @@ InceptionV3: a network with random weights measures nothing about image quality,
 the whole evaluation path run offline, byte for byte the same on every CPU. The model-side
 stand-ins (random DiffiT weights, the tiny VAE) are in :mod:`diffit.testing`.
 
-Only entry points that are about stand-ins import this module: the test suite, `diffit-eval demo`
-and the golden regression suite (:mod:`diffit_eval.report.golden`); library code that measures never does.
+Only code that is about stand-ins imports this module: the test suite, the benchmarks and the
+golden regression suite (:mod:`diffit_eval.report.golden`); library code that measures never does
+(an import contract). diffit's stand-ins reach diffit_eval through :mod:`diffit_eval.standins`.
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ def digit_sets(tmp_path_factory):
 def test_density_coverage_fid_inf_and_per_class_from_the_cli(digit_sets, isolated_cache):
     from diffit_eval.features.digits import DigitFeatures  # noqa: F401  (the network the CLI runs)
     from diffit_eval.features.extract import batch_features
-    from diffit_eval.features.network import load_feature_network
+    from diffit_eval.features.registry import load_feature_network
 
     root, ref = digit_sets
     out = root / "all.json"

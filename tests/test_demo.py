@@ -13,7 +13,8 @@ from helpers import cli
 
 from diffit_eval.demo import LABELS, run_demo
 from diffit_eval.errors import UserError
-from diffit_eval.features.digits import DigitFeatures, to_gray8
+from diffit_eval.features.digits import DigitFeatures
+from diffit_eval.features.gray8 import to_gray8
 from diffit_eval.io.sources import sklearn_digits
 
 # The demo's own 256 for the floor and the trained row: at 128 the FID of 64-d features moves by
@@ -63,7 +64,7 @@ def test_shipped_digits_network_is_what_its_recipe_fits(tmp_path):
     the same predictions on all 1,797 digits (L-BFGS from seed 0 is deterministic up to BLAS rounding)."""
     import torch
 
-    from diffit_eval.features.digits import fit_digit_network
+    from diffit_eval.features.digits_fit import fit_digit_network
 
     shipped, refit = DigitFeatures(), DigitFeatures(fit_digit_network(tmp_path / "refit.npz"))
     for key in ("train_accuracy", "heldout_accuracy"):

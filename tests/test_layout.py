@@ -53,6 +53,12 @@ def _copy_tree(tmp_path: Path) -> Path:
             "import diffit_eval.testing",
             "Library code never imports the evaluation stand-ins",
         ),
+        # the sampler taking diffit's stand-ins past the seam (diffit_eval/standins.py)
+        (
+            "diffit_eval/generate/sample.py",
+            "import diffit.testing",
+            "diffit's stand-ins reach diffit_eval through one seam",
+        ),
     ],
 )
 def test_a_reversed_import_breaks_the_contract(tmp_path, module, line, contract):
@@ -63,6 +69,43 @@ def test_a_reversed_import_breaks_the_contract(tmp_path, module, line, contract)
     result = _lint_imports(root)
     assert result.returncode != 0
     assert f"{contract} BROKEN" in result.stdout, result.stdout[-3000:]
+
+
+def _import_cycles(graph) -> list[list[str]]:
+    """Each module that imports a module which leads back to it, as the shortest such circle.
+
+    grimp reads every import statement, function-level (lazy) ones and `TYPE_CHECKING` ones
+    included, so a circle hidden inside a function still counts.
+    """
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            back = graph.find_shortest_chain(importer=imported, imported=module)
+            if back is not None:
+                cycles.append([module, *back])
+    return cycles
+
+
+def test_no_import_cycle():
+    """No module of diffit or diffit_eval reaches itself through its imports: each idea has one
+    home below its users (issue 25: features/network.py and features/digits.py imported each other)."""
+    grimp = pytest.importorskip("grimp", reason="grimp comes with import-linter: pip install -e '.[test]'")
+    graph = grimp.build_graph("diffit", "diffit_eval", cache_dir=None)
+    assert len(graph.modules) >= 90  # both packages, every module
+    assert _import_cycles(graph) == []
+
+
+def test_every_network_name_has_a_factory_and_its_widths():
+    """`--network` names (diffit_eval.protocol) and the registry's factories are one set, and each
+    network class declares its own row widths (diffit_eval/features/base.py)."""
+    from diffit_eval.features.digits import DigitFeatures
+    from diffit_eval.features.network import InceptionFeatures
+    from diffit_eval.features.registry import NETWORK_FACTORIES
+    from diffit_eval.protocol import FEATURE_NETWORKS, LOGITS_DIM, POOL_DIM, SPATIAL_DIM
+
+    assert NETWORK_FACTORIES.keys() == FEATURE_NETWORKS.keys()
+    widths = {cls: (cls.pool_dim, cls.spatial_dim, cls.logits_dim) for cls in (InceptionFeatures, DigitFeatures)}
+    assert widths == {InceptionFeatures: (POOL_DIM, SPATIAL_DIM, LOGITS_DIM), DigitFeatures: (64, None, 10)}
 
 
 @pytest.mark.skipif(RUFF is None, reason="ruff is in the test extra: pip install -e '.[test]'")

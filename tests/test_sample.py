@@ -310,7 +310,7 @@ def all_threads(one_thread):
 
 
 def test_metrics_of_run_equal_metrics_of_npz(tmp_path, inception, all_threads):
-    from diffit_eval.features.network import load_feature_network
+    from diffit_eval.features.registry import load_feature_network
     from diffit_eval.metrics.evaluate import run_metrics
 
     # Sampled without features, then the same command with features: the shards get them, no image is redone.

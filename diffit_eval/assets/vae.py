@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = ["STANDIN_VAE", "hub_reachable", "load_or_fetch_vae"]
 
-STANDIN_VAE = "tiny"  # `--vae tiny`: the random 8x decoder of diffit.testing (the latent-tiny preset's)
+# `--vae tiny`: the random 8x decoder of diffit.testing (the latent-tiny preset's), via diffit_eval.standins
+STANDIN_VAE = "tiny"
 
 # The files `AutoencoderKL.from_pretrained` reads (safetensors preferred, as diffusers does).
 _VAE_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
@@ -56,7 +57,7 @@ def load_or_fetch_vae(
     Raises MissingAssetError (one line, `--vae PATH`) when a hub model is neither cached nor reachable.
     """
     if source == STANDIN_VAE:
-        from diffit.testing import tiny_vae
+        from diffit_eval.standins import tiny_vae
 
         return prepare_vae(tiny_vae(), dtype, device)
     try:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from diffit_eval.assets.cache import sha256_file
 from diffit_eval.assets.dinov2 import resolve_dinov2_weights
 from diffit_eval.errors import UserError
+from diffit_eval.features.device import default_device
 from diffit_eval.features.inference import full_fp32
 from diffit_eval.protocol import (
     DINOV2_DIM,
@@ -233,7 +234,5 @@ def load_dinov2_network(
     weights: str | os.PathLike | None = None, *, device: str | None = None, allow_download: bool = True
 ) -> DINOv2Features:
     """Resolve the weights (:func:`~diffit_eval.assets.dinov2.resolve_dinov2_weights`) and build the network."""
-    from diffit_eval.features.network import default_device
-
     path = resolve_dinov2_weights(weights, allow_download=allow_download)
     return DINOv2Features(path).to(device or default_device())

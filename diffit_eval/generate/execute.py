@@ -19,7 +19,7 @@ import torch
 
 from diffit_eval import distributed
 from diffit_eval.errors import Interrupted, UserError
-from diffit_eval.features.network import load_feature_network
+from diffit_eval.features.registry import load_feature_network
 from diffit_eval.features.run_features import write_dinov2_features, write_shard_features
 from diffit_eval.generate import shards
 from diffit_eval.generate.plan import _resolve_dinov2, _resolve_inception, claim_run_dir, plan_run

@@ -309,9 +309,9 @@ def matmul_precision(precision: str):
 def build_model(plan: RunPlan, device: torch.device | str) -> PreparedModel:
     """The preset's network with the plan's weights, on `device`, ready to sample."""
     from diffit.presets import create_model
-    from diffit.testing import randomize_weights
 
     from diffit_eval.assets.checkpoints import load_released
+    from diffit_eval.standins import randomize_weights
 
     model = create_model(plan.preset)
     kind, arg, given = plan.weights

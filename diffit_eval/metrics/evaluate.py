@@ -332,8 +332,9 @@ def run_metrics(
 
     `network="digits"`: features of the demo's digit classifier (docs/DEMO.md) instead of InceptionV3.
     `per_class`: also each class's numbers (the samples' labels: npz `arr_1`, a run's shards)."""
+    from diffit_eval.features.device import default_batch_size
     from diffit_eval.features.dinov2 import load_dinov2_network
-    from diffit_eval.features.network import default_batch_size, load_feature_network
+    from diffit_eval.features.registry import load_feature_network
 
     t0 = time.time()
     if num_samples is not None and num_samples < 2:

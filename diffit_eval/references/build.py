@@ -140,7 +140,9 @@ def build_reference(
     GPU model and deterministic cuDNN choices.
     """
     from diffit_eval.assets.inception import resolve_inception_weights
-    from diffit_eval.features.network import InceptionFeatures, default_batch_size, load_feature_network
+    from diffit_eval.features.device import default_batch_size
+    from diffit_eval.features.network import InceptionFeatures
+    from diffit_eval.features.registry import load_feature_network
     from diffit_eval.io.preprocess import check_crop
     from diffit_eval.io.readers import open_image_set
     from diffit_eval.progress import progress_bar

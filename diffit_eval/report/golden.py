@@ -157,10 +157,10 @@ def sampler_state(s: GoldenSet) -> tuple[np.ndarray, np.ndarray | None]:
 
     from diffit.presets import MODEL_PRESETS, create_model, resolve_preset
     from diffit.random import StackedRandomGenerator
-    from diffit.testing import randomize_weights
 
     from diffit_eval.generate.sample import SAMPLERS, PreparedModel, state_shape
     from diffit_eval.generate.shards import parse_seeds
+    from diffit_eval.standins import randomize_weights
 
     p = MODEL_PRESETS[resolve_preset(s.model)]
     net = randomize_weights(create_model(s.model), seed=0).eval().requires_grad_(False)
@@ -257,7 +257,7 @@ def measure(
     inception_weights: Path | None = None,
 ) -> dict[str, Any]:
     """Run every stage; features (stage 2-3) come from `golden_images` when given, else this run's."""
-    from diffit_eval.features.network import load_feature_network
+    from diffit_eval.features.registry import load_feature_network
     from diffit_eval.testing import make_standin_weights
 
     workdir.mkdir(parents=True, exist_ok=True)

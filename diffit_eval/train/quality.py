@@ -20,7 +20,7 @@ class FIDProbe:
     """Loads the feature network and the reference once (before training starts), then measures on request."""
 
     def __init__(self, preset: str, ref: str, num_samples: int, weights: str | None, device: str) -> None:
-        from diffit_eval.features.network import load_feature_network
+        from diffit_eval.features.registry import load_feature_network
         from diffit_eval.references.store import load_reference
 
         self.preset, self.num_samples, self.device = preset, num_samples, device
