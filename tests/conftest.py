@@ -67,8 +67,9 @@ def isolated_cache(tmp_path_factory, monkeypatch) -> Path:
 
 
 # --- image sets for the metrics tests (tests/test_metrics*.py) -------------------------------
-# Inception on CPU costs ~0.5 s an image here, whatever the input size (everything is resized to
-# 299), so the metrics tests share two small sets and one extraction of each.
+# Inception on CPU costs ~0.13 s an image on one thread (docs/TESTING.md, "The stand-in's speed"),
+# whatever the input size (everything is resized to 299), so the metrics tests share two small sets
+# and one extraction of each.
 METRICS_SET_SIZE = 16
 
 

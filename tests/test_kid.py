@@ -18,7 +18,7 @@ from conftest import synthetic_images
 
 from diffit_eval.metrics.kid import kid_from_indices, kid_subset_size
 
-N = 10  # images per set: Inception on CPU is the cost (~0.5 s an image)
+N = 10  # images per set: Inception on CPU is the cost (docs/TESTING.md, "The stand-in's speed")
 
 
 class _Images(torch.utils.data.Dataset):

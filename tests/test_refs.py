@@ -39,7 +39,7 @@ PROTOCOL_URLS = {  # docs/PROTOCOL.md, "Reference files"
     "cifar10-cleanfid-clean": "https://www.cs.cmu.edu/~clean-fid/stats/cifar10_clean_train_32.npz",
     "cifar10-cleanfid-legacy": "https://www.cs.cmu.edu/~clean-fid/stats/cifar10_legacy_tensorflow_train_32.npz",
 }
-N_IMAGES = 12  # per folder; Inception costs ~0.5 s an image on 2 CPU cores
+N_IMAGES = 12  # per folder; Inception on CPU is the cost (docs/TESTING.md, "The stand-in's speed")
 ARRAYS = ("mu", "sigma", "mu_s", "sigma_s", "arr_0")
 # Chunks a multiple of the batch, so the build's batches are those of `metrics --batch-size 4`: CPU
 # convolutions may round differently for other batch compositions, and with 12 images in 2048
