@@ -299,3 +299,19 @@ def test_weights_fetch_help_names_every_weight():
     text = commands()[("weights", "fetch")].params[0].help
     for name in registry():
         assert re.search(rf"(^|\| ){re.escape(name)}( \||$)", text), name
+
+
+def test_console_is_a_bottom_module_by_contract(tmp_path):
+    """The console helper imports no layer of the data path: a contract in pyproject.toml breaks
+    when it does (the copied tree passes first)."""
+    from test_layout import LINT_IMPORTS, _copy_tree, _lint_imports
+
+    if LINT_IMPORTS is None:
+        pytest.skip("import-linter is in the test extra: pip install -e '.[test]'")
+    root = _copy_tree(tmp_path)
+    assert _lint_imports(root).returncode == 0
+    path = root / "diffit_eval" / "console.py"
+    path.write_text(path.read_text() + "\nimport diffit_eval.features.extract  # deliberately reversed\n")
+    result = _lint_imports(root)
+    assert result.returncode != 0
+    assert "The console helper imports no layer of the data path BROKEN" in result.stdout, result.stdout[-3000:]

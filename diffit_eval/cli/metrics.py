@@ -209,7 +209,7 @@ def register(app: typer.Typer) -> None:
     def metrics(
         samples: Optional[str] = typer.Argument(
             None,
-            metavar="[SAMPLES]",
+            metavar="SAMPLES",
             help="ADM npz (arr_0 uint8 [N,H,W,3]), image folder or run folder; default: the most recent run.",
         ),
         ref: str = typer.Option(

@@ -15,7 +15,7 @@ FORMATS = ("rich", "md", "csv", "latex")
 def table(
     results: Optional[list[Path]] = typer.Argument(
         None,
-        metavar="[RESULTS]...",
+        metavar="RESULTS",
         help="`metrics --json` files to add as measured rows (placed by their `dataset` and `resolution`, "
         "named by their `label`). Regression reports and golden files are skipped.",
     ),
