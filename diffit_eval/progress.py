@@ -6,11 +6,14 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-stderr_console = Console(stderr=True)
+from diffit_eval.console import console
+
+# Every bar and status line on stderr, at its width (diffit_eval.console: $COLUMNS, the terminal's,
+# else a log's 200), measured when it prints.
+stderr_console = console(stderr=True)
 
 
 class RateColumn(ProgressColumn):

@@ -20,6 +20,7 @@ import typer
 from diffit.errors import DiffitError
 
 from diffit_eval import __version__
+from diffit_eval.console import HELP_WIDTH, help_width
 from diffit_eval.errors import Interrupted, UserError, user_error
 
 app = typer.Typer(
@@ -28,7 +29,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # Plain click help (no rich panels): it wraps to the terminal (diffit_eval.console), options
+    # and their descriptions in two columns that stay readable at 80 columns.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": HELP_WIDTH},
 )
 
 # Typer >= 0.26 vendors click; reach the exception classes through typer either way.
@@ -83,7 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     COMMAND_ARGS[:] = sys.argv[1:] if argv is None else list(argv)
     try:
-        rc = command.main(args=argv, prog_name="diffit-eval", standalone_mode=False)
+        rc = command.main(
+            args=argv, prog_name="diffit-eval", standalone_mode=False, terminal_width=max(help_width() - 2, 50)
+        )
     except Interrupted as e:
         print(f"diffit-eval: interrupted: {e}", file=sys.stderr)
         raise SystemExit(e.code) from None

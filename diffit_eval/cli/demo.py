@@ -32,6 +32,7 @@ def _ordering(console, network: str, fid: dict) -> None:
 def register(app: typer.Typer) -> None:
     @app.command(
         "demo",
+        short_help="The shipped digits DiffiT against real digits, offline, on a CPU.",
         help="Sample the shipped digits DiffiT (EDM Heun) and score it against the training digits "
         "beside held-out real digits (floor) and the untrained model (ceiling); writes grid.png.",
     )
@@ -57,9 +58,8 @@ def register(app: typer.Typer) -> None:
         ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     ) -> None:
-        from rich.console import Console
-
         from diffit_eval.assets.cache import check_writable
+        from diffit_eval.console import console as make_console
         from diffit_eval.demo import (
             demo_inception_table,
             demo_table,
@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         for name in ("trained", "untrained"):
             if (out / name).exists() and not (out / name / "manifest.json").is_file():
                 raise UserError(f"--out {out}: {out / name} exists and is not a demo run; pass another --out")
-        console = Console()
+        console = make_console()
         console.print(
             f"[bold]diffit-eval demo[/]: the shipped digits DiffiT -> EDM Heun {steps} steps -> "
             f"{num_samples} samples -> FID / IS / precision / recall against the 1,500 training digits"

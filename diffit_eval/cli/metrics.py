@@ -9,17 +9,8 @@ from typing import Optional
 
 import typer
 
-from diffit_eval.protocol import DEFAULT_NETWORK
+from diffit_eval.cli import options
 
-# Shared with `ref build`: a reference and its metrics use one network.
-NETWORK_HELP = (
-    "Feature network: inception (the protocol's InceptionV3) or digits (the demo's digit classifier, "
-    "docs/DEMO.md; not comparable with any paper)."
-)
-METRICS_HELP = (
-    "Comma list of fid,sfid,is,pr,kid,fd_dinov2,density,coverage,fid_inf,is_inf "
-    "(default: fid,sfid,is,pr, those the reference supports)."
-)
 # Asked-for extras shown as table columns: (column, key, digits)
 EXTRA_COLUMNS = (
     ("KID", "kid", 5),
@@ -93,19 +84,16 @@ def rank_deficiency_warning(record: dict) -> str | None:
     )
 
 
-def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
-    """One rich table row; n/a reasons and a stand-in warning underneath.
-
-    The table shows precision/recall in `pr_arith`; one line underneath gives the other variant.
-    """
-    from rich.console import Console
+def result_table(record: dict, pr_arith: str = "adm-fp16", stacked: bool = False):
+    """The record's values as one rich table row, or `stacked`: one value per line (column, value),
+    which reads at any width."""
     from rich.table import Table
 
     net = record["feature_network"]
-    table = Table(title=f"diffit-eval metrics: {record['label']}", title_justify="left")
+    title = f"diffit-eval metrics: {record['label']}"
     suffix = "" if pr_arith == "adm-fp16" else " (exact)"
     extra = [(col, key, d) for col, key, d in EXTRA_COLUMNS if key in record]
-    for col in (
+    heads = (
         "FID",
         "sFID",
         "IS",
@@ -116,15 +104,10 @@ def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
         "reference",
         "feature network",
         "resize",
-    ):
-        # fold, never cut: a narrow terminal must not turn 3.94256 into "3.9…"
-        table.add_column(
-            col, justify="left" if col in ("reference", "feature network", "resize") else "right", overflow="fold"
-        )
+    )
     is_text = with_ci(record, "is", 2) + ("" if record["is_std"] is None else f" ± {record['is_std']:.2f}")
     key = "" if pr_arith == "adm-fp16" else "_exact"
-    other = "_exact" if pr_arith == "adm-fp16" else ""
-    table.add_row(
+    values = (
         with_ci(record, "fid", 4),
         fmt(record["sfid"], 4),
         is_text,
@@ -136,10 +119,39 @@ def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
         "[bold red]STAND-IN[/]" if net["standin"] else net.get("label", net["name"]),
         record["resize"],
     )
-    console = Console()
-    if not console.is_terminal:  # a log file or a pipe: rich would assume 80 columns and squeeze the row
-        console = Console(width=max(console.width, 160))
-    console.print(table)
+    if stacked:
+        table = Table(title=title, title_justify="left", show_header=False)
+        table.add_column("metric", no_wrap=True)
+        table.add_column("value", overflow="fold")  # fold, never cut: a path or a name may be long
+        for head, value in zip(heads, values):
+            table.add_row(head, value)
+        return table
+    table = Table(title=title, title_justify="left")
+    for col in heads:
+        # fold, never cut: a narrow terminal must not turn 3.94256 into "3.9…"
+        table.add_column(
+            col, justify="left" if col in ("reference", "feature network", "resize") else "right", overflow="fold"
+        )
+    table.add_row(*values)
+    return table
+
+
+def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
+    """One rich table row (one value per line where the row does not fit the terminal); n/a
+    reasons and a stand-in warning underneath.
+
+    The table shows precision/recall in `pr_arith`; one line underneath gives the other variant.
+    """
+    from diffit_eval.console import console as make_console
+    from diffit_eval.console import print_fitting
+
+    net = record["feature_network"]
+    console = make_console()
+    print_fitting(
+        (result_table(record, pr_arith, stacked=stacked) for stacked in (False, True)),
+        console,
+    )
+    other = "_exact" if pr_arith == "adm-fp16" else ""
     if record.get("precision" + other) is not None:
         console.print(
             f"  precision/recall with {PR_ARITH_NOTE['exact' if other else 'adm-fp16']}: "
@@ -149,7 +161,7 @@ def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
     if boot:
         console.print(
             f"  \\[lo, hi]: {int(100 * boot['confidence'])}% percentile intervals from {boot['replicates']} bootstrap "
-            f"replicates of the samples (seed {boot['seed']}, reference fixed)"
+            f"replicates of the samples (seed {boot['seed']}, reference fixed), centred on the value"
         )
     kid = record.get("kid_protocol")
     if kid:
@@ -189,45 +201,36 @@ def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("metrics", help="FID, sFID, IS, precision and recall of samples against a reference (ADM protocol).")
+    @app.command(
+        "metrics",
+        short_help="FID, sFID, IS, precision, recall of samples against a reference.",
+        help="FID, sFID, IS, precision and recall of samples against a reference (ADM protocol).",
+    )
     def metrics(
         samples: Optional[str] = typer.Argument(
-            None, help="ADM npz (arr_0 uint8 [N,H,W,3]), image folder or run folder; default: the most recent run."
+            None,
+            metavar="SAMPLES",
+            help="ADM npz (arr_0 uint8 [N,H,W,3]), image folder or run folder; default: the most recent run.",
         ),
         ref: str = typer.Option(
             ...,
             "--ref",
             help="Reference: ADM reference batch, mu/sigma npz, another sample source, or a registry name.",
         ),
-        metrics_: Optional[str] = typer.Option(None, "--metrics", help=METRICS_HELP),
+        metrics_: Optional[str] = options.metrics(),
         num_samples: Optional[int] = typer.Option(None, "--num-samples", help="Use only the first N samples."),
         json_path: Optional[Path] = typer.Option(
             None, "--json", help="Also write the values and provenance to this JSON file."
         ),
-        inception_weights: Optional[str] = typer.Option(
-            None,
-            "--inception-weights",
-            help="Local InceptionV3 weights (torch-fidelity layout); env DIFFIT_EVAL_INCEPTION_WEIGHTS.",
-        ),
-        network: str = typer.Option(DEFAULT_NETWORK, "--network", help=NETWORK_HELP),
-        device: Optional[str] = typer.Option(
-            None, "--device", help="cuda, cuda:1, cpu ... (default: CUDA when present)."
-        ),
-        batch_size: Optional[int] = typer.Option(
-            None,
-            "--batch-size",
-            min=1,
-            help="Images per feature-network forward (default 64 on CUDA, 8 on CPU, by benchmark).",
-        ),
-        resize: str = typer.Option(
-            "legacy-tf", "--resize", help="legacy-tf (the published protocol) or clean (clean-fid's PIL bicubic)."
-        ),
+        inception_weights: Optional[str] = options.inception_weights(),
+        network: str = options.network(),
+        device: Optional[str] = options.device(),
+        batch_size: Optional[int] = options.feature_batch_size(),
+        resize: str = options.resize(),
         label: Optional[str] = typer.Option(
             None, "--label", help="Row name in tables (default: run model or file name)."
         ),
-        no_download: bool = typer.Option(
-            False, "--no-download", help="Never download; fail if an asset is not cached."
-        ),
+        no_download: bool = options.no_download(),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
         pr_arith: str = typer.Option(
             "adm-fp16",
@@ -241,17 +244,14 @@ def register(app: typer.Typer) -> None:
             help="eigh (symmetric eigenvalues) or adm-sqrtm "
             "(ADM's scipy sqrtm routine, for its digits on fewer samples than dimensions).",
         ),
-        dinov2_weights: Optional[str] = typer.Option(
-            None,
-            "--dinov2-weights",
-            help="Local DINOv2 ViT-L/14 weights (Meta's dinov2_vitl14_pretrain.pth) for fd_dinov2; "
-            "env DIFFIT_EVAL_DINOV2_WEIGHTS.",
-        ),
+        dinov2_weights: Optional[str] = options.dinov2_weights(),
         bootstrap: Optional[int] = typer.Option(
             None,
             "--bootstrap",
-            help="B replicates (e.g. 200): 95% percentile intervals for FID, FD_DINOv2, KID, IS, "
-            "precision and recall, resampling the samples (reference fixed).",
+            metavar="B",
+            help="B replicates (e.g. 200): 95% percentile intervals for FID, FD_DINOv2, KID, IS, precision and "
+            "recall from B resamplings of the samples (reference fixed), centred on the reported value; for "
+            "FID_inf and IS_inf from B refits on fresh subsets.",
         ),
         bootstrap_seed: int = typer.Option(0, "--bootstrap-seed", help="Seed of the bootstrap draws."),
         per_class: bool = typer.Option(

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import typer
 
-# (trainable, frozen) parameters of each preset, as diffit.models.parameter_count gives them; kept
-# here because counting builds the 560M-parameter networks (~6 s, 800 MB) to print a static list.
-# tests/test_cli_errors.py checks every entry against parameter_count.
-PARAMETER_COUNTS = {
-    "latent-256": (561_035_232, 294_912),
-    "latent-512": (562_382_816, 1_179_648),
-    "cifar10": (15_935_395, 0),
-    "ffhq64": (23_853_615, 0),
-    "latent-tiny": (74_596, 512),
-    "cifar10-tiny": (625_779, 0),
-    "digits": (625_779, 0),
-    "digits-cond": (625_905, 0),
-}
+
+def __getattr__(name: str):
+    """`PARAMETER_COUNTS`, for its importers: (trainable, frozen) of every preset, as
+    `parameter_count` gives them (computed, not written down)."""
+    if name == "PARAMETER_COUNTS":
+        from diffit.models import MODEL_PRESETS, parameter_count
+
+        return {preset: parameter_count(preset) for preset in MODEL_PRESETS}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def models_table():
-    """A rich Table of every preset (parameter counts from PARAMETER_COUNTS; nothing is built)."""
+    """A rich Table of every preset (parameter counts by `parameter_count`, which builds each network
+    on the meta device: no memory, no weights, under a second for all of them)."""
     from rich.table import Table
 
     from diffit.checkpoint import CHECKPOINTS
@@ -50,7 +47,7 @@ def models_table():
     table.add_column("sampler, guidance", min_width=14)
     table.add_column("checkpoint", no_wrap=True)
     for name, p in MODEL_PRESETS.items():
-        trainable, _ = PARAMETER_COUNTS[name] if name in PARAMETER_COUNTS else parameter_count(name)
+        trainable, _ = parameter_count(name)
         label = name + "".join(f"\n(alias {a})" for a in p.aliases)
         if p.guidance is None:
             guidance = ""
@@ -66,11 +63,11 @@ def models_table():
 def register(app: typer.Typer) -> None:
     @app.command(
         "models",
+        short_help="List the model presets: sizes, samplers, checkpoints.",
         help="List the model presets: parameters, resolution, default sampler and steps, "
         "guidance, checkpoint source and licence.",
     )
     def models() -> None:
-        from rich.console import Console
+        from diffit_eval.console import console
 
-        console = Console()
-        Console(width=console.width if console.is_terminal else max(console.width, 120)).print(models_table())
+        console().print(models_table())

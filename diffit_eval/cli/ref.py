@@ -7,8 +7,7 @@ from typing import Optional
 
 import typer
 
-from diffit_eval.cli.metrics import NETWORK_HELP
-from diffit_eval.protocol import DEFAULT_NETWORK
+from diffit_eval.cli import options
 
 CACHE_HELP = (
     "References are cached in $DIFFIT_EVAL_CACHE/refs (default ~/.cache/diffit-eval/refs): "
@@ -28,34 +27,34 @@ def _size(n: int | None) -> str:
 
 
 def _console():
-    """The terminal's own width (tables wrap to it); 120 columns off a terminal, where rich assumes 80."""
-    from rich.console import Console
+    """The console at the terminal's width (diffit_eval.console)."""
+    from diffit_eval.console import console
 
-    console = Console()
-    return console if console.is_terminal else Console(width=max(console.width, 120))
+    return console()
 
 
-def print_list(rows: list[dict]) -> None:
-    from rich.console import Console
+LIST_COLUMNS = (
+    ("name", "left"),
+    ("dataset", "left"),
+    ("res", "right"),
+    ("resize", "left"),
+    ("metrics", "left"),
+    ("cached", "left"),
+    ("size", "right"),
+)
+
+
+def list_table(rows: list[dict], ruled: bool = True, stacked: bool = False):
+    """`ref list` as a rich table: with column rules (`ruled`), without them (narrower), or
+    `stacked`: one entry per row, its fields folded into one cell under the name."""
+    from rich import box
     from rich.table import Table
 
     from diffit_eval.references.registry import refs_dir
 
-    t = Table(
-        title="reference statistics", title_justify="left", caption=f"cache: {refs_dir()}", caption_justify="left"
-    )
-    for col, justify in (
-        ("name", "left"),
-        ("dataset", "left"),
-        ("res", "right"),
-        ("resize", "left"),
-        ("metrics", "left"),
-        ("cached", "left"),
-        ("size", "right"),
-    ):
-        t.add_column(col, justify=justify, no_wrap=col == "name", overflow="fold")
-    for r in rows:
-        t.add_row(
+    caption = f"cache: {refs_dir()}"
+    cells = [
+        (
             r["name"],
             str(r["dataset"] or "?"),
             str(r["resolution"] or "?"),
@@ -64,7 +63,33 @@ def print_list(rows: list[dict]) -> None:
             r["status"],
             _size(r["size"]),
         )
-    Console(width=max(Console().width, 120)).print(t)
+        for r in rows
+    ]
+    kw = dict(title="reference statistics", title_justify="left", caption=caption, caption_justify="left")
+    if stacked:
+        t = Table(**kw, box=box.SIMPLE_HEAD, pad_edge=False)
+        t.add_column("name", no_wrap=True)
+        t.add_column("dataset, res, resize; metrics; cached, size", overflow="fold")
+        for name, dataset, res, resize, holds, status, size in cells:
+            t.add_row(name, f"{dataset}, {res if res == '?' else res + 'px'}, {resize}\n{holds}\n{status}, {size}")
+        return t
+    unruled = dict(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    t = Table(**kw) if ruled else Table(**kw, **unruled)
+    for col, justify in LIST_COLUMNS:
+        t.add_column(col, justify=justify, no_wrap=True)
+    for row in cells:
+        t.add_row(*row)
+    return t
+
+
+def print_list(rows: list[dict]) -> None:
+    """The widest layout of `list_table` that fits the terminal: ruled, unruled, stacked."""
+    from diffit_eval.console import print_fitting
+
+    print_fitting(
+        list_table(rows, ruled=ruled, stacked=stacked)
+        for ruled, stacked in ((True, False), (False, False), (False, True))
+    )
 
 
 def print_show(report: dict) -> None:
@@ -125,6 +150,7 @@ def register(app: typer.Typer) -> None:
     ref = typer.Typer(
         help="Reference statistics: a registry of named references; list, show, fetch, build. " + CACHE_HELP,
         no_args_is_help=True,
+        rich_markup_mode=None,
     )
     app.add_typer(ref, name="ref", short_help="Named reference statistics: list, show, fetch, build.")
 
@@ -161,7 +187,7 @@ def register(app: typer.Typer) -> None:
         "place only when complete), or verify it if already there. " + CACHE_HELP,
     )
     def fetch(
-        name: str = typer.Argument(..., help="A name from `diffit-eval ref list`."),
+        name: str = typer.Argument(..., metavar="NAME", help="A name from `diffit-eval ref list`."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         from diffit_eval.references.registry import fetch_reference, read_record
@@ -178,7 +204,9 @@ def register(app: typer.Typer) -> None:
     )
     def build(
         data: Path = typer.Argument(
-            ..., help="Image folder (recursive; class subfolders fine), zip of images, or npz with arr_0."
+            ...,
+            metavar="DATA",
+            help="Image folder (recursive; class subfolders fine), zip of images, or npz with arr_0.",
         ),
         name: str = typer.Option(..., "--name", help="Reference name; `--ref NAME` finds it in the cache."),
         resolution: int = typer.Option(..., "--resolution", help="Square size of the preprocessed images."),
@@ -191,9 +219,7 @@ def register(app: typer.Typer) -> None:
         dataset: Optional[str] = typer.Option(
             None, "--dataset", help="Dataset name recorded in the metadata (default: --name)."
         ),
-        resize: str = typer.Option(
-            "legacy-tf", "--resize", help="legacy-tf (the published protocol) or clean (clean-fid's PIL bicubic)."
-        ),
+        resize: str = options.resize(),
         pr_images: int = typer.Option(
             10_000, "--pr-images", help="Images kept in arr_0 for precision/recall (0: none)."
         ),
@@ -201,32 +227,17 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(
             None, "--out", help="Write here instead of the cache (then pass --ref PATH)."
         ),
-        inception_weights: Optional[str] = typer.Option(
-            None,
-            "--inception-weights",
-            help="Local InceptionV3 weights (torch-fidelity layout); env DIFFIT_EVAL_INCEPTION_WEIGHTS.",
-        ),
-        network: str = typer.Option(DEFAULT_NETWORK, "--network", help=NETWORK_HELP),
+        inception_weights: Optional[str] = options.inception_weights(),
+        network: str = options.network(),
         dinov2: bool = typer.Option(
             False,
             "--dinov2",
-            help="Also store DINOv2 ViT-L/14 statistics (mu_dinov2, sigma_dinov2) for `metrics --metrics fd_dinov2`.",
+            help="Also store DINOv2 ViT-L/14 statistics (mu_dinov2, sigma_dinov2) for `metrics --metrics "
+            "fd_dinov2`; --dinov2-weights implies it.",
         ),
-        dinov2_weights: Optional[str] = typer.Option(
-            None,
-            "--dinov2-weights",
-            help="Local DINOv2 weights (Meta's dinov2_vitl14_pretrain.pth; implies --dinov2); "
-            "env DIFFIT_EVAL_DINOV2_WEIGHTS.",
-        ),
-        device: Optional[str] = typer.Option(
-            None, "--device", help="cuda, cuda:1, cpu ... (default: CUDA when present; the local GPU under torchrun)."
-        ),
-        batch_size: Optional[int] = typer.Option(
-            None,
-            "--batch-size",
-            min=1,
-            help="Images per feature-network forward (default 64 on CUDA, 8 on CPU); the file depends on it.",
-        ),
+        dinov2_weights: Optional[str] = options.dinov2_weights(),
+        device: Optional[str] = options.device(),
+        batch_size: Optional[int] = options.feature_batch_size(),
         chunk_size: int = typer.Option(
             1000,
             "--chunk-size",
@@ -234,9 +245,7 @@ def register(app: typer.Typer) -> None:
             help="Images per partial float64 sum; the file depends on it and on --batch-size, not on the process count.",
         ),
         workers: int = typer.Option(4, "--workers", min=0, help="Threads decoding and cropping images (0: none)."),
-        no_download: bool = typer.Option(
-            False, "--no-download", help="Never download; fail if the Inception weights are not cached."
-        ),
+        no_download: bool = options.no_download(),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         from diffit_eval.cli import command_line

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from diffit_eval.cli import options
+
 EPILOG = (
     "Exit codes: 0 pass, 1 regression (table of metric, measured, expected, tolerance, verdict), "
     "2 could not run (missing assets are listed with the command that fetches each). "
@@ -16,9 +18,9 @@ EPILOG = (
 
 
 def _print_checks(report) -> None:
-    from rich.console import Console
     from rich.table import Table
 
+    from diffit_eval.console import console
     from diffit_eval.report.regress import FAIL, MISSING_VALUE, PASS
 
     style = {PASS: "green", FAIL: "bold red", MISSING_VALUE: "bold red"}
@@ -31,7 +33,8 @@ def _print_checks(report) -> None:
         ("|diff|", "right"),
         ("verdict", "left"),
     ):
-        t.add_column(name, justify=justify, no_wrap=True)
+        # numbers never wrap; the verdict (with its reason) wraps at the terminal's width
+        t.add_column(name, justify=justify, no_wrap=name != "verdict", overflow="fold", min_width=4)
     for c in report.checks:
         verdict = c.verdict + (f" ({c.reason})" if c.reason and c.verdict != "pass" else "")
         t.add_row(
@@ -43,12 +46,13 @@ def _print_checks(report) -> None:
             verdict,
             style=style.get(c.verdict),
         )
-    Console(width=max(Console().width, 120)).print(t)
+    console().print(t)
 
 
 def _print_missing(report) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from diffit_eval.console import console
 
     t = Table(title=f"regress {report.suite}: missing assets (nothing was run)")
     for name in ("asset", "expected at", "fetch with"):
@@ -56,22 +60,25 @@ def _print_missing(report) -> None:
     for a in report.missing_assets:
         how = a.fetch + (f"\nor download {a.url} to that path" if a.url else "")
         t.add_row(a.what, str(a.path or "-"), how)
-    Console(width=max(Console().width, 160)).print(t)
+    console().print(t)
 
 
 def _list_suites(suites_path: Optional[Path]) -> None:
-    from rich.console import Console
+    """One row a suite: its name and kind, its description above its expected values (a paragraph
+    that wraps at the terminal's width: the golden suite's list is long)."""
+    from rich import box
     from rich.table import Table
 
+    from diffit_eval.console import console
     from diffit_eval.report.suites import load_suites
 
-    t = Table(title="regression suites")
-    for name in ("suite", "kind", "expected", "description"):
-        t.add_column(name)
+    t = Table(title="regression suites", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("suite (kind)", no_wrap=True)
+    t.add_column("description; expected values", overflow="fold")
     for s in load_suites(suites_path).values():
         exp = ", ".join(f"{m} {e.value:g}" for m, e in s.expected.items()) or "(not recorded)"
-        t.add_row(s.name, s.kind, exp, s.description)
-    Console(width=max(Console().width, 160)).print(t)
+        t.add_row(f"{s.name}\n({s.kind})", f"{s.description}\nexpected: {exp}")
+    console().print(t)
 
 
 def regress(
@@ -88,7 +95,7 @@ def regress(
     update_golden: bool = typer.Option(
         False,
         "--update-golden",
-        help="Golden suites: run (or read --measured) and re-record the expected values, atomically.",
+        help="Golden suites: run the suite and re-record its expected values, atomically (not with --measured).",
     ),
     fetch: bool = typer.Option(False, "--fetch", help="Download the suite's missing sample batch and reference first."),
     fetch_only: bool = typer.Option(
@@ -104,8 +111,10 @@ def regress(
     ),
     ref: Optional[str] = typer.Option(None, "--ref", help="Reference path or registry name instead of the suite's."),
     ckpt: Optional[str] = typer.Option(None, "--ckpt", help="Checkpoint for sampling (required by cifar10/ffhq64)."),
-    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="Local Inception weights file."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Passed to sample and metrics."),
+    inception_weights: Optional[Path] = options.inception_weights(),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", help="Passed to the suite's `sample`, `metrics` and `ref build`."
+    ),
     workdir: Optional[Path] = typer.Option(
         None, "--workdir", help="Where runs go (default runs/regress/SUITE; golden: a temporary folder)."
     ),
@@ -163,4 +172,4 @@ def regress(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("regress", epilog=EPILOG)(regress)
+    app.command("regress", short_help="Run a regression suite against its expected values.", epilog=EPILOG)(regress)

@@ -7,13 +7,15 @@ from typing import Optional
 
 import typer
 
+from diffit_eval.protocol import ALL_METRIC_KEYS
+
 FORMATS = ("rich", "md", "csv", "latex")
 
 
 def table(
     results: Optional[list[Path]] = typer.Argument(
         None,
-        metavar="[RESULTS]...",
+        metavar="RESULTS",
         help="`metrics --json` files to add as measured rows (placed by their `dataset` and `resolution`, "
         "named by their `label`). Regression reports and golden files are skipped.",
     ),
@@ -24,7 +26,11 @@ def table(
         "imagenet = every row of the paper's Table 1; cifar10 or ffhq64 = Table 2 (FID only).",
     ),
     fmt: str = typer.Option(
-        "rich", "--format", "-f", help=f"Output: {', '.join(FORMATS)}. csv keeps published values verbatim."
+        "rich",
+        "--format",
+        "-f",
+        metavar="FORMAT",
+        help=f"Output: {', '.join(FORMATS)}. csv keeps published values verbatim.",
     ),
     baseline: Optional[str] = typer.Option(
         None,
@@ -35,7 +41,8 @@ def table(
     metrics: Optional[str] = typer.Option(
         None,
         "--metrics",
-        help="Comma-separated columns per resolution from fid,sfid,is,precision,recall "
+        metavar="LIST",
+        help=f"Comma list of columns per resolution from {', '.join(ALL_METRIC_KEYS)} "
         "(default: the view's own, e.g. fid,is,precision,recall).",
     ),
     all_sources: bool = typer.Option(
@@ -66,4 +73,4 @@ def table(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("table")(table)
+    app.command("table", short_help="Table S.1 (or Table 1/2) of published values, plus measured rows.")(table)

@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from diffit_eval.cli import options
+
 HELP = """Train an image-space DiffiT with EDM's recipe (DiffiT appendix I.1) into a resumable run folder.
 
 Defaults follow the preset: cifar10 batch 512, lr 1e-3, dropout 0.13, augment 0.12; ffhq64 batch
@@ -39,7 +41,7 @@ def _floats(text: Optional[str], flag: str) -> Optional[tuple[float, ...]]:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("train", help=HELP)
+    @app.command("train", short_help="Train an image-space DiffiT with EDM's recipe.", help=HELP)
     def train(
         preset: Optional[str] = typer.Option(
             None, "--preset", "-m", help="Image-space preset: cifar10, ffhq64; tests: cifar10-tiny."
@@ -119,12 +121,8 @@ def register(app: typer.Typer) -> None:
         ref: Optional[str] = typer.Option(
             None, "--ref", help="Reference for the FID: registry name, statistics npz or images."
         ),
-        inception_weights: Optional[str] = typer.Option(
-            None, "--inception-weights", help="Local InceptionV3 weights for the FID."
-        ),
-        device: Optional[str] = typer.Option(
-            None, "--device", help="cuda, cpu ... (default: each process's GPU, else the CPU)."
-        ),
+        inception_weights: Optional[str] = options.inception_weights(),
+        device: Optional[str] = options.device(),
         dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Print the resolved configuration and exit."),
         plot: bool = typer.Option(
             False, "--plot", help="Only redraw loss.png of the run folder (--out or --resume) and exit."

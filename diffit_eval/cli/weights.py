@@ -7,9 +7,11 @@ import typer
 
 def register(app: typer.Typer) -> None:
     weights = typer.Typer(
-        help="Fetch network weights into the cache (Inception, DiffiT checkpoints, VAEs).", no_args_is_help=True
+        help="Fetch network weights into the cache (Inception, DINOv2, DiffiT checkpoints, VAEs).",
+        no_args_is_help=True,
+        rich_markup_mode=None,
     )
-    app.add_typer(weights, name="weights")
+    app.add_typer(weights, name="weights", short_help="Fetch network weights into the cache; list them.")
 
     @weights.command("list", help="The names `weights fetch` takes, with their URLs.")
     def list_() -> None:
@@ -30,7 +32,11 @@ def register(app: typer.Typer) -> None:
 
     @weights.command("fetch", help="Download NAME into the cache (see `weights list`); prints its local path.")
     def fetch(
-        name: str = typer.Argument(..., help="inception | diffit-256 | diffit-512 | sd-vae-ft-ema | sd-vae-ft-mse"),
+        name: str = typer.Argument(
+            ...,
+            metavar="NAME",
+            help="inception | dinov2-vitl14 | diffit-256 | diffit-512 | sd-vae-ft-ema | sd-vae-ft-mse",
+        ),
         source: str = typer.Option(
             None,
             "--from",

@@ -152,16 +152,18 @@ def _layouts(t: TableResult, caption: str | None):
 
 
 def render_rich(t: TableResult, width: int | None = None) -> str:
-    """A rich table at the terminal's width (200 off a terminal, where rich would assume 80).
+    """A rich table at the terminal's width (:func:`diffit_eval.console.width`: $COLUMNS, the
+    terminal's, or 200 off a terminal, where rich would assume 80).
 
     The first layout of :func:`_layouts` that fits is printed, so no column is squeezed until the
     row names vanish (at 80 columns: ImageNet-256, then ImageNet-512, each with Model and Source).
     """
     from rich.console import Console
 
+    from diffit_eval.console import width as printed_width
+
     if width is None:
-        probe = Console()
-        width = probe.width if probe.is_terminal else 200
+        width = printed_width()
     console = Console(width=width)
     measure = Console(width=10_000)  # natural widths, unconstrained
     caption = "\n".join(t.notes) or None
