@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
+import torch
 
 from diffit_eval.metrics.bootstrap import (
     BootstrapInputs,
@@ -87,6 +88,21 @@ def test_interval_is_centred_on_the_reported_value_where_the_raw_one_misses_it()
     assert centred[0] < fid < centred[1], (centred, fid)
     assert centred[1] - centred[0] == pytest.approx(raw[1] - raw[0], rel=1e-9)
     assert percentile_interval([1.0, 2.0, 3.0], estimate=12.0) == pytest.approx([11.05, 12.95])
+
+
+def test_a_centred_interval_stays_inside_the_metric_range():
+    """Recall 1.0 of a small set: the replicates' mean is below 1, so the shift onto the reported
+    value carries the upper quantile past 1; the interval is clipped to recall's range [0, 1]."""
+    rng = np.random.default_rng(0)
+    cover = torch.as_tensor(rng.random((40, 12)) < 0.15)  # reference i covered by sample j
+    cover[np.arange(40), rng.integers(0, 12, 40)] = True  # every reference row covered: recall 1.0
+    inputs = BootstrapInputs(cover=cover)
+    raw = bootstrap_intervals(12, inputs, 200, seed=0, device="cpu")["recall_ci"]
+    lo, hi = bootstrap_intervals(12, inputs, 200, seed=0, device="cpu", estimates={"recall": 1.0})["recall_ci"]
+    assert raw[0] < raw[1] < 1.0  # replicates miss samples, so some reference rows go uncovered
+    assert hi == 1.0 and raw[0] < lo < 1.0  # shifted up by the replicates' shortfall, clipped at 1
+    assert percentile_interval([0.5, 0.9], estimate=0.95, bounds=(0.0, 1.0))[1] == 1.0
+    assert percentile_interval([-0.2, 0.1], bounds=(0.0, 1.0))[0] == 0.0
 
 
 def test_intervals_are_seeded_and_bracket_the_replicates():

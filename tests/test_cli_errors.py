@@ -416,14 +416,15 @@ def test_tables_and_help_fit_the_terminal_with_names(columns, tmp_path):
         assert "…" not in out or args[0] == "sample", args
 
 
-def test_model_list_counts_match_the_networks():
-    from diffit.models import MODEL_PRESETS, parameter_count
+def test_model_list_counts_are_the_built_networks_counts():
+    """`models` prints `parameter_count` of a preset name, which builds the network on the meta
+    device (no memory); the counts must be those of the network built for real, weights allocated."""
+    from diffit.models import create_model, parameter_count
 
-    from diffit_eval.cli.models import PARAMETER_COUNTS
-
-    assert set(PARAMETER_COUNTS) == set(MODEL_PRESETS)
-    for name, counts in PARAMETER_COUNTS.items():
-        assert parameter_count(name) == counts, name
+    for name in ("digits", "digits-cond", "cifar10-tiny", "latent-tiny"):
+        net = create_model(name)
+        assert not any(p.is_meta for p in net.parameters())
+        assert parameter_count(name) == parameter_count(net) and parameter_count(net)[0] > 0, name
 
 
 # --- 10. small ones -------------------------------------------------------------------------------

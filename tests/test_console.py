@@ -211,7 +211,7 @@ def test_metrics_fits_80_columns_one_value_a_line(digits_metrics):
 def test_bootstrap_wording_matches_the_json(digits_metrics):
     """The JSON's `interval` rule, the line under the table and the --bootstrap help say one thing."""
     narrow, _, record = digits_metrics
-    assert record["bootstrap"]["interval"] == "percentile, centred on the reported value"
+    assert record["bootstrap"]["interval"] == "percentile, centred on the reported value, clipped to the metric's range"
     assert "centred on the value" in " ".join(narrow.split())
     for path in ("metrics", "sweep"):
         assert "centred on the" in option_helps()["--bootstrap"][path], path

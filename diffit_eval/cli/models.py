@@ -5,16 +5,6 @@ from __future__ import annotations
 import typer
 
 
-def __getattr__(name: str):
-    """`PARAMETER_COUNTS`, for its importers: (trainable, frozen) of every preset, as
-    `parameter_count` gives them (computed, not written down)."""
-    if name == "PARAMETER_COUNTS":
-        from diffit.models import MODEL_PRESETS, parameter_count
-
-        return {preset: parameter_count(preset) for preset in MODEL_PRESETS}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def models_table():
     """A rich Table of every preset (parameter counts by `parameter_count`, which builds each network
     on the meta device: no memory, no weights, under a second for all of them)."""

@@ -11,7 +11,8 @@ distance from it, the bootstrap's estimate of its own bias, before the percentil
 FID is biased upward at finite N, and a replicate, a multiset of about 63% distinct samples,
 adds that bias once more: at N = 5,000 x 2048 the uncentred interval lay wholly above the FID it
 was meant to bracket. Centred, the interval says where the same estimator lands for another draw
-of N samples, which is what a published FID-50K is; its width is the percentile interval's. All
+of N samples, which is what a published FID-50K is; its width is the percentile interval's, except
+where it meets a bound of the metric (`METRIC_BOUNDS`: recall <= 1, FID >= 0, ...), which clips it. All
 metrics of one replicate see the same draw; the draws come from numpy's PCG64 with `seed`, so an
 interval is reproducible.
 
@@ -53,14 +54,31 @@ from diffit_eval.protocol import BOOTSTRAP_CONFIDENCE, CI_SUFFIX, DEFAULT_BOOTST
 __all__ = ["BootstrapInputs", "FrechetToReference", "bootstrap_intervals", "percentile_interval", "replicate_indices"]
 
 
-def percentile_interval(values, confidence: float = BOOTSTRAP_CONFIDENCE, estimate: float | None = None) -> list[float]:
+# Where each metric can lie: a centred interval is clipped to it (a shift by the bias can carry a
+# recall of 1.0 past 1). KID is unbiased and may be negative, so it has no bound.
+METRIC_BOUNDS: dict[str, tuple[float, float]] = {
+    "fid": (0.0, np.inf),
+    "fd_dinov2": (0.0, np.inf),
+    "is": (1.0, np.inf),
+    "precision": (0.0, 1.0),
+    "recall": (0.0, 1.0),
+}
+
+
+def percentile_interval(
+    values,
+    confidence: float = BOOTSTRAP_CONFIDENCE,
+    estimate: float | None = None,
+    bounds: tuple[float, float] = (-np.inf, np.inf),
+) -> list[float]:
     """[lo, hi]: the (1 - confidence) / 2 and (1 + confidence) / 2 quantiles of the replicates,
-    shifted so that their mean is `estimate` when one is given (see the module docstring)."""
+    shifted so that their mean is `estimate` when one is given (see the module docstring), then
+    clipped to the metric's `bounds`."""
     a = 100 * (1 - confidence) / 2
     v = np.asarray(values, np.float64)
     if estimate is not None and np.isfinite(estimate):
         v = v - (v.mean() - estimate)
-    lo, hi = np.percentile(v, [a, 100 - a])
+    lo, hi = np.clip(np.percentile(v, [a, 100 - a]), *bounds)
     return [float(lo), float(hi)]
 
 
@@ -197,4 +215,9 @@ def bootstrap_intervals(
             present = torch.as_tensor(np.flatnonzero(counts), device=inputs.cover.device)
             values["recall"].append(float(inputs.cover.index_select(1, present).any(dim=1).double().mean()))
     estimates = estimates or {}
-    return {key + CI_SUFFIX: percentile_interval(v, confidence, estimates.get(key)) for key, v in values.items()}
+    return {
+        key + CI_SUFFIX: percentile_interval(
+            v, confidence, estimates.get(key), METRIC_BOUNDS.get(key, (-np.inf, np.inf))
+        )
+        for key, v in values.items()
+    }

@@ -263,7 +263,7 @@ def evaluate(
             "replicates": bootstrap,
             "seed": bootstrap_seed,
             "confidence": BOOTSTRAP_CONFIDENCE,
-            "interval": "percentile, centred on the reported value",
+            "interval": "percentile, centred on the reported value, clipped to the metric's range",
             "resampled": "samples, with replacement; reference fixed",
             "keys": sorted(k for k in res.values if k.endswith(CI_SUFFIX)),
         }
