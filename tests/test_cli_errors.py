@@ -365,8 +365,25 @@ def test_small_runs_keep_no_feature_files_and_metrics_still_work(tmp_path, stand
 # --- 9. 80, 100 and 120 columns -------------------------------------------------------------------
 
 
-def in_terminal(args: list[str], columns: int, cwd: Path) -> str:
-    """stdout of the command on a pseudo-terminal `columns` wide, colour codes stripped."""
+# One real interpreter on the terminal runs every command through the console script's entry point
+# (its imports paid once); a line of its own separates their outputs.
+SEPARATOR = "=== next command ==="
+ON_TERMINAL = r"""
+import json, sys
+from diffit_eval.cli import main
+for args in json.loads(sys.argv[1]):
+    try:
+        main(args)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise
+    print("\n" + sys.argv[2], flush=True)
+"""
+
+
+def in_terminal(commands: list[list[str]], columns: int, cwd: Path) -> list[str]:
+    """stdout of each command on a pseudo-terminal `columns` wide, colour codes stripped. $COLUMNS
+    is not set: the width must come from the terminal itself (TIOCGWINSZ), as in a user's shell."""
     import fcntl
     import struct
     import termios
@@ -374,9 +391,9 @@ def in_terminal(args: list[str], columns: int, cwd: Path) -> str:
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 60, columns, 0, 0))
     proc = spawn(
-        [*cli_argv(), *args],
+        [sys.executable, "-c", ON_TERMINAL, json.dumps(commands), SEPARATOR],
         cwd=cwd,
-        env=child_env({**ENV, "COLUMNS": str(columns), "NO_COLOR": "1"}),
+        env=child_env({**ENV, "COLUMNS": None, "LINES": None, "NO_COLOR": "1"}),
         stdout=slave,
         stderr=subprocess.PIPE,
         text=False,
@@ -394,7 +411,18 @@ def in_terminal(args: list[str], columns: int, cwd: Path) -> str:
     proc.wait(timeout=120)
     os.close(master)
     assert proc.returncode == 0, proc.stderr.read()
-    return ANSI.sub("", b"".join(chunks).decode()).replace("\r\n", "\n")
+    out = ANSI.sub("", b"".join(chunks).decode()).replace("\r\n", "\n")
+    parts = out.split("\n" + SEPARATOR + "\n")
+    assert len(parts) == len(commands) + 1 and parts[-1] == "", out[-300:]
+    return parts[:-1]
+
+
+TERMINAL_CHECKS = (
+    (["table"], ["LDM-4-G", "DiT-XL/2-G", "DiffiT", "appendix-table-s1"]),
+    (["table", "--dataset", "imagenet", "--all-sources"], ["RQ-Transformer", "StyleGAN-XL"]),
+    (["models"], ["latent-256", "cifar10-tiny", "561,035,232"]),
+    (["sample", "--help"], ["--inception-weights", "--no-features"]),
+)
 
 
 @pytest.mark.parametrize("columns", [80, 100, 120])
@@ -402,13 +430,9 @@ def test_tables_and_help_fit_the_terminal_with_names(columns, tmp_path):
     if columns == 80:
         piped = run_process("table", cwd=tmp_path, env=ENV, timeout=120)
         assert "\x1b[" not in piped.stdout and "DiT-XL/2-G" in piped.stdout  # plain off a terminal
-    for args, names in (
-        (["table"], ["LDM-4-G", "DiT-XL/2-G", "DiffiT", "appendix-table-s1"]),
-        (["table", "--dataset", "imagenet", "--all-sources"], ["RQ-Transformer", "StyleGAN-XL"]),
-        (["models"], ["latent-256", "cifar10-tiny", "561,035,232"]),
-        (["sample", "--help"], ["--inception-weights", "--no-features"]),
-    ):
-        out = in_terminal(args, columns, tmp_path)
+        assert max(len(line) for line in piped.stdout.splitlines()) > 120  # piped: not a terminal's width
+    outputs = in_terminal([args for args, _ in TERMINAL_CHECKS], columns, tmp_path)
+    for (args, names), out in zip(TERMINAL_CHECKS, outputs):
         widths = [len(line.rstrip()) for line in out.splitlines()]
         assert max(widths) <= columns, (args, max(widths))
         for name in names:
