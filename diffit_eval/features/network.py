@@ -106,7 +106,7 @@ class InceptionFeatures(torch.nn.Module):
 
     def _to_299(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW at any size -> float32 NCHW at 299, in [0, 255]."""
-        if self.resize == "legacy-tf":  # RESIZE_MODES[0]
+        if self.resize == RESIZE_MODES[0]:  # legacy-tf
             from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
             return interpolate_bilinear_2d_like_tensorflow1x(images.float(), size=(299, 299), align_corners=False)
