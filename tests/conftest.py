@@ -129,18 +129,18 @@ def launcher_lock():
 # missing here only starts later. `--no-loadscope-reorder` (pyproject.toml) keeps this order:
 # pytest-xdist would otherwise sort files by their number of tests.
 HEAVIEST_FIRST = (
-    "test_real_inception.py",  # 134 s
+    "test_real_inception.py",  # 142 s
     "test_golden.py",  # 98 s
-    "test_metrics_cli.py",  # 84 s
-    "test_refs.py",  # 66 s
-    "test_train.py",  # 56 s
-    "test_cli_errors.py",  # 56 s
-    "test_sample.py",  # 55 s
-    "test_metrics.py",  # 55 s
-    "test_install.py",  # 42 s
-    "test_demo.py",  # 32 s
-    "test_models.py",  # 25 s
-    "test_sweep.py",  # 24 s
+    "test_cli_errors.py",  # 76 s
+    "test_metrics_cli.py",  # 62 s
+    "test_train.py",  # 61 s
+    "test_refs.py",  # 58 s
+    "test_sample.py",  # 53 s
+    "test_demo.py",  # 43 s
+    "test_install.py",  # 36 s
+    "test_metrics.py",  # 34 s
+    "test_sweep.py",  # 28 s
+    "test_models.py",  # 18 s
 )
 
 

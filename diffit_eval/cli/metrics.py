@@ -161,7 +161,8 @@ def print_result(record: dict, pr_arith: str = "adm-fp16") -> None:
     if boot:
         console.print(
             f"  \\[lo, hi]: {int(100 * boot['confidence'])}% percentile intervals from {boot['replicates']} bootstrap "
-            f"replicates of the samples (seed {boot['seed']}, reference fixed), centred on the value"
+            f"replicates of the samples (seed {boot['seed']}, reference fixed), centred on the value, clipped to "
+            "the metric's range"
         )
     kid = record.get("kid_protocol")
     if kid:
@@ -250,7 +251,8 @@ def register(app: typer.Typer) -> None:
             "--bootstrap",
             metavar="B",
             help="B replicates (e.g. 200): 95% percentile intervals for FID, FD_DINOv2, KID, IS, precision and "
-            "recall from B resamplings of the samples (reference fixed), centred on the reported value; for "
+            "recall from B resamplings of the samples (reference fixed), centred on the reported value and clipped "
+            "to the metric's range; for "
             "FID_inf and IS_inf from B refits on fresh subsets.",
         ),
         bootstrap_seed: int = typer.Option(0, "--bootstrap-seed", help="Seed of the bootstrap draws."),

@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--bootstrap",
             metavar="B",
-            help="Bootstrap replicates per point: 95% percentile intervals, centred on the value, in sweep.json.",
+            help="Bootstrap replicates per point: 95% percentile intervals, centred on the value and clipped to the metric's range, in sweep.json.",
         ),
         batch_size: Optional[int] = options.sample_batch_size(),
         inception_weights: Optional[str] = options.inception_weights(),

@@ -56,6 +56,7 @@ __all__ = ["BootstrapInputs", "FrechetToReference", "bootstrap_intervals", "perc
 
 # Where each metric can lie: a centred interval is clipped to it (a shift by the bias can carry a
 # recall of 1.0 past 1). KID is unbiased and may be negative, so it has no bound.
+UNBOUNDED = (-np.inf, np.inf)
 METRIC_BOUNDS: dict[str, tuple[float, float]] = {
     "fid": (0.0, np.inf),
     "fd_dinov2": (0.0, np.inf),
@@ -69,7 +70,7 @@ def percentile_interval(
     values,
     confidence: float = BOOTSTRAP_CONFIDENCE,
     estimate: float | None = None,
-    bounds: tuple[float, float] = (-np.inf, np.inf),
+    bounds: tuple[float, float] = UNBOUNDED,
 ) -> list[float]:
     """[lo, hi]: the (1 - confidence) / 2 and (1 + confidence) / 2 quantiles of the replicates,
     shifted so that their mean is `estimate` when one is given (see the module docstring), then
@@ -216,8 +217,6 @@ def bootstrap_intervals(
             values["recall"].append(float(inputs.cover.index_select(1, present).any(dim=1).double().mean()))
     estimates = estimates or {}
     return {
-        key + CI_SUFFIX: percentile_interval(
-            v, confidence, estimates.get(key), METRIC_BOUNDS.get(key, (-np.inf, np.inf))
-        )
+        key + CI_SUFFIX: percentile_interval(v, confidence, estimates.get(key), METRIC_BOUNDS.get(key, UNBOUNDED))
         for key, v in values.items()
     }
