@@ -113,8 +113,6 @@ def sample_conditional(out: Path, per_class: int, steps: int | None = None, verb
     0..10*per_class-1, `--class-labels 0-9` dealt in turn), and how often a classifier fitted on the
     training digits (logistic regression on the 8x8 grey values, independent of the model) agrees
     with the requested class."""
-    from sklearn.linear_model import LogisticRegression
-
     from diffit.models import MODEL_PRESETS
 
     from diffit_eval.features.gray8 import to_gray8
@@ -128,8 +126,9 @@ def sample_conditional(out: Path, per_class: int, steps: int | None = None, verb
     with np.load(next(Path(run).glob("samples_*.npz"))) as z:
         images, labels = z["arr_0"], z["arr_1"]
     train, y = sklearn_digits("train", 16)
-    clf = LogisticRegression(max_iter=2000, C=0.1).fit(to_gray8(train), y)
-    agree = float((clf.predict(to_gray8(images)) == labels).mean())
+    from diffit_eval.features.agreement import agreement_classifier
+
+    agree = float((agreement_classifier().predict(to_gray8(images)) == labels).mean())
     scale = MODEL_PRESETS[CONDITIONAL_MODEL].guidance.scale
     return {"images": images, "labels": labels, "scale": scale, "agreement": agree, "train": train, "train_labels": y}
 

@@ -18,6 +18,7 @@ from pathlib import Path
 # Set before torch is first imported; subprocesses started by tests inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+
 # Printed width is $COLUMNS when set (diffit_eval/console.py). pytest-xdist's workers start with
 # COLUMNS=80 and LINES=24 in their environment (absent in the parent), so every command a test ran
 # would print as on an 80-column terminal there and at 200 columns without workers. Tests print
@@ -26,6 +27,14 @@ os.environ.pop("COLUMNS", None)
 os.environ.pop("LINES", None)
 
 import pytest
+
+# One torch thread per pytest-xdist worker when the workers alone fill the cores (2 workers on 2
+# cores): two workers of two threads each ran the suite in 455 s and 876 CPU-seconds on the 2-core
+# machine, one thread each in 377 s and 723 (docs/TESTING.md). Features do not depend on the
+# thread count's batch kernels (the CPU micro-batch, diffit_eval/features/device.py). Children inherit it.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+if _workers:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _workers)))
 
 
 def once_per_run(tmp_path_factory, name: str, make: Callable[[Path], Path]) -> Path:

@@ -13,6 +13,7 @@ from helpers import cli
 
 from diffit_eval.demo import LABELS, run_demo
 from diffit_eval.errors import UserError
+from diffit_eval.features.agreement import agreement_classifier
 from diffit_eval.features.digits import DigitFeatures
 from diffit_eval.features.gray8 import to_gray8
 from diffit_eval.io.sources import sklearn_digits
@@ -25,9 +26,15 @@ NUM, CEILING_NUM = 256, 64
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    # The digits-network block only: the InceptionV3 block's ranking is tests/test_real_inception.py's.
+    # The digits-network block only: the InceptionV3 block's ranking is tests/test_real_inception.py's,
+    # the conditional grid tests/test_sweep.py's (and the wheel's demo in tests/test_install.py).
     return run_demo(
-        tmp_path_factory.mktemp("demo"), NUM, ceiling_samples=CEILING_NUM, verbose=False, inception_reference_images=0
+        tmp_path_factory.mktemp("demo"),
+        NUM,
+        ceiling_samples=CEILING_NUM,
+        verbose=False,
+        inception_reference_images=0,
+        conditional_per_class=0,
     )
 
 
@@ -35,10 +42,7 @@ def demo(tmp_path_factory):
 def classifier():
     """Logistic regression on the 8x8 training digits, after the same 16x16 round trip as the samples:
     independent of the demo's feature MLP (another model family, another fit)."""
-    from sklearn.linear_model import LogisticRegression
-
-    train, y = sklearn_digits("train", 16)
-    return LogisticRegression(max_iter=2000, C=0.1).fit(to_gray8(train), y)
+    return agreement_classifier()
 
 
 def test_to_gray8_inverts_the_16x16_rendering():

@@ -132,11 +132,21 @@ def test_wheel_runs_the_demo_with_its_shipped_weights(wheel_venv, tmp_path, nvid
     assert r.returncode == 0, r.stderr[-2000:]
     out = tmp_path / "runs" / "demo"
     assert (out / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "digits-mlp" in r.stdout
+    # The conditional block from the wheel's digits-cond weights: 10 samples a class (the default), one
+    # grid row per class, and the agreement line as recorded.
+    from PIL import Image
+
+    cond = json.loads((out / "metrics.json").read_text())["conditional"]
+    assert Image.open(out / "grid-cond.png").size == (2 * (10 * 48 + 9 * 2) + 18, 14 + 10 * 48 + 9 * 2 + 12)
+    assert f"requested class on {cond['agreement']:.0%} of the 100 samples" in " ".join(r.stdout.split())
     # The wheel's numbers are the checkout's: the same run in-process gives every value of every row
     # (so the wheel shipped these weights and this feature network, not others, and printed them).
     from diffit_eval.demo import LABELS, run_demo
 
-    here = run_demo(tmp_path / "checkout", 16, steps=2, verbose=False, inception_reference_images=0)
+    # (the rows compared below only: no conditional grid, no InceptionV3 block)
+    here = run_demo(
+        tmp_path / "checkout", 16, steps=2, verbose=False, inception_reference_images=0, conditional_per_class=0
+    )
     summary = json.loads((out / "metrics.json").read_text())
     wheel = summary["rows"]
     inception = summary["inception_rows"]

@@ -72,8 +72,10 @@ def write_pngs(images: np.ndarray, folder: Path) -> Path:
 # random-weight stand-in float32 rounding alone moves torch-fidelity's own pool_3 1.8e-4 from a
 # float64 forward (measured; a random network amplifies rounding), so the feature bound sits
 # below that; `test_prepared_network_is_as_accurate_as_torch_fidelity` checks against float64.
+# FID moves with those roundings by the CPU's kernels: 2.4e-6 relative on an AVX2 EPYC, under 1e-6
+# on an AVX-512 one; a wrong feature (another layer, another resize) moves it by over 1e-2.
 FEATURE_AGREEMENT = 1e-4
-FID_AGREEMENT = 1e-6
+FID_AGREEMENT = 1e-5
 
 
 def scaled_difference(ours, theirs) -> float:
@@ -82,7 +84,7 @@ def scaled_difference(ours, theirs) -> float:
 
 
 def test_fid_is_and_sfid_features_match_torch_fidelity(standin_weights, metrics_images, metrics_features, monkeypatch):
-    """FID equal to torch-fidelity's calculate_metrics (<= 1e-6), IS with aligned splits (<= 1e-4), and
+    """FID equal to torch-fidelity's calculate_metrics (<= FID_AGREEMENT), IS with aligned splits (<= 1e-4), and
     pool_3, logits and our sFID tap (torch-fidelity's own Mixed_6d.branch1x1 output in the same
     forward) within FEATURE_AGREEMENT of torch-fidelity's, row by row."""
     import torch_fidelity
@@ -212,13 +214,28 @@ def test_clean_resize_is_clean_fids_resize(standin_weights, metrics_images, tmp_
 
 
 def test_feature_network_is_batch_invariant(standin_weights, metrics_images, metrics_features):
-    """Features of a batch do not depend on what else is in it (so `--batch-size` cannot move FID)."""
+    """Features of a batch do not depend on what else is in it (so `--batch-size` cannot move FID).
+    On one thread, where PyTorch runs a 1x1 convolution of 16 images in oneDNN and of fewer in its
+    own GEMM (pool_3 differs by ~3.5e-5 between the two), one call of 16 equals calls of 3 and 13:
+    the network's fixed CPU micro-batch (diffit_eval/features/device.py). With more threads every
+    call size already takes oneDNN, so one thread is the case that can fail."""
+    threads = 1
     net = InceptionFeatures(standin_weights)
     assert net.is_standin and "STAND-IN" in net.label and net.describe()["standin"] is True
     fs = FeatureSet()
     extract_batch(net, metrics_images["A"][:3], fs)
     np.testing.assert_array_equal(fs.all_pool_rows(), metrics_features["A"].all_pool_rows()[:3])
     np.testing.assert_array_equal(fs.all_logits(), metrics_features["A"].all_logits()[:3])
+    images = torch.from_numpy(metrics_images["A"]).permute(0, 3, 1, 2).contiguous()
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        whole, first, rest = net(images), net(images[:3]), net(images[3:])
+    finally:
+        torch.set_num_threads(saved)
+    assert len(images) == 16
+    for a, b, c in zip(whole, first, rest):
+        torch.testing.assert_close(a, torch.cat([b, c]), rtol=0, atol=0)
 
 
 # --- Frechet distance ---------------------------------------------------------------------------
@@ -607,8 +624,12 @@ def test_folder_source_equals_npz_source(tmp_path):
 
 def test_prepared_network_is_as_accurate_as_torch_fidelity(standin_weights, metrics_images):
     """Against a float64 forward of torch-fidelity's unfolded network (the exact function), our
-    folded channels-last float32 pool_3 is no further off than torch-fidelity's own float32 one
-    (within 1.5x: a different CPU kernel level rounds differently)."""
+    folded channels-last float32 pool_3 is no further off than torch-fidelity's own float32 one.
+
+    Measured as the root-mean-square error over all 4 x 2048 values relative to the values' RMS:
+    ours / theirs = 1.03 on an AVX2 EPYC (2.65e-5 / 2.56e-5). The largest single error is an
+    extreme of 8,192 roundings and swings between sets of images (0.95x to 1.6x there), so it is
+    not the measure; the bound 1.25x leaves room for another CPU's kernels."""
     from helpers import torch_fidelity_pool
 
     images = metrics_images["A"][:4]
@@ -617,8 +638,13 @@ def test_prepared_network_is_as_accurate_as_torch_fidelity(standin_weights, metr
         torch_fidelity_pool(standin_weights, images, torch.float64),
     )
     ours = batch_features(InceptionFeatures(standin_weights), images).pool
-    theirs_error, our_error = scaled_difference(pool32, exact), scaled_difference(ours, exact)
-    assert 0 < theirs_error < 1e-3 and our_error <= 1.5 * theirs_error
+
+    def rms_error(x) -> float:
+        x = torch.as_tensor(x, dtype=torch.float64)
+        return float((x - exact).pow(2).mean().sqrt() / exact.pow(2).mean().sqrt())
+
+    theirs_error, our_error = rms_error(pool32), rms_error(ours)
+    assert 0 < theirs_error < 1e-3 and our_error <= 1.25 * theirs_error, (our_error, theirs_error)
 
 
 def test_batch_norm_folding_is_the_same_function_and_covers_every_layer(standin_weights):

@@ -321,16 +321,16 @@ def test_exact_pr_beside_adm_pr_fid_method_and_the_few_samples_warning(
     assert f"precision/recall with exact float64 distances: {exact_pr[0]:.4f} / {exact_pr[1]:.4f}" in out
     assert err.strip("\n").split("\n") == [warning]
 
-    # --pr-arith exact swaps them; --fid-method adm-sqrtm gives ADM's sqrtm digits: the CLI's FID is
-    # what ADM's routine returns on these statistics (that routine equals a transcription of ADM's
-    # code in tests/test_metrics.py; a second 2048-d sqrtm here would only repeat it, ~14 s).
+    # --pr-arith exact swaps them; --fid-method adm-sqrtm gives ADM's sqrtm digits: the CLI calls
+    # ADM's routine on these statistics and reports what it returns (a marker value here: the routine
+    # itself equals a transcription of ADM's code in tests/test_metrics.py, and its 2048-d sqrtm
+    # would cost ~14 s to repeat).
     import diffit_eval.metrics.fid as fid_module
 
     calls = []
-    real = fid_module.FID_METHODS["adm-sqrtm"]
 
     def spy(*args):
-        calls.append((args, real(*args)))
+        calls.append((args, 1234.5 + len(calls)))
         return calls[-1][1]
 
     monkeypatch.setitem(fid_module.FID_METHODS, "adm-sqrtm", spy)
@@ -365,7 +365,11 @@ def test_exact_pr_beside_adm_pr_fid_method_and_the_few_samples_warning(
         assert np.array_equal(mu2, z["mu"]) and np.array_equal(sigma2, z["sigma"])
     np.testing.assert_allclose(mu1, a64.mean(0), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(sigma1, np.cov(a64, rowvar=False), rtol=1e-5, atol=1e-9)
-    assert rec2["fid"] != rec["fid"]  # 4 samples in 2048-d: the two routes differ (docs/METRICS.md)
+    # Why the method matters with few samples: sqrtm keeps the roots of rounding-noise eigenvalues
+    # that eigh drops (docs/METRICS.md); the same 4 samples against the reference rows, first 256 columns.
+    ref64 = ref_rows.astype(np.float64)[:, :256]
+    stats = (a64[:, :256].mean(0), np.cov(a64[:, :256], rowvar=False), ref64.mean(0), np.cov(ref64, rowvar=False))
+    assert abs(fid_module.frechet_distance_sqrtm(*stats) - fid_module.frechet_distance(*stats)) > 1e-9
     assert rec2["is"] == rec["is"]
 
     # Enough samples for sFID's 2023 dimensions but not FID's: the warning names FID only; none without FID.

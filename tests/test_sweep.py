@@ -237,3 +237,24 @@ def test_shipped_conditional_digits_are_the_requested_classes(tmp_path):
     assert c["agreement"] >= 0.85, c["agreement"]
     grey = c["images"].astype(int)
     assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 0] == grey[..., 2]).all()  # no tint
+
+    # grid-cond.png: row k holds the samples of class k (left panel) and real digits of class k (right),
+    # each tile the 16x16 image scaled 3x by nearest neighbour.
+    from PIL import Image
+
+    from diffit_eval.demo import DemoResult, write_conditional_grid
+
+    grid = np.asarray(Image.open(write_conditional_grid(tmp_path / "grid-cond.png", DemoResult(conditional=c))))
+    side, gap, caption, margin = 48, 2, 14, 6
+    panel_w = 4 * side + 3 * gap
+    assert grid.shape == (caption + 10 * side + 9 * gap + 2 * margin, 2 * panel_w + 3 * margin, 3)
+    for digit in (0, 7):
+        y = margin + caption + digit * (side + gap)
+        for j, image in enumerate(c["images"][c["labels"] == digit]):
+            x = margin + j * (side + gap)
+            np.testing.assert_array_equal(
+                grid[y : y + side, x : x + side], np.kron(image, np.ones((3, 3, 1), np.uint8))
+            )
+        real = c["train"][c["train_labels"] == digit][0]
+        x = 2 * margin + panel_w
+        np.testing.assert_array_equal(grid[y : y + side, x : x + side], np.kron(real, np.ones((3, 3, 1), np.uint8)))

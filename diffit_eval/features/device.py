@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["DEFAULT_BATCH_SIZE", "default_batch_size", "default_device"]
+__all__ = ["CPU_MICRO_BATCH", "DEFAULT_BATCH_SIZE", "default_batch_size", "default_device"]
 
 
 def default_device() -> str:
@@ -26,3 +26,14 @@ def default_batch_size(device: str | None = None) -> int:
     """Images per feature-network forward when --batch-size is not given, by device type."""
     kind = torch.device(device or default_device()).type
     return DEFAULT_BATCH_SIZE.get(kind, 64)
+
+
+# On the CPU the InceptionV3 trunk always runs this many images per call, the last call padded
+# with copies of its last image, whatever --batch-size says. PyTorch picks a CPU convolution's
+# kernel by the call's shape: a 1x1 convolution of fewer than 16 images on one thread goes to its
+# own GEMM (`_slow_conv2d_forward`), otherwise to oneDNN, and the two round differently (pool_3 by
+# 3.5e-5, FID by ~5e-6 relative, between --batch-size 4 and 16 on one thread). One call shape makes
+# an image's features independent of its batch at any thread count. 4 is also the fastest size
+# measured on 2 CPU cores (one thread: 6.0 / 6.5 / 6.3 / 5.6 images/s at 1 / 4 / 8 / 16; two
+# threads: 9.0 / 12.1 / 11.5 / 11.1; docs/PROTOCOL.md). GPUs take the batch as given.
+CPU_MICRO_BATCH = 4

@@ -30,6 +30,7 @@ from diffit_eval.assets.cache import md5_file, sha256_file
 from diffit_eval.assets.inception import INCEPTION_MD5_PREFIX
 from diffit_eval.errors import UserError
 from diffit_eval.features.base import Features
+from diffit_eval.features.device import CPU_MICRO_BATCH
 from diffit_eval.features.inference import full_fp32, prepare_for_inference
 from diffit_eval.protocol import (
     DEFAULT_RESIZE,
@@ -120,9 +121,17 @@ class InceptionFeatures(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> Features:
-        """images: uint8 [N, 3, H, W] on the network's device."""
+        """images: uint8 [N, 3, H, W] on the network's device. On the CPU in calls of exactly
+        `CPU_MICRO_BATCH` images (see there), so an image's features never depend on its batch."""
         with full_fp32():
-            return self._features(images)
+            if images.device.type != "cpu":
+                return self._features(images)
+            n, m = len(images), CPU_MICRO_BATCH
+            if n == 0:
+                return self._features(images)
+            padded = torch.cat([images, images[-1:].expand((-n) % m, *images.shape[1:])])
+            parts = [self._features(padded[i : i + m]) for i in range(0, len(padded), m)]
+            return Features(*(None if rows[0] is None else torch.cat(rows)[:n] for rows in zip(*parts)))
 
     def _features(self, images: torch.Tensor) -> Features:
         n = self.net
