@@ -138,18 +138,19 @@ def launcher_lock():
 # missing here only starts later. `--no-loadscope-reorder` (pyproject.toml) keeps this order:
 # pytest-xdist would otherwise sort files by their number of tests.
 HEAVIEST_FIRST = (
-    "test_real_inception.py",  # 142 s
-    "test_golden.py",  # 98 s
-    "test_cli_errors.py",  # 76 s
-    "test_metrics_cli.py",  # 62 s
-    "test_train.py",  # 61 s
-    "test_refs.py",  # 58 s
+    "test_real_inception.py",  # 118 s
+    "test_refs.py",  # 60 s
+    "test_cli_errors.py",  # 59 s
     "test_sample.py",  # 53 s
-    "test_demo.py",  # 43 s
-    "test_install.py",  # 36 s
-    "test_metrics.py",  # 34 s
-    "test_sweep.py",  # 28 s
-    "test_models.py",  # 18 s
+    "test_golden.py",  # 51 s
+    "test_train.py",  # 46 s
+    "test_metrics_cli.py",  # 40 s
+    "test_metrics.py",  # 33 s
+    "test_demo.py",  # 28 s
+    "test_install.py",  # 27 s
+    "test_sweep.py",  # 26 s
+    "test_feature_rows.py",  # 20 s
+    "test_models.py",  # 17 s
 )
 
 
