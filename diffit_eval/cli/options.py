@@ -30,7 +30,8 @@ DINOV2_WEIGHTS_HELP = (
     "Local DINOv2 ViT-L/14 weights (Meta's dinov2_vitl14_pretrain.pth); env DIFFIT_EVAL_DINOV2_WEIGHTS."
 )
 FEATURE_BATCH_HELP = (
-    "Images per feature-network forward (default 64 on CUDA, 8 on CPU); a built reference file depends on it."
+    "Images per feature-network forward (default 64 on CUDA, 8 on CPU, where InceptionV3 runs them 4 at a time, "
+    "so features never depend on it); a built reference file depends on it (its float64 sums' order)."
 )
 NETWORK_HELP = (
     "Feature network: inception (the protocol's InceptionV3) or digits (the demo's digit classifier, "

@@ -19,6 +19,7 @@ def default_device() -> str:
 # Chosen with benchmarks/bench_inception.py on 2 CPU cores with the prepared network (folded,
 # channels-last): images/s is flat from batch 4 to 16 and lower at 1 and at 64 (the speed itself:
 # docs/TESTING.md, "The stand-in's speed"); on a GPU larger batches keep the device busy.
+# On the CPU the network itself then runs CPU_MICRO_BATCH images a call (below).
 DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 64}
 
 
@@ -33,7 +34,8 @@ def default_batch_size(device: str | None = None) -> int:
 # kernel by the call's shape: a 1x1 convolution of fewer than 16 images on one thread goes to its
 # own GEMM (`_slow_conv2d_forward`), otherwise to oneDNN, and the two round differently (pool_3 by
 # 3.5e-5, FID by ~5e-6 relative, between --batch-size 4 and 16 on one thread). One call shape makes
-# an image's features independent of its batch at any thread count. 4 is also the fastest size
-# measured on 2 CPU cores (one thread: 6.0 / 6.5 / 6.3 / 5.6 images/s at 1 / 4 / 8 / 16; two
-# threads: 9.0 / 12.1 / 11.5 / 11.1; docs/PROTOCOL.md). GPUs take the batch as given.
+# an image's features independent of its batch at any thread count. 4 is within the machine's noise
+# of the fastest call size and pads a small set least (benchmarks/bench_inception.py --micro-batches
+# on 2 CPU cores, images/s at 1 / 2 / 4 / 8 / 16: one thread 5.8 / 6.2 / 6.4 / 6.6 / 6.8, two
+# threads 9.0 / 11.0 / 12.2 / 13.3 / 12.8, then 4 and 8 equal in a repeat). GPUs take the batch as given.
 CPU_MICRO_BATCH = 4
