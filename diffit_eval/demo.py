@@ -115,6 +115,7 @@ def sample_conditional(out: Path, per_class: int, steps: int | None = None, verb
     with the requested class."""
     from diffit.models import MODEL_PRESETS
 
+    from diffit_eval.features.agreement import agreement_classifier
     from diffit_eval.features.gray8 import to_gray8
     from diffit_eval.generate.execute import generate
     from diffit_eval.generate.sample import SampleConfig
@@ -126,8 +127,6 @@ def sample_conditional(out: Path, per_class: int, steps: int | None = None, verb
     with np.load(next(Path(run).glob("samples_*.npz"))) as z:
         images, labels = z["arr_0"], z["arr_1"]
     train, y = sklearn_digits("train", 16)
-    from diffit_eval.features.agreement import agreement_classifier
-
     agree = float((agreement_classifier().predict(to_gray8(images)) == labels).mean())
     scale = MODEL_PRESETS[CONDITIONAL_MODEL].guidance.scale
     return {"images": images, "labels": labels, "scale": scale, "agreement": agree, "train": train, "train_labels": y}

@@ -18,7 +18,6 @@ from pathlib import Path
 # Set before torch is first imported; subprocesses started by tests inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-
 # Printed width is $COLUMNS when set (diffit_eval/console.py). pytest-xdist's workers start with
 # COLUMNS=80 and LINES=24 in their environment (absent in the parent), so every command a test ran
 # would print as on an 80-column terminal there and at 200 columns without workers. Tests print

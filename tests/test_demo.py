@@ -38,13 +38,6 @@ def demo(tmp_path_factory):
     )
 
 
-@pytest.fixture(scope="module")
-def classifier():
-    """Logistic regression on the 8x8 training digits, after the same 16x16 round trip as the samples:
-    independent of the demo's feature MLP (another model family, another fit)."""
-    return agreement_classifier()
-
-
 def test_to_gray8_inverts_the_16x16_rendering():
     """Block means of the bilinear 2x rendering return scikit-learn's 0-16 digits up to the
     interpolation's blur: each comes back nearest to its own original among the 1,500, within
@@ -139,9 +132,12 @@ def test_a_digits_reference_with_the_inception_network_is_one_line(demo, capsys,
     assert e.value.code == 1 and err.count("\n") == 1 and "pass --network digits" in err
 
 
-def test_samples_are_confidently_classified_digits_of_most_classes(demo, classifier):
+def test_samples_are_confidently_classified_digits_of_most_classes(demo):
+    """The demo's independent classifier (logistic regression on the 8x8 training digits, after the
+    same 16x16 round trip as the samples; another model family than the demo's feature MLP)."""
+
     def confident(images):
-        p = classifier.predict_proba(to_gray8(images))
+        p = agreement_classifier().predict_proba(to_gray8(images))
         return (p.max(axis=1) > 0.6).mean(), np.bincount(p.argmax(axis=1), minlength=10) / len(p)
 
     def varied(hist):

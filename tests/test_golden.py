@@ -61,6 +61,13 @@ def cpu_capabilities() -> list[str]:
     return ["default", *(["avx2"] if " avx2" in flags else []), *(["avx512"] if "avx512f" in flags else [])]
 
 
+def digests_in_process() -> dict:
+    """DIGESTS's functions, defined in this process (at this process's kernel level)."""
+    namespace: dict = {}
+    exec(DIGESTS.replace('if __name__ == "__main__":', "if False:"), namespace)
+    return namespace
+
+
 @pytest.fixture(scope="module")
 def other_levels() -> dict[str, dict]:
     """DIGESTS in one fresh interpreter per kernel level other than this process's (the switch is
@@ -91,8 +98,7 @@ def test_standins_are_the_same_bytes_on_every_kernel_level_and_thread_count(stan
     import torch
 
     here = torch.backends.cpu.get_cpu_capability().lower()
-    namespace: dict = {}
-    exec(DIGESTS.replace('if __name__ == "__main__":', "if False:"), namespace)
+    namespace = digests_in_process()
     saved = torch.get_num_threads()
     session = hashlib.sha256(standin_weights.read_bytes()).hexdigest()
     try:
@@ -121,11 +127,9 @@ def test_torch_randn_really_differs_between_kernel_levels(other_levels):
 
     if "avx2" not in cpu_capabilities():
         pytest.skip("needs a CPU with AVX2 to compare kernel levels")
-    namespace: dict = {}
-    exec(DIGESTS.replace('if __name__ == "__main__":', "if False:"), namespace)
     here = torch.backends.cpu.get_cpu_capability().lower()
     out = {cap: run["randn"] for cap, run in other_levels.items()}
-    out[here] = namespace["randn_sum"]()
+    out[here] = digests_in_process()["randn_sum"]()
     assert out["default"] != out["avx2"]
 
 

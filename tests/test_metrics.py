@@ -219,7 +219,6 @@ def test_feature_network_is_batch_invariant(standin_weights, metrics_images, met
     own GEMM (pool_3 differs by ~3.5e-5 between the two), one call of 16 equals calls of 3 and 13:
     the network's fixed CPU micro-batch (diffit_eval/features/device.py). With more threads every
     call size already takes oneDNN, so one thread is the case that can fail."""
-    threads = 1
     net = InceptionFeatures(standin_weights)
     assert net.is_standin and "STAND-IN" in net.label and net.describe()["standin"] is True
     fs = FeatureSet()
@@ -229,7 +228,7 @@ def test_feature_network_is_batch_invariant(standin_weights, metrics_images, met
     images = torch.from_numpy(metrics_images["A"]).permute(0, 3, 1, 2).contiguous()
     saved = torch.get_num_threads()
     try:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(1)
         whole, first, rest = net(images), net(images[:3]), net(images[3:])
     finally:
         torch.set_num_threads(saved)

@@ -124,10 +124,8 @@ class InceptionFeatures(torch.nn.Module):
         """images: uint8 [N, 3, H, W] on the network's device. On the CPU in calls of exactly
         `CPU_MICRO_BATCH` images (see there), so an image's features never depend on its batch."""
         with full_fp32():
-            if images.device.type != "cpu":
-                return self._features(images)
             n, m = len(images), CPU_MICRO_BATCH
-            if n == 0:
+            if images.device.type != "cpu" or n == 0:
                 return self._features(images)
             padded = torch.cat([images, images[-1:].expand((-n) % m, *images.shape[1:])])
             parts = [self._features(padded[i : i + m]) for i in range(0, len(padded), m)]
